@@ -1,0 +1,135 @@
+"""The ``povwatch`` command line (../shared/spec/interface.md).
+
+Each command is a thin shell over a function in ``flows`` or ``tasks``; imports are lazy so that
+``povwatch sql`` does not pay for Prefect and Great Expectations.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from tasks.settings import warehouse_path
+
+WAREHOUSE_OPTION = click.option(
+    "--warehouse", type=click.Path(dir_okay=False), default=None,
+    help="DuckDB file (default: $POVWATCH_WAREHOUSE, else ./var/povwatch.duckdb).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """povwatch — 防返贫动态监测：部门数据入仓、校验、监测与问题台账。"""
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--period", required=True, help="First period, YYYY-MM.")
+@click.option("--periods", default=1, show_default=True, type=int)
+@click.option("--households", default=600, show_default=True, type=int,
+              help="Registry households per county.")
+@click.option("--seed", default=20201, show_default=True, type=int)
+@click.option("--defects", default=0.02, show_default=True, type=float,
+              help="Share of rows damaged the way Excel and hand entry damage them.")
+@click.option("--counties", default=1, show_default=True, type=int)
+def generate(out_dir, period, periods, households, seed, defects, counties) -> None:
+    """Write a synthetic county's extracts, with realistic defects, and truth/."""
+    from tasks.generate import generate as run_generate
+
+    summary = run_generate(Path(out_dir), period=period, periods=periods, households=households,
+                           seed=seed, defects=defects, counties=counties)
+    click.echo(summary)
+
+
+@main.command()
+@click.option("--inbox", type=click.Path(exists=True, file_okay=False), required=True)
+@click.option("--period", default=None, help="One period; default: every period not yet loaded.")
+@WAREHOUSE_OPTION
+def run(inbox, period, warehouse) -> None:
+    """Run the monthly pipeline over an inbox. Exit 0 all accepted, 3 rejections, 1 failure."""
+    from flows.pipeline import run_inbox
+
+    sys.exit(run_inbox(Path(inbox), period=period, warehouse=warehouse_path(warehouse)))
+
+
+@main.command()
+@WAREHOUSE_OPTION
+@click.option("--households", default=600, show_default=True, type=int)
+@click.option("--periods", default=3, show_default=True, type=int)
+def demo(warehouse, households, periods) -> None:
+    """Generate a demo county and run the whole pipeline over it, with no configuration."""
+    from flows.demo import run_demo
+
+    sys.exit(run_demo(warehouse_path(warehouse), households=households, periods=periods))
+
+
+@main.command()
+@WAREHOUSE_OPTION
+@click.option("--inbox", type=click.Path(file_okay=False), default=None)
+def serve(warehouse, inbox) -> None:
+    """Register the scheduled deployments with a Prefect server and run them."""
+    from flows.deployments import serve as serve_deployments
+
+    serve_deployments(warehouse=warehouse_path(warehouse), inbox=inbox)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@WAREHOUSE_OPTION
+def sql(query, fmt, warehouse) -> None:
+    """A read-only query against the warehouse."""
+    from tasks.sql_query import run_cli_query
+
+    sys.exit(run_cli_query(query, fmt=fmt, warehouse=warehouse_path(warehouse)))
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(["monitoring", "ledger", "spot-check", "all"]),
+              default="all", show_default=True)
+@click.option("--period", default=None)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None)
+@WAREHOUSE_OPTION
+def export(kind, period, out_dir, warehouse) -> None:
+    """Excel workbooks for the office (identity numbers masked)."""
+    from tasks.export import export_cli
+
+    sys.exit(export_cli(kind=kind, period=period, out_dir=out_dir,
+                        warehouse=warehouse_path(warehouse)))
+
+
+@main.command()
+@click.option("--period", default=None)
+@WAREHOUSE_OPTION
+def report(period, warehouse) -> None:
+    """A self-contained HTML report for a period."""
+    from tasks.report import report_cli
+
+    sys.exit(report_cli(period=period, warehouse=warehouse_path(warehouse)))
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(["weekly", "dekad"]), default="weekly")
+@click.option("--since", default=None, help="YYYY-MM-DD (default: one week / dekad ago).")
+@click.option("--until", default=None, help="YYYY-MM-DD (default: today).")
+@WAREHOUSE_OPTION
+def bulletin(kind, since, until, warehouse) -> None:
+    """周调度 (weekly) or 旬通报 (dekad): what opened, closed, became overdue."""
+    from tasks.bulletin import bulletin_cli
+
+    sys.exit(bulletin_cli(kind=kind, since=since, until=until,
+                          warehouse=warehouse_path(warehouse)))
+
+
+@main.command()
+@WAREHOUSE_OPTION
+def status(warehouse) -> None:
+    """Recent runs, extracts accepted / rejected, open alerts."""
+    from tasks.status import status_cli
+
+    sys.exit(status_cli(warehouse=warehouse_path(warehouse)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The departments' data contract, loaded from ``warehouse/contracts/<dept>.toml``.
+
+A department is data, not code: its headers, synonyms, types, required columns and code lists
+live in one TOML file each (see ../shared/spec/extracts.md). Adding a thirteenth department is a
+new TOML file and a new expectation suite, no Python.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from tasks.settings import CONTRACTS_DIR
+
+# Column types of the contract and the DuckDB type each is staged as.
+STAGED_TYPES = {
+    "text": "VARCHAR",
+    "id": "VARCHAR",        # repaired 18-character identity number
+    "village": "VARCHAR",   # 12-digit village code
+    "code": "VARCHAR",
+    "int": "INTEGER",
+    "money": "DECIMAL(14,2)",
+    "percent": "DOUBLE",
+    "date": "DATE",
+    "month": "DATE",        # first day of the month
+    "bool": "BOOLEAN",
+}
+
+# Lineage columns every staged table carries, after the contract's columns.
+LINEAGE_COLUMNS = {
+    "period": "VARCHAR",        # YYYY-MM the extract describes
+    "run_id": "VARCHAR",
+    "source_file": "VARCHAR",   # path relative to the inbox
+    "source_row": "INTEGER",    # the row as the clerk sees it (Excel row / editor line)
+    "repairs": "VARCHAR",       # repairs applied, e.g. "id_number:15位升18位"; NULL when none
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    header: str
+    type: str
+    required: bool = False
+    synonyms: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
+    required_when: str | None = None
+
+    @property
+    def headers(self) -> tuple[str, ...]:
+        """Every header accepted for this column: the name, then its synonyms."""
+        return (self.header, *self.synonyms)
+
+    @property
+    def staged_type(self) -> str:
+        return STAGED_TYPES[self.type]
+
+
+@dataclass(frozen=True)
+class Contract:
+    code: str
+    name: str
+    grain: str
+    columns: tuple[Column, ...]
+    unique: tuple[tuple[str, ...], ...] = ()
+    certificate: dict | None = None
+
+    @property
+    def required(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.required)
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    def staged_ddl_columns(self) -> list[tuple[str, str]]:
+        """(name, DuckDB type) of the staged table: contract columns, then lineage."""
+        return [(c.name, c.staged_type) for c in self.columns] + list(LINEAGE_COLUMNS.items())
+
+
+def _column(raw: dict) -> Column:
+    return Column(
+        name=raw["name"],
+        header=raw["header"],
+        type=raw["type"],
+        required=raw.get("required", False),
+        synonyms=tuple(raw.get("synonyms", ())),
+        codes=tuple(raw.get("codes", ())),
+        min=raw.get("min"),
+        max=raw.get("max"),
+        aliases=dict(raw.get("aliases", {})),
+        required_when=raw.get("required_when"),
+    )
+
+
+@lru_cache(maxsize=None)
+def load_contract(dept: str) -> Contract:
+    raw = tomllib.loads((CONTRACTS_DIR / f"{dept}.toml").read_text(encoding="utf-8"))
+    return Contract(
+        code=raw["code"],
+        name=raw["name"],
+        grain=raw["grain"],
+        columns=tuple(_column(c) for c in raw["columns"]),
+        unique=tuple(tuple(u) for u in raw.get("unique", ())),
+        certificate=raw.get("certificate"),
+    )
+
+
+@lru_cache(maxsize=None)
+def department_codes() -> tuple[str, ...]:
+    """Every department with a contract, in a stable order (the spec's order)."""
+    spec_order = ["fupin", "shouru", "jiaoyu", "zhujian", "minzheng", "yibao",
+                  "weijian", "shuili", "canlian", "renshe", "gongan", "caizheng"]
+    present = {p.stem for p in CONTRACTS_DIR.glob("*.toml")}
+    return tuple([d for d in spec_order if d in present] + sorted(present - set(spec_order)))
+
+
+def all_contracts() -> dict[str, Contract]:
+    return {d: load_contract(d) for d in department_codes()}

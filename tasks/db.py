@@ -1,0 +1,54 @@
+"""Opening the warehouse and creating its tables.
+
+Pass paths between tasks, never connections: each task opens what it needs. DuckDB allows one
+writing process per file; inside one process, connections to the same file share one database.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from tasks.contracts import Contract, all_contracts
+from tasks.settings import WAREHOUSE_DIR
+
+
+def connect(warehouse: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; a new one is created readable by its owner only."""
+    warehouse = Path(warehouse)
+    if read_only:
+        return duckdb.connect(str(warehouse), read_only=True)
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    old_umask = os.umask(0o077)  # personal data: owner-only file and WAL
+    try:
+        con = duckdb.connect(str(warehouse))
+    finally:
+        os.umask(old_umask)
+    return con
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every schema, audit table and department table that does not exist yet."""
+    con.execute((WAREHOUSE_DIR / "ddl.sql").read_text(encoding="utf-8"))
+    for contract in all_contracts().values():
+        ensure_department_tables(con, contract)
+
+
+def ensure_department_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    typed = ", ".join(f'"{name}" {dtype}' for name, dtype in contract.staged_ddl_columns())
+    text = ", ".join(f'"{c.name}" VARCHAR' for c in contract.columns)
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS raw.{contract.code} ("
+        f"period VARCHAR, run_id VARCHAR, source_file VARCHAR, source_row INTEGER, {text}, "
+        f"extra VARCHAR)"
+    )
+    for schema in ("pending", "staging"):
+        con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{contract.code} ({typed})")
+
+
+def open_warehouse(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
+    """Connect read-write and make sure every table exists."""
+    con = connect(warehouse)
+    ensure_schema(con)
+    return con

@@ -1,0 +1,45 @@
+"""Why a row was quarantined or repaired, in the words a department clerk reads.
+
+One source of truth: the conformer, the generator's planted truth and the receipts all use these.
+A quarantine reason reads "<column label>：<what is wrong>", e.g. "身份证号：校验位错误", with the
+column's canonical Chinese label from the contract (not the synonym the file happened to use).
+"""
+from __future__ import annotations
+
+# --- identity numbers (unrepairable) ---
+ID_SCIENTIFIC = "被Excel存成科学计数法，末几位已丢失，无法修复"
+ID_CHECK_DIGIT = "校验位错误"
+ID_BIRTH_DATE = "出生日期无效"
+ID_FORMAT = "位数或字符不合规"
+
+# --- other cells ---
+REQUIRED_BLANK = "必填项为空"
+CODE_NOT_IN_LIST = "不在取值范围内"
+DATE_UNPARSEABLE = "日期无法识别"
+MONTH_UNPARSEABLE = "年月无法识别"
+MONEY_UNPARSEABLE = "金额无法识别"
+INT_UNPARSEABLE = "不是整数"
+NUMBER_UNPARSEABLE = "不是数值"
+BOOL_UNPARSEABLE = "应填“是”或“否”"
+VILLAGE_FORMAT = "村代码应为12位数字"
+OUT_OF_RANGE = "超出允许范围"
+CERTIFICATE_FORMAT = "残疾证号应为20位（身份证号+类别+等级）"
+
+# --- whole rows ---
+DUPLICATE_ROW = "重复行"   # identical to an earlier row of the same extract: loaded once
+
+# --- repairs (recorded, not quarantined) ---
+REPAIR_LOWER_X = "小写x改大写"
+REPAIR_FULL_WIDTH = "全角转半角"
+REPAIR_SPACES = "去除空格"
+REPAIR_15_TO_18 = "15位升18位"
+
+
+def cell_reason(label: str, what: str) -> str:
+    """A quarantine reason naming the column by its canonical Chinese label."""
+    return f"{label}：{what}"
+
+
+def row_reason(what: str) -> str:
+    """A reason about the whole row (e.g. a duplicate), with no column."""
+    return what

@@ -1,0 +1,79 @@
+-- Schemas and the audit / quarantine tables. Department tables (raw.<dept>, pending.<dept>,
+-- staging.<dept>) are created from the contracts by tasks.db.ensure_department_tables.
+-- raw        as delivered, text, with file and row number
+-- pending    conformed candidate of a (period, dept) being validated; promoted or dropped
+-- staging    typed, canonical, accepted extracts, one snapshot per (period, dept)
+-- quarantine rows refused, with reasons
+-- core, mart what the marts build;  audit  runs, extracts, validations, alerts
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE SCHEMA IF NOT EXISTS pending;
+CREATE SCHEMA IF NOT EXISTS staging;
+CREATE SCHEMA IF NOT EXISTS quarantine;
+CREATE SCHEMA IF NOT EXISTS core;
+CREATE SCHEMA IF NOT EXISTS mart;
+CREATE SCHEMA IF NOT EXISTS audit;
+
+CREATE TABLE IF NOT EXISTS audit.runs (
+    run_id       VARCHAR PRIMARY KEY,
+    started_at   TIMESTAMP,
+    finished_at  TIMESTAMP,
+    inbox        VARCHAR,
+    periods      VARCHAR,      -- comma-separated periods the run covered
+    status       VARCHAR,      -- running / completed / rejected_extracts / failed
+    message      VARCHAR,
+    flow_run_id  VARCHAR,      -- Prefect flow run id, when run as a flow
+    policy       VARCHAR       -- JSON of the policy values used
+);
+
+CREATE TABLE IF NOT EXISTS audit.extracts (
+    run_id           VARCHAR,
+    period           VARCHAR,
+    dept             VARCHAR,
+    file             VARCHAR,  -- path relative to the inbox
+    sha256           VARCHAR,
+    rows_read        BIGINT,
+    rows_loaded      BIGINT,
+    rows_quarantined BIGINT,
+    status           VARCHAR,  -- accepted / rejected / unchanged
+    message          VARCHAR,  -- Chinese, for the department
+    extra_columns    VARCHAR,  -- headers not in the contract, kept in raw
+    recorded_at      TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS audit.validations (
+    run_id           VARCHAR,
+    period           VARCHAR,
+    dept             VARCHAR,
+    expectation      VARCHAR,
+    blocking         BOOLEAN,
+    success          BOOLEAN,
+    unexpected_count BIGINT,
+    details          VARCHAR,  -- JSON
+    recorded_at      TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS audit.alerts (
+    alert_id     VARCHAR,
+    run_id       VARCHAR,
+    created_at   TIMESTAMP DEFAULT current_timestamp,
+    severity     VARCHAR,      -- error / warning
+    dept         VARCHAR,
+    period       VARCHAR,
+    summary      VARCHAR,
+    channel      VARCHAR,
+    delivered    BOOLEAN,
+    fingerprint  VARCHAR,      -- same failure on a rerun -> same fingerprint -> not sent again
+    attempts     INTEGER,
+    error        VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS quarantine.rows (
+    run_id      VARCHAR,
+    period      VARCHAR,
+    dept        VARCHAR,
+    file        VARCHAR,
+    row_number  INTEGER,       -- Excel row / editor line as the clerk sees it
+    reasons     VARCHAR[],
+    stage       VARCHAR,       -- conform / validate
+    row_data    VARCHAR        -- the row as delivered, JSON of header -> text
+);
