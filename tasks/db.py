@@ -52,3 +52,11 @@ def open_warehouse(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     con = connect(warehouse)
     ensure_schema(con)
     return con
+
+
+# DuckDB's optimistic concurrency lets two transactions that delete from the same table conflict.
+# Tasks of one run execute in threads of one process: they read and conform in parallel and take
+# this lock only for their short write transactions.
+import threading as _threading
+
+write_lock = _threading.RLock()
