@@ -1,0 +1,398 @@
+"""What the office's outputs (report, exports, bulletins, ``povwatch sql``) share.
+
+Opening the warehouse for reading with errors a person can act on, the Chinese labels of mart
+columns (from the warehouse's own ``COMMENT ON``, falling back to a label dict), township names,
+periods, the provenance of a period (which extracts, files and as-of dates it was built from),
+masking in SQL, and writing files readable by their owner only.
+
+Nothing here loops over rows: every table is shaped in DuckDB SQL and handed over as Arrow/polars.
+"""
+from __future__ import annotations
+
+import calendar
+import os
+import re
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from tasks.idnumber import MASK_SQL
+from tasks.settings import WAREHOUSE_DIR
+
+DIVISIONS_CSV = WAREHOUSE_DIR / "reference" / "divisions.csv"
+
+# Fallback labels when a mart column carries no COMMENT (the marts give every column one).
+LABELS: dict[str, str] = {
+    "period": "期次",
+    "household_key": "户标识",
+    "household_id": "户编号",
+    "county_code": "县代码",
+    "county_name": "县",
+    "township_code": "乡镇代码",
+    "township_name": "乡镇",
+    "village_code": "村代码",
+    "village_name": "村",
+    "registry_status": "建档立卡状态",
+    "object_type": "对象类型",
+    "members": "家庭人口",
+    "per_capita_income": "人均纯收入（元）",
+    "education_ok": "义务教育保障",
+    "medical_ok": "基本医疗保障",
+    "housing_ok": "住房安全保障",
+    "water_ok": "饮水安全保障",
+    "income_ok": "收入达标",
+    "color": "三色码",
+    "category": "监测类别",
+    "categories": "监测类别",
+    "reasons": "风险类型",
+    "evidence": "依据",
+    "entered_period": "纳入监测期次",
+    "last_flagged_period": "最近识别期次",
+    "clean_periods": "连续无风险期数",
+    "proposed_clear_period": "拟风险消除期次",
+    "status": "状态",
+    "problem_key": "问题编号",
+    "code": "问题代码",
+    "problem": "问题",
+    "subject_id": "对象",
+    "responsible_dept": "责任单位",
+    "first_seen_period": "首次发现期次",
+    "last_seen_period": "最近发现期次",
+    "deadline": "整改期限",
+    "overdue": "是否逾期",
+    "closed_period": "销号期次",
+    "reopen_count": "反复次数",
+    "detail": "问题说明",
+    "households": "建档立卡户数",
+    "open_problems": "未整改问题",
+    "overdue_problems": "逾期问题",
+    "closed_in_period": "本期销号",
+    "rectification_rate": "整改率",
+    "monitored_households": "监测户数",
+    "score": "得分",
+    "rank": "排名",
+    "bottom3_streak": "连续末三位期数",
+    "stratum": "抽样层",
+    "seed": "随机种子",
+    "measure": "建议措施",
+    "measures": "建议措施（责任单位）",
+    "department": "责任单位",
+    "event": "变动",
+    "event_date": "日期",
+}
+
+CATEGORY_LABELS = {
+    "not_exited_below_line": "未脱贫未达标",
+    "unstable_exited": "脱贫不稳定户",
+    "marginal": "边缘易致贫户",
+    "sudden_hardship": "突发严重困难户",
+}
+CATEGORY_ORDER = list(CATEGORY_LABELS)
+
+PROBLEM_LABELS = {
+    "P01": "控辍保学：适龄未入学或辍学",
+    "P02": "未参加基本医疗保险",
+    "P03": "大病/慢病未签约家庭医生",
+    "P04": "住房未鉴定或C/D级未改造完成",
+    "P05": "饮水安全不达标或无记录",
+    "P06": "收入低于贫困线或未测算",
+    "P07": "已死亡仍在册",
+    "P07b": "死亡后仍享受救助",
+    "P08": "财政供养人员在册",
+    "P09": "残疾人补贴未落实",
+    "P10": "登记收入与测算收入不符",
+    "P11": "身份证号重复",
+    "P12": "应保未保",
+    "P13": "家庭人口与测算不符或无户主",
+}
+
+COLOR_LABELS = {"red": "红", "yellow": "黄", "green": "绿"}
+
+# mart.problem_events: what a transition is called, mapped onto three kinds.
+EVENT_KINDS = {
+    "opened": "opened", "open": "opened", "new": "opened", "新增": "opened",
+    "reopened": "reopened", "reopen": "reopened", "重新打开": "reopened", "复发": "reopened",
+    "closed": "closed", "close": "closed", "销号": "closed",
+    "overdue": "overdue", "逾期": "overdue",
+}
+
+
+class WarehouseUnavailable(Exception):
+    """The warehouse cannot be opened for reading; ``str()`` is a message for a person."""
+
+    def __init__(self, zh: str, en: str):
+        super().__init__(f"{zh}\n{en}")
+        self.zh = zh
+        self.en = en
+
+
+_LOCK_PATTERNS = ("could not set lock", "conflicting lock")
+
+
+def open_read(warehouse: Path, *, strict: bool = False,
+              config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse read-only, or raise WarehouseUnavailable with a clear message.
+
+    ``strict=False`` (reports, exports, bulletins called by a flow) accepts that this very process
+    may already hold the file open read-write: DuckDB then refuses a second configuration, and
+    the existing database is shared instead. ``povwatch sql`` passes ``strict=True``: read-only
+    by construction, nothing else.
+    """
+    warehouse = Path(warehouse)
+    if not warehouse.exists():
+        raise WarehouseUnavailable(
+            f"仓库文件不存在：{warehouse}。请先运行 povwatch run 或 povwatch demo，或用 --warehouse 指定。",
+            f"The warehouse does not exist: {warehouse}. Run `povwatch run` or `povwatch demo` "
+            "first, or pass --warehouse.",
+        )
+    try:
+        return duckdb.connect(str(warehouse), read_only=True, config=config or {})
+    except duckdb.IOException as exc:
+        text = str(exc).lower()
+        if any(p in text for p in _LOCK_PATTERNS):
+            raise WarehouseUnavailable(
+                "仓库正被运行中的流水线占用（写锁），请待其运行结束后再试。",
+                f"The warehouse is locked by a running pipeline (another process holds a write "
+                f"connection to {warehouse}); try again when it has finished.",
+            ) from None
+        raise WarehouseUnavailable(
+            f"无法打开仓库 {warehouse}：{exc}", f"Cannot open the warehouse {warehouse}: {exc}"
+        ) from None
+    except duckdb.ConnectionException as exc:
+        if strict or "different configuration" not in str(exc):
+            raise WarehouseUnavailable(
+                f"无法以只读方式打开仓库（本进程已打开该文件）：{exc}",
+                f"Cannot open the warehouse read-only (this process already has it open): {exc}",
+            ) from None
+        from tasks.db import connect
+
+        return connect(warehouse)
+
+
+@contextmanager
+def reading(warehouse: Path):
+    con = open_read(warehouse)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def frame(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> pl.DataFrame:
+    """A query's result as a polars DataFrame (through Arrow, no row loop)."""
+    return pl.from_arrow(con.sql(sql, params=params).to_arrow_table())
+
+
+# ---------------------------------------------------------------- catalogue
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, table = qualified.split(".")
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ? "
+        "AND database_name = current_database()", [schema, table],
+    ).fetchall()[0][0] or con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE schema_name = ? AND view_name = ? "
+        "AND database_name = current_database()", [schema, table],
+    ).fetchall()[0][0])
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
+    schema, table = qualified.split(".")
+    rows = con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+        "AND database_name = current_database() ORDER BY column_index", [schema, table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def column_labels(con: duckdb.DuckDBPyConnection, *qualified: str) -> dict[str, str]:
+    """Column name -> Chinese label: the tables' COMMENT ON (first table wins), else LABELS."""
+    labels = dict(LABELS)
+    for q in reversed(qualified):
+        schema, table = q.split(".")
+        for name, comment in con.execute(
+            "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = ? "
+            "AND table_name = ? AND database_name = current_database()", [schema, table],
+        ).fetchall():
+            if comment:
+                labels[name] = _short_label(comment)
+    return labels
+
+
+def _short_label(comment: str) -> str:
+    """A header from a column comment: the text before any explanation in brackets or a colon."""
+    head = re.split(r"[：:;；（(]", comment.strip(), maxsplit=1)[0].strip()
+    return head or comment.strip()
+
+
+def dept_name(code: str | None) -> str:
+    if not code:
+        return "（未指定）"
+    try:
+        from tasks.contracts import load_contract
+
+        return load_contract(code).name
+    except Exception:
+        return code
+
+
+def dept_names_sql_values() -> str:
+    """A VALUES list (code, name) of every department with a contract, for SQL joins."""
+    from tasks.contracts import department_codes
+
+    rows = [(c, dept_name(c)) for c in department_codes()]
+    return ", ".join(f"('{c}', '{n}')" for c, n in rows)
+
+
+def register_divisions(con: duckdb.DuckDBPyConnection) -> None:
+    """A temp view ``divisions(code, name, level, parent)``: the warehouse's copy if it has one,
+    else warehouse/reference/divisions.csv, else empty (codes are shown instead of names)."""
+    for candidate in ("reference.divisions", "core.divisions", "mart.divisions", "staging.divisions"):
+        if table_exists(con, candidate) and {"code", "name"} <= set(table_columns(con, candidate)):
+            con.execute(f"CREATE OR REPLACE TEMP VIEW divisions AS "
+                        f"SELECT CAST(code AS VARCHAR) AS code, name FROM {candidate}")
+            return
+    frame = pl.DataFrame({"code": [], "name": []}, schema={"code": pl.Utf8, "name": pl.Utf8})
+    if DIVISIONS_CSV.exists():
+        frame = pl.read_csv(DIVISIONS_CSV, schema_overrides={"code": pl.Utf8, "parent": pl.Utf8}
+                            ).select("code", "name")
+    con.register("divisions_frame", frame)
+    con.execute("CREATE OR REPLACE TEMP VIEW divisions AS SELECT code, name FROM divisions_frame")
+
+
+def place_sql(code_col: str) -> str:
+    """SQL for a division's name, falling back to its code."""
+    return f"coalesce((SELECT d.name FROM divisions d WHERE d.code = {code_col} LIMIT 1), {code_col})"
+
+
+# ---------------------------------------------------------------- periods
+
+
+def period_end(period: str) -> date:
+    year, month = (int(x) for x in period.split("-"))
+    return date(year, month, calendar.monthrange(year, month)[1])
+
+
+def mart_periods(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every period the marts hold, oldest first."""
+    sources = [t for t in ("mart.household_status", "mart.monitoring", "mart.township_ranking")
+               if table_exists(con, t)]
+    if not sources:
+        return []
+    union = " UNION ".join(f"SELECT DISTINCT period FROM {t}" for t in sources)
+    return [r[0] for r in con.execute(f"SELECT period FROM ({union}) WHERE period IS NOT NULL "
+                                      f"ORDER BY period").fetchall()]
+
+
+def resolve_period(con: duckdb.DuckDBPyConnection, period: str | None) -> str:
+    periods = mart_periods(con)
+    if period is None:
+        if not periods:
+            raise WarehouseUnavailable("仓库中还没有任何期次的监测数据。",
+                                       "The warehouse holds no period of mart data yet.")
+        return periods[-1]
+    if not re.fullmatch(r"\d{4}-\d{2}", period):
+        raise WarehouseUnavailable(f"期次应为 YYYY-MM：{period}", f"A period is YYYY-MM: {period}")
+    if period not in periods:
+        raise WarehouseUnavailable(
+            f"仓库中没有期次 {period} 的数据（现有：{'、'.join(periods) or '无'}）。",
+            f"The warehouse holds no data for {period} (it has: {', '.join(periods) or 'none'}).")
+    return period
+
+
+def previous_period(con: duckdb.DuckDBPyConnection, period: str) -> str | None:
+    earlier = [p for p in mart_periods(con) if p < period]
+    return earlier[-1] if earlier else None
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def provenance(con: duckdb.DuckDBPyConnection, period: str) -> pl.DataFrame:
+    """The extracts a period's marts were built from: department, file, as-of date, rows.
+
+    One row per file of the latest accepted delivery of each department (a resubmission replaces
+    the earlier one). The as-of date is the end of the period (extracts are snapshots as of the
+    end of their period, extracts.md). No run ids or hashes: a reader needs the file, not the key.
+    """
+    if not table_exists(con, "audit.extracts"):
+        return pl.DataFrame(schema={"部门": pl.Utf8, "文件": pl.Utf8, "截至日期": pl.Utf8,
+                                    "读入行数": pl.Int64, "入库行数": pl.Int64,
+                                    "隔离行数": pl.Int64, "状态": pl.Utf8, "入库时间": pl.Utf8})
+    as_of = period_end(period).isoformat()
+    return frame(con, f"""
+        WITH depts(code, name) AS (VALUES {dept_names_sql_values()}),
+        latest AS (
+            SELECT dept, max(recorded_at) AS at FROM audit.extracts
+            WHERE period = ? AND status = 'accepted' GROUP BY dept
+        ), runs AS (
+            SELECT e.dept, any_value(e.run_id) AS run_id FROM audit.extracts e
+            JOIN latest l ON e.dept = l.dept AND e.recorded_at = l.at
+            WHERE e.period = ? GROUP BY e.dept
+        )
+        SELECT coalesce(d.name, e.dept) AS "部门", e.file AS "文件", ? AS "截至日期",
+               e.rows_read AS "读入行数", e.rows_loaded AS "入库行数",
+               e.rows_quarantined AS "隔离行数",
+               CASE e.status WHEN 'accepted' THEN '已接收' WHEN 'rejected' THEN '已退回'
+                             WHEN 'unchanged' THEN '未变化' ELSE e.status END AS "状态",
+               strftime(e.recorded_at, '%Y-%m-%d %H:%M') AS "入库时间"
+        FROM audit.extracts e JOIN runs r ON e.dept = r.dept AND e.run_id = r.run_id
+        LEFT JOIN depts d ON d.code = e.dept
+        WHERE e.period = ? AND e.status = 'accepted'
+        ORDER BY d.name NULLS LAST, e.dept, e.file
+    """, [period, period, as_of, period])
+
+
+# ---------------------------------------------------------------- masking
+
+ID_IN_TEXT = r"([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])"
+ID_EXACT = r"^[0-9]{17}[0-9Xx]$"
+
+
+def scrub_sql(expr: str) -> str:
+    """SQL: text with every 18-character identity number inside it masked (first 6 + last 4)."""
+    return f"regexp_replace(CAST({expr} AS VARCHAR), '{ID_IN_TEXT}', '\\1********\\2', 'g')"
+
+
+def mask_key_sql(expr: str) -> str:
+    """SQL: a household key or subject that is an identity number, masked; anything else kept
+    (with any identity number inside it masked)."""
+    col = f"CAST({expr} AS VARCHAR)"
+    return (f"CASE WHEN regexp_full_match({col}, '{ID_EXACT}') THEN "
+            f"{MASK_SQL.format(col=col)} ELSE {scrub_sql(col)} END")
+
+
+# ---------------------------------------------------------------- files
+
+
+@contextmanager
+def private_files():
+    """Files and folders created inside are readable by their owner only (umask 077)."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def write_private(path: Path, data: str | bytes) -> Path:
+    with private_files():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = "wb" if isinstance(data, bytes) else "w"
+        kwargs = {} if isinstance(data, bytes) else {"encoding": "utf-8"}
+        with open(path, mode, **kwargs) as fh:
+            fh.write(data)
+    os.chmod(path, 0o600)
+    return path
+
+
+def fail(err: WarehouseUnavailable) -> int:
+    """Print a WarehouseUnavailable for the command line and return its exit code."""
+    import click
+
+    click.echo(f"错误：{err.zh}\nError: {err.en}", err=True)
+    return 2
