@@ -1,0 +1,589 @@
+"""The monthly pipeline as Prefect flows: one flow run per ``povwatch run``, one sub-flow per period.
+
+A period reads like the process (docs/orchestration.md):
+
+    every department staged concurrently (one task per department: its files are one extract)
+      -> validated -> promoted, or rejected
+      -> marts -> alerts -> receipts -> report -> run summary (Prefect artifacts)
+
+The business steps live in ``tasks/`` as plain functions taking paths; the tasks below are thin
+wrappers that say what Prefect should do about them (retries, names). ``process_period`` and
+``execute_run`` are written once against a ``Steps`` object (flows/runners.py), so the same code
+runs as Prefect flows (``PrefectSteps``) or, with no Prefect server configured, on a local thread
+pool (``LocalSteps``).
+
+Retries: staging retries only while a department's files are still being copied (size/mtime not
+yet stable); alerting retries because a notification channel can be briefly down. Nothing else
+retries: a bad extract stays bad however often it is read.
+
+Unchanged extracts: ``stage_extract`` compares each file's sha256 with ``audit.extracts`` and
+returns ``unchanged``; such departments are not validated or promoted again, and a period whose
+files are all known is not run at all (``pending_periods``). Prefect's result caching is *not*
+used for this: the warehouse is the one record of what was loaded (it survives a reset of
+Prefect's database, works without Prefect, and a cache hit could skip loading into a warehouse
+that was rebuilt).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from prefect import flow, task
+from prefect.states import Completed
+
+from flows.runners import (LocalSteps, PrefectSteps, orchestration_mode, prepare_prefect,
+                           task_runner, uses_dask)
+from tasks.locking import WarehouseBusy, warehouse_lock
+from tasks.settings import output_dir, warehouse_path
+
+log = logging.getLogger("povwatch")
+
+EXTRACT_SUFFIXES = {".csv", ".xlsx", ".xls", ".parquet"}
+PARTIAL_MARKERS = (".part", ".tmp", ".crdownload", ".partial", ".filepart")
+PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_ID_RE = re.compile(r"(?<![0-9])(\d{6})\d{7,8}(\d{3}[0-9Xx])(?![0-9])")
+
+
+def scrub(text: Any) -> str:
+    """No full identity number leaves the warehouse: mask anything that looks like one."""
+    return _ID_RE.sub(lambda m: f"{m.group(1)}********{m.group(2)[-4:]}", "" if text is None else str(text))
+
+
+def new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+# --------------------------------------------------------------------------------------------
+# The inbox: which periods and departments, which files, are they complete?
+
+
+def departments() -> list[str]:
+    from tasks.contracts import department_codes
+
+    return list(department_codes())
+
+
+def inbox_periods(inbox: Path) -> list[str]:
+    """Periods delivered to the inbox, oldest first (extracts.md: <inbox>/<period>/<dept>/files)."""
+    try:
+        from tasks.ingest import discover_periods
+    except ImportError:
+        discover_periods = None
+    if discover_periods is not None:
+        return sorted(discover_periods(Path(inbox)))
+    return sorted(p.name for p in Path(inbox).iterdir() if p.is_dir() and PERIOD_RE.match(p.name))
+
+
+def extract_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in EXTRACT_SUFFIXES and not p.name.startswith((".", "~$")))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def inbox_fingerprint(inbox: Path, period: str) -> dict[str, list[str]]:
+    """dept -> sorted sha256 of its files for one period."""
+    base = Path(inbox) / period
+    return {d.name: sorted(sha256_file(f) for f in extract_files(d))
+            for d in sorted(base.iterdir()) if d.is_dir()} if base.is_dir() else {}
+
+
+def loaded_hashes(warehouse: Path) -> set[tuple[str, str, str]]:
+    """(period, dept, sha256) of every file the warehouse has already seen (accepted or rejected)."""
+    if not Path(warehouse).exists():
+        return set()
+    from tasks.db import connect
+
+    try:
+        con = connect(warehouse, read_only=False)
+    except Exception:  # noqa: BLE001
+        return set()
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT period, dept, sha256 FROM audit.extracts WHERE sha256 IS NOT NULL"
+        ).fetchall()
+    except Exception:  # noqa: BLE001 - no audit tables yet
+        rows = []
+    finally:
+        con.close()
+    return {tuple(r) for r in rows}
+
+
+def loaded_periods(warehouse: Path) -> list[str]:
+    if not Path(warehouse).exists():
+        return []
+    from tasks.db import connect
+
+    con = connect(warehouse)
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT period FROM audit.extracts WHERE status NOT IN ('rejected', 'missing')"
+        ).fetchall()
+    except Exception:  # noqa: BLE001
+        rows = []
+    finally:
+        con.close()
+    return sorted(r[0] for r in rows)
+
+
+def pending_periods(inbox: Path, warehouse: Path) -> list[str]:
+    """Periods holding a file the warehouse has not seen (new or resubmitted), oldest first."""
+    seen = loaded_hashes(warehouse)
+    pending = []
+    for period in inbox_periods(inbox):
+        for dept, hashes in inbox_fingerprint(inbox, period).items():
+            if any((period, dept, h) not in seen for h in hashes):
+                pending.append(period)
+                break
+    return pending
+
+
+class FileStillCopying(RuntimeError):
+    """A department's files are still being written: worth waiting and retrying."""
+
+
+def settle_seconds() -> float:
+    return float(os.environ.get("POVWATCH_SETTLE_SECONDS", "5"))
+
+
+def check_delivery_complete(folder: Path, settle: float | None = None) -> None:
+    """Raise FileStillCopying while a file is partial or changed within the last ``settle`` seconds.
+
+    Files are normally old by the time a run starts: then this costs one ``stat`` per file. A file
+    that is younger is watched for ``settle`` seconds: its size and mtime must not move.
+    """
+    settle = settle_seconds() if settle is None else settle
+    if not folder.is_dir():
+        return
+    partial = [p.name for p in folder.iterdir() if p.name.lower().endswith(PARTIAL_MARKERS)]
+    if partial:
+        raise FileStillCopying(f"{folder.name}: 文件仍在复制 still being copied: {', '.join(partial)}")
+    files = extract_files(folder)
+    now = time.time()
+    young = [f for f in files if now - f.stat().st_mtime < settle]
+    if not young:
+        return
+    before = {f: (f.stat().st_size, f.stat().st_mtime_ns) for f in young}
+    time.sleep(settle)
+    moved = [f.name for f, sig in before.items() if not f.exists() or (f.stat().st_size, f.stat().st_mtime_ns) != sig]
+    if moved:
+        raise FileStillCopying(f"{folder.name}: 文件仍在变化 still changing: {', '.join(moved)}")
+
+
+def _retry_only_while_copying(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except FileStillCopying:
+        return True
+    except Exception:  # noqa: BLE001 - anything else will not get better by retrying
+        return False
+    return False
+
+
+def _as_dict(obj: Any) -> dict:
+    if obj is None:
+        return {}
+    if isinstance(obj, dict):
+        return dict(obj)
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    return {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_") and not callable(getattr(obj, k))}
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks: thin wrappers over tasks/*.py. Paths in, small dicts out; never a connection.
+
+STAGE_RETRY_DELAYS = [10, 30, 60]
+
+
+@task(name="stage", task_run_name="stage-{period}-{dept}", retries=3,
+      retry_delay_seconds=STAGE_RETRY_DELAYS, retry_condition_fn=_retry_only_while_copying)
+def stage_department(warehouse: str, inbox: str, period: str, dept: str, run_id: str) -> dict:
+    """Read, conform and load one department's extract into pending.<dept> (or find it unchanged)."""
+    check_delivery_complete(Path(inbox) / period / dept)
+    from tasks import ingest
+
+    result = _as_dict(ingest.stage_extract(Path(warehouse), Path(inbox), period, dept, run_id))
+    return {"period": period, "dept": dept, "status": result.get("status"),
+            "files": [str(f) for f in (result.get("files") or [])], "message": result.get("message") or ""}
+
+
+@task(name="validate", task_run_name="validate-{period}-{dept}")
+def validate_department(warehouse: str, period: str, dept: str, run_id: str) -> dict:
+    """Great Expectations suite of the department over its pending extract."""
+    from tasks import validate
+
+    outcome = _as_dict(validate.validate_extract(Path(warehouse), period, dept, run_id))
+    return {"period": period, "dept": dept, **outcome}
+
+
+@task(name="promote", task_run_name="promote-{period}-{dept}")
+def promote_department(warehouse: str, period: str, dept: str, run_id: str) -> str:
+    from tasks import ingest
+
+    ingest.promote_extract(Path(warehouse), period, dept, run_id)
+    return "accepted"
+
+
+@task(name="reject", task_run_name="reject-{period}-{dept}")
+def reject_department(warehouse: str, period: str, dept: str, run_id: str, message: str) -> str:
+    from tasks import ingest
+
+    ingest.reject_extract(Path(warehouse), period, dept, run_id, message)
+    return "rejected"
+
+
+@task(name="marts", task_run_name="marts-{period}")
+def build_marts_step(warehouse: str, period: str, run_id: str) -> dict:
+    from tasks import marts
+
+    return dict(marts.build_marts(Path(warehouse), period, run_id) or {})
+
+
+@task(name="alerts", retries=2, retry_delay_seconds=[5, 20])
+def raise_alerts(warehouse: str, run_id: str, outcomes: list[dict]) -> list[dict]:
+    """Alerts for rejected extracts and failed expectations, through the configured channel.
+
+    Retried: a notification channel that is briefly down is worth a second try (the alerts module
+    fingerprints alerts, so a retry does not send twice).
+    """
+    from tasks import alerts
+
+    return list(alerts.alert_on_outcomes(Path(warehouse), run_id, outcomes) or [])
+
+
+@task(name="receipt", task_run_name="receipt-{period}-{dept}", retries=1, retry_delay_seconds=2)
+def write_receipt_step(warehouse: str, period: str, dept: str, out_dir: str) -> str | None:
+    from tasks import receipts
+
+    path = receipts.write_receipt(Path(warehouse), period, dept, Path(out_dir))
+    return str(path) if path else None
+
+
+@task(name="report", task_run_name="report-{period}")
+def write_report_step(warehouse: str, period: str) -> str:
+    from tasks import report
+
+    return str(report.write_report(Path(warehouse), period))
+
+
+# --------------------------------------------------------------------------------------------
+# One period
+
+
+def process_period(steps, inbox: Path, period: str, warehouse: Path, run_id: str) -> dict:
+    """Stage every department concurrently, validate, promote or reject, then marts, alerts,
+    receipts and the report. Returns the period's summary (what the artifacts show)."""
+    w, i = str(warehouse), str(inbox)
+    started = time.monotonic()
+
+    staged = steps.wait([steps.submit(stage_department, warehouse=w, inbox=i, period=period, dept=d,
+                                      run_id=run_id) for d in departments()])
+    to_validate = [s for s in staged if s["status"] == "staged"]
+    validated = steps.wait([steps.submit(validate_department, warehouse=w, period=period,
+                                         dept=s["dept"], run_id=run_id) for s in to_validate])
+
+    decisions, outcomes = [], []
+    for s, v in zip(to_validate, validated):
+        if v.get("blocking_failed"):
+            message = v.get("message") or "阻断性校验未通过 blocking expectation failed"
+            decisions.append(steps.submit(reject_department, warehouse=w, period=period,
+                                          dept=s["dept"], run_id=run_id, message=message))
+        else:
+            decisions.append(steps.submit(promote_department, warehouse=w, period=period,
+                                          dept=s["dept"], run_id=run_id))
+        outcomes.append({**v, "status": "rejected" if v.get("blocking_failed") else "accepted",
+                         "files": s["files"], "message": v.get("message") or s["message"]})
+    for s in staged:
+        if s["status"] == "rejected":   # unreadable, or a required column missing: rejected at staging
+            decisions.append(steps.submit(reject_department, warehouse=w, period=period,
+                                          dept=s["dept"], run_id=run_id, message=s["message"]))
+            outcomes.append({"period": period, "dept": s["dept"], "status": "rejected",
+                             "blocking_failed": True, "failures": [], "files": s["files"],
+                             "message": s["message"]})
+    steps.wait(decisions)
+
+    status = {s["dept"]: s["status"] for s in staged}
+    status.update({o["dept"]: o["status"] for o in outcomes})
+    changed = bool(outcomes)
+    accepted = sorted(d for d, st in status.items() if st == "accepted")
+    rejected = sorted(d for d, st in status.items() if st == "rejected")
+
+    marts: dict = {}
+    alerts: list[dict] = []
+    receipts: list[str] = []
+    report = None
+    if changed:
+        if accepted:
+            marts = steps.call(build_marts_step, warehouse=w, period=period, run_id=run_id)
+        alerts = steps.call(raise_alerts, warehouse=w, run_id=run_id, outcomes=outcomes)
+        out = str(output_dir(warehouse) / "receipts")
+        receipts = [r for r in steps.wait([
+            steps.submit(write_receipt_step, warehouse=w, period=period, dept=o["dept"], out_dir=out)
+            for o in outcomes]) if r]
+        report = steps.call(write_report_step, warehouse=w, period=period)
+
+    summary = {
+        "period": period, "run_id": run_id,
+        "departments": _department_rows(warehouse, run_id, period, staged, outcomes),
+        "accepted": accepted, "rejected": rejected,
+        "unchanged": sorted(d for d, st in status.items() if st == "unchanged"),
+        "missing": sorted(d for d, st in status.items() if st == "missing"),
+        "rejection_messages": {o["dept"]: scrub(o["message"]) for o in outcomes if o["status"] == "rejected"},
+        "marts": {k: v for k, v in marts.items() if isinstance(v, (int, float, str))},
+        "alerts": len(alerts), "receipts": receipts, "report": report,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    markdown, tables = render_summary(summary)
+    steps.publish(markdown, tables, key=f"povwatch-{period}")
+    return summary
+
+
+def _department_rows(warehouse: Path, run_id: str, period: str, staged: list[dict],
+                     outcomes: list[dict]) -> list[dict]:
+    """One row per department: status, files, rows read / loaded / quarantined, message."""
+    counts: dict[str, tuple] = {}
+    try:
+        from tasks.db import connect
+
+        con = connect(warehouse)
+        try:
+            for dept, files, read, loaded, quarantined in con.execute(
+                "SELECT dept, count(*), sum(rows_read), sum(rows_loaded), sum(rows_quarantined) "
+                "FROM audit.extracts WHERE run_id = ? AND period = ? GROUP BY dept", [run_id, period]
+            ).fetchall():
+                counts[dept] = (files, read, loaded, quarantined)
+        finally:
+            con.close()
+    except Exception as exc:  # noqa: BLE001 - the summary must not fail the run
+        log.warning("audit.extracts not readable for the summary: %s", exc)
+    by_dept = {o["dept"]: o for o in outcomes}
+    rows = []
+    for s in staged:
+        o = by_dept.get(s["dept"], {})
+        files, read, loaded, quarantined = counts.get(s["dept"], (len(s["files"]), None, None, None))
+        rows.append({
+            "dept": s["dept"], "status": o.get("status", s["status"]), "files": int(files or 0),
+            "rows_read": int(read or 0), "rows_loaded": int(loaded or 0),
+            "rows_quarantined": int(quarantined or o.get("quarantined_rows") or 0),
+            "message": scrub(o.get("message") or s["message"])[:300],
+        })
+    return rows
+
+
+STATUS_ZH = {"accepted": "接收", "rejected": "退回", "unchanged": "未变化", "missing": "未报送",
+             "staged": "待校验"}
+
+
+def render_summary(summary: dict) -> tuple[str, dict[str, list[dict]]]:
+    """Markdown and tables for the Prefect UI. Counts and masked messages only: no identities."""
+    p = summary["period"]
+    lines = [f"# {p} 月度运行摘要 / run summary", "",
+             f"- run: `{summary['run_id']}`",
+             f"- 接收 accepted: {len(summary['accepted'])} — {', '.join(summary['accepted']) or '—'}",
+             f"- 退回 rejected: {len(summary['rejected'])} — {', '.join(summary['rejected']) or '—'}",
+             f"- 未变化 unchanged: {', '.join(summary['unchanged']) or '—'}",
+             f"- 未报送 missing: {', '.join(summary['missing']) or '—'}",
+             f"- 告警 alerts raised: {summary['alerts']}"]
+    for dept, msg in summary["rejection_messages"].items():
+        lines.append(f"  - **{dept}**: {msg}")
+    marts = summary["marts"]
+    if marts:
+        lines += ["", "## 台账与监测 ledger and monitoring", ""]
+        lines += [f"- {k}: {v}" for k, v in marts.items()]
+    rows = summary["departments"]
+    lines += ["", "## 各部门 departments", "",
+              "| 部门 dept | 状态 status | 文件 files | 读入 read | 入库 loaded | 隔离 quarantined |",
+              "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['dept']} | {STATUS_ZH.get(r['status'], r['status'])} | {r['files']} | {r['rows_read']} | "
+              f"{r['rows_loaded']} | {r['rows_quarantined']} |" for r in rows]
+    if summary.get("report"):
+        lines += ["", f"报告 report: `{summary['report']}`"]
+    tables = {"departments": rows,
+              "marts": [{"measure": k, "value": v} for k, v in marts.items()]}
+    return "\n".join(lines), tables
+
+
+# --------------------------------------------------------------------------------------------
+# A run: one period, or every pending period in order; late periods replay the marts
+
+
+def execute_run(steps, inbox: Path, warehouse: Path, period: str | None, run_id: str,
+                run_period: Callable[..., dict], flow_run_id: str | None = None,
+                lock_timeout: float | None = None) -> dict:
+    """Hold the warehouse lock, record the run in audit.runs, run its periods in order."""
+    inbox, warehouse = Path(inbox), Path(warehouse)
+    with warehouse_lock(warehouse, timeout=lock_timeout, what=f"povwatch run {run_id}"):
+        periods = [period] if period else pending_periods(inbox, warehouse)
+        already = loaded_periods(warehouse)
+        late = [p for p in periods if already and p < already[-1] and p not in already]
+        _record_run_start(warehouse, run_id, inbox, periods, flow_run_id)
+        try:
+            results = [run_period(inbox=str(inbox), period=p, warehouse=str(warehouse), run_id=run_id)
+                       for p in periods]
+            replayed: list[str] = []
+            if late:
+                # a period delivered late: rebuild the marts' history from it onward, in order
+                replayed = sorted(p for p in set(already) | set(periods) if p > min(late))
+                for p in replayed:
+                    steps.call(build_marts_step, warehouse=str(warehouse), period=p, run_id=run_id)
+        except BaseException as exc:
+            _record_run_end(warehouse, run_id, "failed", scrub(f"{type(exc).__name__}: {exc}")[:1000])
+            raise
+        summary = summarise_run(run_id, periods, results, late, replayed)
+        _record_run_end(warehouse, run_id, summary["status"], summary["message"])
+    return summary
+
+
+def summarise_run(run_id: str, periods: list[str], results: list[dict], late: list[str],
+                  replayed: list[str]) -> dict:
+    rejected = [f"{r['period']} {d}" for r in results for d in r["rejected"]]
+    if not periods:
+        message = "收件箱中没有新的或变更的数据 / nothing new in the inbox"
+    elif rejected:
+        message = (f"运行完成，以下部门数据被退回：{'、'.join(rejected)} / "
+                   f"completed with rejected extracts: {', '.join(rejected)}")
+    else:
+        message = f"运行完成，全部接收（{', '.join(periods)}） / completed, every extract accepted"
+    if late:
+        message += f"；迟到期次 {', '.join(late)} 已补入并重建其后台账 / late period(s) loaded, history rebuilt"
+    return {"run_id": run_id, "periods": periods, "results": results, "rejected": rejected,
+            "late": late, "replayed": replayed,
+            "status": "rejected_extracts" if rejected else "completed", "message": message}
+
+
+def _record_run_start(warehouse: Path, run_id: str, inbox: Path, periods: list[str],
+                      flow_run_id: str | None) -> None:
+    from tasks.db import open_warehouse, write_lock
+
+    with write_lock:
+        con = open_warehouse(warehouse)
+        try:
+            con.execute(
+                "INSERT INTO audit.runs (run_id, started_at, inbox, periods, status, message, flow_run_id)"
+                " VALUES (?, current_timestamp, ?, ?, 'running', NULL, ?)",
+                [run_id, str(inbox), ",".join(periods), flow_run_id],
+            )
+        finally:
+            con.close()
+
+
+def _record_run_end(warehouse: Path, run_id: str, status: str, message: str) -> None:
+    from tasks.db import open_warehouse, write_lock
+
+    with write_lock:
+        con = open_warehouse(warehouse)
+        try:
+            con.execute("UPDATE audit.runs SET finished_at = current_timestamp, status = ?, message = ?"
+                        " WHERE run_id = ?", [status, message, run_id])
+        finally:
+            con.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The flows
+
+
+@flow(name="povwatch-period", flow_run_name="{period}", log_prints=True)
+def period_flow(inbox: str, period: str, warehouse: str, run_id: str):
+    """One period of the monthly pipeline (a sub-flow of povwatch-run)."""
+    summary = process_period(PrefectSteps(), Path(inbox), period, Path(warehouse), run_id)
+    if summary["rejected"]:
+        return Completed(message=f"{period} 退回 rejected: {', '.join(summary['rejected'])}", data=summary)
+    return summary
+
+
+@flow(name="povwatch-run", log_prints=True)
+def inbox_flow(inbox: str, warehouse: str, period: str | None = None, run_id: str | None = None):
+    """Run the pipeline over an inbox: one period, or every period with new files, in order."""
+    from prefect.runtime import flow_run
+
+    run_id = run_id or new_run_id()
+    summary = execute_run(PrefectSteps(), Path(inbox), Path(warehouse), period, run_id,
+                          run_period=period_flow, flow_run_id=str(flow_run.id))
+    return Completed(message=summary["message"], data=summary)
+
+
+# --------------------------------------------------------------------------------------------
+# The command line's entry point
+
+
+def run_inbox(inbox: Path, period: str | None = None, warehouse: Path | None = None,
+              mode: str | None = None, echo: Callable[[str], None] = print) -> int:
+    """``povwatch run``: 0 every extract accepted, 3 some rejected, 1 the run could not complete."""
+    warehouse = Path(warehouse) if warehouse else warehouse_path()
+    mode = orchestration_mode(mode)
+    run_id = new_run_id()
+    started = time.monotonic()
+    try:
+        if mode == "local":
+            summary = _run_local(inbox, period, warehouse, run_id)
+        else:
+            prepare_prefect(mode)
+            state = inbox_flow.with_options(task_runner=task_runner())(
+                inbox=str(inbox), warehouse=str(warehouse), period=period, run_id=run_id,
+                return_state=True)
+            if not state.is_completed():
+                echo(f"运行失败 / run failed: {scrub(state.message)}")
+                return 1
+            summary = state.result()
+    except WarehouseBusy as exc:
+        echo(str(exc))
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the run could not complete: say why, exit 1
+        message = scrub(f"{type(exc).__name__}: {exc}")
+        echo(f"运行失败 / run failed: {message}")
+        if mode == "local":
+            _notify_failure(run_id, message)
+        return 1
+    echo(format_run(summary, mode, time.monotonic() - started))
+    return 3 if summary["rejected"] else 0
+
+
+def _run_local(inbox: Path, period: str | None, warehouse: Path, run_id: str) -> dict:
+    steps = LocalSteps()
+    try:
+        return execute_run(steps, Path(inbox), warehouse, period, run_id,
+                           run_period=lambda **kw: process_period(steps, Path(kw["inbox"]), kw["period"],
+                                                                  Path(kw["warehouse"]), kw["run_id"]))
+    finally:
+        steps.close()
+
+
+def _notify_failure(run_id: str, message: str) -> None:
+    """Without a Prefect server there is no Automation: tell the channel ourselves."""
+    try:
+        from tasks.alerts import notify_run_failure
+
+        notify_run_failure(run_id, message)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not send the failure notification: %s", exc)
+
+
+def format_run(summary: dict, mode: str, seconds: float) -> str:
+    lines = [summary["message"]]
+    for r in summary["results"]:
+        lines.append(f"  {r['period']}: 接收 accepted {len(r['accepted'])}, 退回 rejected {len(r['rejected'])}, "
+                     f"未变化 unchanged {len(r['unchanged'])}, 未报送 missing {len(r['missing'])}")
+        for dept, msg in r["rejection_messages"].items():
+            lines.append(f"    {dept}: {msg}")
+        if r.get("report"):
+            lines.append(f"    报告 report: {r['report']}")
+    lines.append(f"  ({mode} mode, {seconds:.1f} s, run {summary['run_id']})")
+    return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""How a run executes its steps: which Prefect task runner, or no Prefect at all.
+
+Two things are chosen here, in one place:
+
+* **Task runner** (inside a Prefect flow): a ``ThreadPoolTaskRunner`` by default; prefect-dask's
+  ``DaskTaskRunner(address=...)`` when ``POVWATCH_DASK_ADDRESS`` is set; a local Dask cluster of
+  processes when ``POVWATCH_TASK_RUNNER=dask``. Dask needs a real Prefect server
+  (``PREFECT_API_URL``): in ephemeral mode every worker would start its own temporary server.
+* **Orchestration mode** of ``povwatch run`` / ``povwatch demo``: ``prefect`` runs the flows
+  against a Prefect API; ``local`` runs the very same step sequence (``flows.pipeline``) on a
+  thread pool without Prefect, honouring each task's retries. Default: ``prefect`` when
+  ``PREFECT_API_URL`` is set, else ``local`` — because with no server configured Prefect starts a
+  temporary one, which costs 15–20 s per process here (and on a fresh install its first start,
+  which migrates a new database, overruns Prefect's 20 s start-up timeout). ``POVWATCH_PREFECT``
+  = ``ephemeral`` | ``local`` | ``prefect`` overrides the choice.
+
+The step sequence talks to a ``Steps`` object (``PrefectSteps`` or ``LocalSteps``) with three
+verbs: ``submit`` (a task, concurrently), ``call`` (a task, now, in this process) and ``publish``
+(artifacts for the UI). That is the whole difference between the two modes.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import os
+import time
+from typing import Any
+
+from tasks.settings import RunnerSettings
+
+log = logging.getLogger("povwatch")
+
+MODES = ("prefect", "ephemeral", "local")
+
+
+def runner_settings() -> RunnerSettings:
+    """RunnerSettings read from the environment now (not at import time)."""
+    return RunnerSettings(
+        task_runner=os.environ.get("POVWATCH_TASK_RUNNER", "thread"),
+        dask_address=os.environ.get("POVWATCH_DASK_ADDRESS") or None,
+        max_workers=int(os.environ.get("POVWATCH_MAX_WORKERS", "4")),
+    )
+
+
+def uses_dask(settings: RunnerSettings | None = None) -> bool:
+    s = settings or runner_settings()
+    return bool(s.dask_address) or s.task_runner == "dask"
+
+
+def task_runner(settings: RunnerSettings | None = None):
+    """The Prefect task runner for a flow run, from settings."""
+    s = settings or runner_settings()
+    if uses_dask(s):
+        from prefect_dask import DaskTaskRunner
+
+        if s.dask_address:
+            return DaskTaskRunner(address=s.dask_address)
+        return DaskTaskRunner(cluster_kwargs={
+            "n_workers": int(os.environ.get("POVWATCH_DASK_WORKERS", "2")),
+            "threads_per_worker": 1, "processes": True, "dashboard_address": None,
+        })
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=s.max_workers)
+
+
+def orchestration_mode(explicit: str | None = None) -> str:
+    """``prefect`` (a configured server), ``ephemeral`` (Prefect's temporary server) or ``local``."""
+    chosen = (explicit or os.environ.get("POVWATCH_PREFECT") or "").strip().lower()
+    if chosen in ("0", "no", "off", "false", "none"):
+        chosen = "local"
+    if chosen in ("1", "yes", "on", "true"):
+        chosen = "prefect"
+    if chosen and chosen not in MODES:
+        raise ValueError(f"POVWATCH_PREFECT={chosen!r}: expected one of {MODES}")
+    if chosen in ("local", "ephemeral"):
+        return chosen
+    has_api = bool(os.environ.get("PREFECT_API_URL")) or _profile_has_api_url()
+    if chosen == "prefect":
+        return "prefect" if has_api else "ephemeral"
+    return "prefect" if has_api else "local"
+
+
+def _profile_has_api_url() -> bool:
+    try:
+        from prefect.settings import PREFECT_API_URL
+
+        return bool(PREFECT_API_URL.value())
+    except Exception:  # noqa: BLE001 - a broken profile means "no server"
+        return False
+
+
+def prepare_prefect(mode: str) -> None:
+    """Environment for running flows: no analytics; a generous start-up time for a temporary server."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if mode == "ephemeral":
+        os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
+        # the first start on a fresh install migrates a new database: more than the default 20 s
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+# --------------------------------------------------------------------------------------------
+# The two ways of executing steps
+
+
+class PrefectSteps:
+    """Steps as Prefect task runs on the flow's task runner (inside a flow run)."""
+
+    prefect = True
+
+    def submit(self, task, **kwargs):
+        return task.submit(**kwargs)
+
+    def call(self, task, **kwargs):
+        return task(**kwargs)
+
+    def wait(self, futures: list) -> list:
+        from prefect.futures import wait
+
+        wait(futures)
+        return [f.result() for f in futures]
+
+    def publish(self, markdown: str, tables: dict[str, list[dict]], key: str) -> None:
+        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+        create_markdown_artifact(markdown=markdown, key=key, description="povwatch 运行摘要 run summary")
+        for name, rows in tables.items():
+            if rows:
+                create_table_artifact(table=rows, key=f"{key}-{name}", description=name)
+
+
+class _LocalFuture:
+    def __init__(self, future: cf.Future):
+        self._future = future
+
+    def result(self):
+        return self._future.result()
+
+
+class LocalSteps:
+    """The same steps without Prefect: a thread pool; a task's ``retries``, ``retry_delay_seconds``
+    and ``retry_condition_fn`` are honoured so that behaviour matches the flow."""
+
+    prefect = False
+
+    def __init__(self, max_workers: int | None = None):
+        self.pool = cf.ThreadPoolExecutor(max_workers=max_workers or runner_settings().max_workers,
+                                          thread_name_prefix="povwatch")
+        self.published: list[tuple[str, str, dict]] = []
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def submit(self, task, **kwargs):
+        return _LocalFuture(self.pool.submit(run_with_retries, task, kwargs))
+
+    def call(self, task, **kwargs):
+        return run_with_retries(task, kwargs)
+
+    def wait(self, futures: list) -> list:
+        cf.wait([f._future for f in futures])
+        return [f.result() for f in futures]
+
+    def publish(self, markdown: str, tables: dict[str, list[dict]], key: str) -> None:
+        self.published.append((key, markdown, tables))
+
+
+def _delays(task) -> list[float]:
+    delay = getattr(task, "retry_delay_seconds", 0) or 0
+    if isinstance(delay, (list, tuple)):
+        return [float(d) for d in delay]
+    return [float(delay)]
+
+
+def run_with_retries(task, kwargs: dict[str, Any]):
+    """Call a Prefect task's function directly, retrying as the task declares."""
+    fn = getattr(task, "fn", task)
+    retries = int(getattr(task, "retries", 0) or 0)
+    condition = getattr(task, "retry_condition_fn", None)
+    delays = _delays(task)
+    attempt = 0
+    while True:
+        try:
+            return fn(**kwargs)
+        except Exception as exc:
+            if attempt >= retries or (condition is not None and not _should_retry(condition, task, exc)):
+                raise
+            delay = delays[min(attempt, len(delays) - 1)]
+            log.warning("%s failed (%s); retry %d/%d in %.0f s", getattr(task, "name", fn.__name__),
+                        exc, attempt + 1, retries, delay)
+            attempt += 1
+            time.sleep(delay)
+
+
+def _should_retry(condition, task, exc: Exception) -> bool:
+    from prefect.states import Failed
+
+    return bool(condition(task, None, Failed(data=exc, message=repr(exc))))
