@@ -1,0 +1,273 @@
+"""Build the monitoring marts (../shared/spec/rules.md) from the staged department snapshots.
+
+The work is SQL, one file per model under ``warehouse/models`` run in the order of
+``warehouse/models/ORDER``; this module only sets the stage for it:
+
+* the policy of the period's year (``warehouse/policy/<year>.toml``) as a one-row temp table
+  ``policy`` (no threshold is written in SQL), the rule deadlines as ``deadlines``;
+* each department's effective snapshot for the period as ``eff_<dept>``: its accepted snapshot of
+  the latest period at or before the one built ("last good data stays in use");
+* which departments delivered (accepted) in which period, as ``mart.period_deliveries``.
+
+Per-period marts are written for the period built and for every already-built later period (whose
+effective snapshots may have changed with a late delivery); the history marts (ledger, events,
+monitoring history, ranking) are then replayed over every built period. So the order in which
+periods are loaded does not change the result, and ``mart.ledger_as_of(period)`` gives the ledger
+as it stood after any period.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import tomllib
+from pathlib import Path
+
+import duckdb
+
+from tasks.contracts import all_contracts, department_codes
+from tasks.db import open_warehouse, write_lock
+from tasks.settings import MODELS_DIR, POLICY_DIR, WAREHOUSE_DIR
+
+DIVISIONS_CSV = WAREHOUSE_DIR / "reference" / "divisions.csv"
+
+# Policy keys with their SQL type. Money, ratios and lines are DECIMAL so that comparisons at a
+# line are exact (4000 is not below 4000).
+_DECIMAL_KEYS = (
+    "poverty_line", "monitoring_line", "income_drop_ratio", "medical_burden_ratio",
+    "water_guarantee_min", "medical_alert_amount_registry", "medical_alert_amount_other",
+    "color_red_below", "color_yellow_below", "income_mismatch_ratio", "income_mismatch_yuan",
+)
+_INT_KEYS = (
+    "school_age_min", "school_age_max", "risk_clear_months", "working_age_min",
+    "working_age_max", "stable_work_months", "severe_disability_level_max", "spot_check_seed",
+    "spot_check_min_villages", "spot_check_min_households",
+    "spot_check_min_villages_district", "spot_check_min_households_district",
+)
+_DATE_KEYS = ("income_window_start", "income_window_end")
+REQUIRED_DEADLINES = ("P01", "P02", "P03", "P04", "P05", "P06", "P07", "P07b", "P08", "P09",
+                      "P10", "P11", "P12", "P13")
+
+
+# --------------------------------------------------------------------------------------- policy
+
+def policy_years(policy_dir: Path = POLICY_DIR) -> list[int]:
+    return sorted(int(p.stem) for p in policy_dir.glob("*.toml") if p.stem.isdigit())
+
+
+def load_policy(year: int, policy_dir: Path = POLICY_DIR) -> dict:
+    """The policy of ``year``: its own file, else the latest file of an earlier year.
+
+    Returns the TOML's values plus ``policy_year`` (the year asked for) and ``policy_file_year``
+    (the file used). Raises ValueError when no file is old enough or a parameter is missing.
+    """
+    usable = [y for y in policy_years(policy_dir) if y <= year]
+    if not usable:
+        raise ValueError(f"没有{year}年或更早年度的政策参数文件（{policy_dir}）")
+    file_year = usable[-1]
+    values = tomllib.loads((policy_dir / f"{file_year}.toml").read_text(encoding="utf-8"))
+    values.pop("year", None)
+    missing = [k for k in (*_DECIMAL_KEYS, *_INT_KEYS, *_DATE_KEYS) if k not in values]
+    missing += [f"deadlines.{c}" for c in REQUIRED_DEADLINES if c not in values.get("deadlines", {})]
+    if missing:
+        raise ValueError(f"政策参数文件{file_year}.toml缺少：{', '.join(missing)}")
+    return {**values, "policy_year": year, "policy_file_year": file_year}
+
+
+def policy_json(policy: dict) -> str:
+    return json.dumps(policy, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _period_bounds(period: str) -> tuple[dt.date, dt.date, dt.date]:
+    """(first day, last day, 1 September of the school year in progress at the period's end)."""
+    start = dt.datetime.strptime(period + "-01", "%Y-%m-%d").date()
+    nxt = dt.date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+    end = nxt - dt.timedelta(days=1)
+    school_year = start.year if start.month >= 9 else start.year - 1
+    return start, end, dt.date(school_year, 9, 1)
+
+
+def _set_policy(con: duckdb.DuckDBPyConnection, period: str, policy: dict, seed: int,
+                table: str = "policy") -> None:
+    start, end, school_ref = _period_bounds(period)
+    cols = [("period", "VARCHAR", period), ("period_start", "DATE", start),
+            ("period_end", "DATE", end), ("school_ref_date", "DATE", school_ref),
+            ("policy_year", "INTEGER", policy["policy_year"]), ("seed", "BIGINT", seed)]
+    cols += [(k, "DECIMAL(18,4)", str(policy[k])) for k in _DECIMAL_KEYS]
+    cols += [(k, "INTEGER", int(policy[k])) for k in _INT_KEYS]
+    cols += [(k, "DATE", policy[k]) for k in _DATE_KEYS]
+    select = ", ".join(f"CAST(? AS {t}) AS {name}" for name, t, _ in cols)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {select}", [v for *_, v in cols])
+    if table == "policy":
+        rows = [(code, int(days)) for code, days in policy["deadlines"].items()]
+        con.execute("CREATE OR REPLACE TEMP TABLE deadlines (code VARCHAR, days INTEGER)")
+        con.executemany("INSERT INTO deadlines VALUES (?, ?)", rows)
+
+
+# --------------------------------------------------------------------------------------- models
+
+def model_order(models_dir: Path = MODELS_DIR) -> dict[str, list[Path]]:
+    """The sections of ``ORDER``: setup, period, history -> model files."""
+    sections: dict[str, list[Path]] = {}
+    current = None
+    for line in (models_dir / "ORDER").read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], [])
+        else:
+            current.append(models_dir / line)
+    return sections
+
+
+def _run_model(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    try:
+        con.execute(path.read_text(encoding="utf-8"))
+    except duckdb.Error as exc:
+        raise RuntimeError(f"model {path.name} failed: {exc}") from exc
+
+
+def _staging_union(depts: tuple[str, ...]) -> str:
+    return " UNION ".join(f"SELECT DISTINCT period, '{d}' AS dept FROM staging.{d}" for d in depts)
+
+
+def _refresh_deliveries(con: duckdb.DuckDBPyConnection, depts: tuple[str, ...]) -> None:
+    """mart.period_deliveries: accepted extracts (audit.extracts) and staged snapshots."""
+    con.execute("DELETE FROM mart.period_deliveries")
+    con.execute(
+        "INSERT INTO mart.period_deliveries SELECT DISTINCT period, dept FROM ("
+        "SELECT period, dept FROM audit.extracts WHERE status = 'accepted' "
+        f"UNION {_staging_union(depts)}) WHERE dept IN ({', '.join(repr(d) for d in depts)})"
+    )
+
+
+def _set_effective_snapshots(con: duckdb.DuckDBPyConnection, period: str,
+                             depts: tuple[str, ...]) -> None:
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE eff_periods AS "
+        "SELECT dept, max(period) AS eff_period FROM mart.period_deliveries "
+        "WHERE period <= ? GROUP BY dept", [period])
+    for d in depts:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE eff_{d} AS SELECT * FROM staging.{d} "
+            f"WHERE period = (SELECT eff_period FROM eff_periods WHERE dept = '{d}')")
+
+
+def _load_divisions(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE divisions "
+                "(code VARCHAR, name VARCHAR, level VARCHAR, parent VARCHAR)")
+    if DIVISIONS_CSV.exists():
+        with DIVISIONS_CSV.open(encoding="utf-8-sig", newline="") as fh:
+            rows = [(r.get("code"), r.get("name"), r.get("level"), r.get("parent"))
+                    for r in csv.DictReader(fh)]
+        if rows:
+            con.executemany("INSERT INTO divisions VALUES (?, ?, ?, ?)", rows)
+
+
+def _set_departments(con: duckdb.DuckDBPyConnection) -> None:
+    rows = [(c.code, c.name) for c in all_contracts().values()]
+    con.execute("CREATE OR REPLACE TABLE mart.departments (code VARCHAR, name VARCHAR)")
+    con.executemany("INSERT INTO mart.departments VALUES (?, ?)", rows)
+
+
+def _year(period: str) -> int:
+    return int(period[:4])
+
+
+# ---------------------------------------------------------------------------------------- build
+
+def build_marts(warehouse: Path, period: str, run_id: str, policy_year: int | None = None,
+                seed: int | None = None) -> dict:
+    """Build every mart for ``period`` and replay the history marts over every built period.
+
+    ``policy_year`` overrides the period's calendar year for this period only; ``seed`` overrides
+    the spot-check seed of the policy. The policy values are recorded in ``mart.policy_used`` and,
+    when the run exists, in ``audit.runs.policy``. Returns small counts for the period.
+    """
+    dt.datetime.strptime(period + "-01", "%Y-%m-%d")  # a bad period fails before any write
+    depts = department_codes()
+    models = model_order()
+    with write_lock:
+        con = open_warehouse(warehouse)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            _set_departments(con)
+            for path in models.get("setup", []):
+                _run_model(con, path)
+            _load_divisions(con)
+            _refresh_deliveries(con, depts)
+
+            built = dict(con.execute(
+                "SELECT period, arg_max(policy_year, built_at) FROM mart.policy_used "
+                "WHERE period > ? GROUP BY period", [period]).fetchall())
+            plan = [(period, policy_year or _year(period), seed)]
+            plan += [(p, y, None) for p, y in sorted(built.items())]
+            used = {}
+            for p, year, p_seed in plan:
+                policy = load_policy(year)
+                the_seed = p_seed if p_seed is not None else int(policy["spot_check_seed"])
+                policy = {**policy, "spot_check_seed": the_seed}
+                _set_policy(con, p, policy, the_seed)
+                _set_effective_snapshots(con, p, depts)
+                for path in models.get("period", []):
+                    _run_model(con, path)
+                con.execute("INSERT INTO mart.policy_used (run_id, period, policy_year, \"values\") "
+                            "VALUES (?, ?, ?, ?)", [run_id, p, year, policy_json(policy)])
+                used[p] = policy
+
+            upto = con.execute("SELECT max(period) FROM mart.policy_used").fetchone()[0]
+            latest_year = con.execute(
+                "SELECT arg_max(policy_year, built_at) FROM mart.policy_used WHERE period = ?",
+                [upto]).fetchone()[0]
+            latest_policy = used.get(upto) or load_policy(latest_year)
+            _set_policy(con, upto, latest_policy, int(latest_policy["spot_check_seed"]),
+                        table="upto_policy")
+            con.execute("SET VARIABLE upto = ?", [upto])
+            for path in models.get("history", []):
+                _run_model(con, path)
+
+            if con.execute("SELECT count(*) FROM audit.runs WHERE run_id = ?",
+                           [run_id]).fetchone()[0]:
+                con.execute("UPDATE audit.runs SET policy = ? WHERE run_id = ?",
+                            [policy_json(used[period]), run_id])
+            counts = _counts(con, period)
+            con.execute("COMMIT")
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
+        finally:
+            con.close()
+    counts["periods_built"] = [p for p, *_ in plan]
+    return counts
+
+
+def _counts(con: duckdb.DuckDBPyConnection, period: str) -> dict:
+    one = lambda sql: con.execute(sql, [period]).fetchone()[0]  # noqa: E731
+    return {
+        "period": period,
+        "households": one("SELECT count(*) FROM mart.household_status WHERE period = ?"),
+        "monitored": one("SELECT count(DISTINCT household_key) FROM mart.monitoring WHERE period = ?"),
+        "findings": one("SELECT count(*) FROM mart.problem_findings WHERE period = ?"),
+        "problems_open": one("SELECT count(*) FROM mart.ledger_as_of(?) WHERE status = 'open'"),
+        "overdue": one("SELECT count(*) FROM mart.ledger_as_of(?) WHERE status = 'open' AND overdue"),
+        "opened": one("SELECT count(*) FROM mart.problem_events WHERE period = ? "
+                      "AND event IN ('opened', 'reopened')"),
+        "reopened": one("SELECT count(*) FROM mart.problem_events WHERE period = ? AND event = 'reopened'"),
+        "closed": one("SELECT count(*) FROM mart.problem_events WHERE period = ? AND event = 'closed'"),
+        "spot_check": one("SELECT count(*) FROM mart.spot_check WHERE period = ?"),
+    }
+
+
+def ledger_as_of(warehouse: Path, period: str) -> list[dict]:
+    """The problem ledger as it stood after ``period`` (a replay of the findings up to it)."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        cur = con.execute("SELECT * FROM mart.ledger_as_of(?) ORDER BY code, subject_id", [period])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+    finally:
+        con.close()

@@ -1,0 +1,171 @@
+-- Mart tables, their Chinese comments, the rule catalogue and the ledger macros.
+-- Run first on every build (idempotent). Column lists of the interface tables follow
+-- ../shared/spec/interface.md exactly; extra columns come after them.
+
+CREATE TABLE IF NOT EXISTS mart.household_status (
+    period VARCHAR, household_key VARCHAR, household_id VARCHAR, county_code VARCHAR,
+    township_code VARCHAR, village_code VARCHAR, registry_status VARCHAR, object_type VARCHAR,
+    members INTEGER, per_capita_income DECIMAL(14,2), education_ok BOOLEAN, medical_ok BOOLEAN,
+    housing_ok BOOLEAN, water_ok BOOLEAN, income_ok BOOLEAN, color VARCHAR,
+    head_id_number VARCHAR, declared_members INTEGER, income_known BOOLEAN,
+    labour_able_members INTEGER, monitored BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS mart.monitoring (
+    period VARCHAR, household_key VARCHAR, category VARCHAR, reasons VARCHAR[], evidence JSON,
+    category_name VARCHAR, registry_status VARCHAR, village_code VARCHAR
+);
+CREATE TABLE IF NOT EXISTS mart.monitoring_history (
+    household_key VARCHAR, entered_period VARCHAR, last_flagged_period VARCHAR,
+    clean_periods INTEGER, proposed_clear_period VARCHAR, status VARCHAR,
+    as_of_period VARCHAR, flagged_periods INTEGER, categories_by_period JSON,
+    has_labour BOOLEAN, village_code VARCHAR
+);
+CREATE TABLE IF NOT EXISTS mart.problem_findings (
+    period VARCHAR, code VARCHAR, subject_id VARCHAR, subject_type VARCHAR,
+    household_key VARCHAR, township_code VARCHAR, village_code VARCHAR,
+    responsible_dept VARCHAR, responsible_name VARCHAR, deadline_days INTEGER,
+    detail VARCHAR, evidence JSON
+);
+CREATE TABLE IF NOT EXISTS mart.period_deliveries (period VARCHAR, dept VARCHAR);
+CREATE TABLE IF NOT EXISTS mart.problem_ledger (
+    problem_key VARCHAR, code VARCHAR, subject_id VARCHAR, household_key VARCHAR,
+    township_code VARCHAR, village_code VARCHAR, responsible_dept VARCHAR, status VARCHAR,
+    first_seen_period VARCHAR, last_seen_period VARCHAR, deadline DATE, overdue BOOLEAN,
+    closed_period VARCHAR, reopen_count INTEGER, detail VARCHAR,
+    responsible_name VARCHAR, subject_type VARCHAR, rule_name VARCHAR,
+    opened_period VARCHAR, as_of_period VARCHAR
+);
+CREATE TABLE IF NOT EXISTS mart.problem_events (
+    period VARCHAR, problem_key VARCHAR, code VARCHAR, subject_id VARCHAR, event VARCHAR,
+    status VARCHAR, deadline DATE, overdue BOOLEAN, reopen_count INTEGER,
+    household_key VARCHAR, township_code VARCHAR, village_code VARCHAR,
+    responsible_dept VARCHAR, detail VARCHAR
+);
+CREATE TABLE IF NOT EXISTS mart.township_ranking (
+    period VARCHAR, township_code VARCHAR, township_name VARCHAR, households INTEGER,
+    open_problems INTEGER, overdue_problems INTEGER, closed_in_period INTEGER,
+    rectification_rate DOUBLE, monitored_households INTEGER, score DOUBLE, rank INTEGER,
+    bottom3_streak INTEGER, county_code VARCHAR, closed_problems INTEGER
+);
+CREATE TABLE IF NOT EXISTS mart.spot_check (
+    period VARCHAR, county_code VARCHAR, village_code VARCHAR, household_key VARCHAR,
+    stratum VARCHAR, seed BIGINT, monitored BOOLEAN, draw_order INTEGER
+);
+CREATE TABLE IF NOT EXISTS mart.household_plan (
+    period VARCHAR, household_key VARCHAR, measure VARCHAR, department VARCHAR,
+    dept_code VARCHAR, reason VARCHAR
+);
+CREATE TABLE IF NOT EXISTS mart.policy_used (
+    run_id VARCHAR, period VARCHAR, policy_year INTEGER, "values" JSON,
+    built_at TIMESTAMP DEFAULT current_timestamp
+);
+
+-- The rule catalogue: who is responsible and which departments a rule reads (for 销号).
+CREATE OR REPLACE TABLE mart.rules AS
+SELECT * FROM (VALUES
+    ('P01', '适龄学生未入学或辍学休学（控辍保学）', 'person',    'jiaoyu',   ['fupin','jiaoyu']),
+    ('P02', '建档立卡人员未参加基本医疗保险',       'person',    'yibao',    ['fupin','yibao']),
+    ('P03', '大病慢性病患者未签约家庭医生',         'person',    'weijian',  ['fupin','weijian']),
+    ('P04', '住房未鉴定或C/D级未竣工',              'household', 'zhujian',  ['fupin','zhujian']),
+    ('P05', '饮水安全不达标或无记录',               'household', 'shuili',   ['fupin','shuili']),
+    ('P06', '收入低于贫困线或未测算',               'household', 'fupin',    ['fupin','shouru']),
+    ('P07', '已死亡注销仍在建档立卡名单',           'person',    'fupin',    ['fupin','gongan']),
+    ('P07b','死亡后仍领取救助',                     'person',    'minzheng', ['gongan','minzheng']),
+    ('P08', '财政供养人员在建档立卡名单',           'person',    'fupin',    ['fupin','caizheng']),
+    ('P09', '残疾人补贴未落实',                     'person',    'canlian',  ['fupin','canlian']),
+    ('P10', '建档立卡人均纯收入与测算不符',         'household', 'fupin',    ['fupin','shouru']),
+    ('P11', '同一身份证号重复纳入',                 'person',    'fupin',    ['fupin']),
+    ('P12', '无劳动力低收入户未应保尽保',           'household', 'minzheng', ['fupin','shouru','minzheng']),
+    ('P13', '家庭人口数不符或无户主',               'household', 'fupin',    ['fupin','shouru'])
+) AS t(code, rule_name, subject_type, responsible_dept, reads);
+
+-- The ledger, replayed from the per-period findings: one row per problem and built period from
+-- its first sighting on. A sighting ('S') opens or keeps it open; a period in which it is not
+-- seen although every department the rule reads delivered ('C') closes it; any other period
+-- leaves it as it was. Everything here depends only on periods <= upto, so the ledger as of an
+-- earlier period is this macro with that period.
+CREATE OR REPLACE MACRO mart.ledger_states(upto) AS TABLE
+WITH periods AS (
+    SELECT DISTINCT period FROM mart.policy_used WHERE period <= upto
+), delivered AS (
+    SELECT p.period, coalesce(list(d.dept) FILTER (WHERE d.dept IS NOT NULL), []) AS depts
+    FROM periods p LEFT JOIN mart.period_deliveries d USING (period) GROUP BY p.period
+), seen AS (
+    SELECT * FROM mart.problem_findings WHERE period IN (SELECT period FROM periods)
+), keys AS (
+    SELECT code, subject_id, min(period) AS first_seen_period FROM seen GROUP BY ALL
+), grid AS (
+    SELECT k.code, k.subject_id, k.first_seen_period, p.period,
+           s.period IS NOT NULL AS seen,
+           s.period IS NULL AND list_has_all(d.depts, r.reads) AS closable,
+           s.household_key, s.township_code, s.village_code, s.detail, s.deadline_days,
+           r.responsible_dept
+    FROM keys k
+    JOIN periods p ON p.period >= k.first_seen_period
+    JOIN delivered d ON d.period = p.period
+    JOIN mart.rules r ON r.code = k.code
+    LEFT JOIN seen s ON s.code = k.code AND s.subject_id = k.subject_id AND s.period = p.period
+), marked AS (
+    SELECT *,
+           CASE WHEN seen THEN 'S' WHEN closable THEN 'C' END AS mark,
+           last_day(strptime(period || '-01', '%Y-%m-%d')::DATE) AS period_end
+    FROM grid
+), stated AS (
+    SELECT *,
+           last_value(mark IGNORE NULLS) OVER w AS state
+    FROM marked
+    WINDOW w AS (PARTITION BY code, subject_id ORDER BY period ROWS UNBOUNDED PRECEDING)
+), transitions AS (
+    SELECT *,
+           lag(state) OVER (PARTITION BY code, subject_id ORDER BY period) AS prev_state
+    FROM stated
+), spells AS (
+    SELECT *,
+           seen AND coalesce(prev_state, 'C') = 'C' AS spell_start,
+           mark = 'C' AND prev_state = 'S' AS closing
+    FROM transitions
+), carried AS (
+    SELECT *,
+           last_value(CASE WHEN spell_start THEN period END IGNORE NULLS) OVER w AS opened_period,
+           last_value(CASE WHEN spell_start THEN period_end + deadline_days::INTEGER END IGNORE NULLS) OVER w AS deadline,
+           (count(*) FILTER (WHERE spell_start) OVER w) - 1 AS reopen_count,
+           last_value(CASE WHEN seen THEN period END IGNORE NULLS) OVER w AS last_seen_period,
+           last_value(CASE WHEN closing THEN period END IGNORE NULLS) OVER w AS last_closed_period,
+           last_value(household_key IGNORE NULLS) OVER w AS hh_key,
+           last_value(township_code IGNORE NULLS) OVER w AS twp,
+           last_value(village_code IGNORE NULLS) OVER w AS vil,
+           last_value(detail IGNORE NULLS) OVER w AS last_detail
+    FROM spells
+    WINDOW w AS (PARTITION BY code, subject_id ORDER BY period ROWS UNBOUNDED PRECEDING)
+), final AS (
+    SELECT *,
+           state = 'S' AND period_end > deadline AS overdue
+    FROM carried
+)
+SELECT period, code, subject_id, first_seen_period,
+       substr(md5(code || ':' || subject_id), 1, 16) AS problem_key,
+       CASE WHEN state = 'S' THEN 'open' ELSE 'closed' END AS status,
+       seen, closable, spell_start, closing, opened_period, deadline, overdue,
+       coalesce(lag(overdue) OVER (PARTITION BY code, subject_id ORDER BY period), false)
+           AND NOT spell_start AS was_overdue,
+       reopen_count::INTEGER AS reopen_count, last_seen_period,
+       CASE WHEN state = 'C' THEN last_closed_period END AS closed_period,
+       hh_key AS household_key, twp AS township_code, vil AS village_code,
+       responsible_dept, last_detail AS detail
+FROM final;
+
+-- The problem ledger as of a period: each problem's state after that period's replay.
+CREATE OR REPLACE MACRO mart.ledger_as_of(upto) AS TABLE
+SELECT s.problem_key, s.code, s.subject_id, s.household_key, s.township_code, s.village_code,
+       s.responsible_dept, s.status, s.first_seen_period, s.last_seen_period, s.deadline,
+       s.overdue, s.closed_period, s.reopen_count, s.detail,
+       d.name AS responsible_name, r.subject_type, r.rule_name, s.opened_period,
+       s.period AS as_of_period
+FROM mart.ledger_states(upto) s
+JOIN mart.rules r USING (code)
+LEFT JOIN mart.departments d ON d.code = s.responsible_dept
+QUALIFY row_number() OVER (PARTITION BY s.code, s.subject_id ORDER BY s.period DESC) = 1;
+
+-- Problems open at the end of a period (rules.md: first seen <= period, not closed since).
+CREATE OR REPLACE MACRO mart.problems_open_in(p) AS TABLE
+SELECT * FROM mart.ledger_as_of(p) WHERE status = 'open';

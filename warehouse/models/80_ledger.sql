@@ -1,0 +1,25 @@
+-- History: the problem ledger and its events, replayed from every built period's findings up to
+-- the latest built period (getvariable('upto')). Loading periods out of order gives the same
+-- ledger as loading them in order, because nothing here depends on the order of the builds.
+CREATE OR REPLACE TEMP TABLE states AS SELECT * FROM mart.ledger_states(getvariable('upto'));
+
+DELETE FROM mart.problem_ledger;
+INSERT INTO mart.problem_ledger SELECT * FROM mart.ledger_as_of(getvariable('upto'));
+
+DELETE FROM mart.problem_events;
+INSERT INTO mart.problem_events
+WITH ev AS (
+    SELECT *, CASE WHEN reopen_count = 0 THEN 'opened' ELSE 'reopened' END AS event
+    FROM states WHERE spell_start
+    UNION ALL
+    SELECT *, 'still_open' FROM states WHERE seen AND NOT spell_start
+    UNION ALL
+    SELECT *, 'awaiting_data' FROM states WHERE NOT seen AND status = 'open'
+    UNION ALL
+    SELECT *, 'overdue' FROM states WHERE overdue AND NOT was_overdue
+    UNION ALL
+    SELECT *, 'closed' FROM states WHERE closing
+)
+SELECT period, problem_key, code, subject_id, event, status, deadline, overdue, reopen_count,
+       household_key, township_code, village_code, responsible_dept, detail
+FROM ev;
