@@ -1,0 +1,123 @@
+"""A Great Expectations datasource for the DuckDB warehouse, so suites run as SQL inside DuckDB.
+
+GX 1.x ships no DuckDB engine, and through plain ``duckdb_engine`` every expectation fails with an
+``IndexError`` in ``resolve_metric_bundle``: GX reads the SQLAlchemy result *after* leaving the
+connection's ``with`` block, closing the connection rolls back, and DuckDB discards the pending
+result. Three small pieces fix it (see ../shared/design.md):
+
+* :class:`DuckDBExecutionEngine` subclasses ``SqlAlchemyExecutionEngine``: ``execute_query``
+  materialises the rows with SQLAlchemy's ``freeze()`` while the connection is still open (GX's
+  metric queries return a handful of aggregate rows, so this costs nothing), and it uses the
+  PostgreSQL dialect module, so regex expectations compile to ``col ~ pattern`` (DuckDB's ``~``
+  is a partial match, like PostgreSQL's).
+* The engine's DuckDB connections are opened by :func:`tasks.db.connect` itself (through a
+  SQLAlchemy ``creator``). DuckDB shares one database instance between connections of one process
+  only when they use the same configuration, and ``duckdb_engine`` would add its own
+  ``custom_user_agent``: a warehouse already open through ``tasks.db`` would then refuse GX
+  ("different configuration"), and the other way round.
+* :class:`DuckDBDatasource` subclasses the fluent ``SQLDatasource`` with ``type = "duckdb"``, so
+  GX registers ``context.data_sources.add_duckdb(...)`` and can read it back from a file context.
+
+Import this module before creating a file context that holds a ``duckdb`` datasource.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, List, Literal, Type, Union
+
+import sqlalchemy as sa
+from duckdb_engine import ConnectionWrapper
+from great_expectations.compatibility import pydantic
+from great_expectations.datasource.fluent.config_str import ConfigStr
+from great_expectations.datasource.fluent.sql_datasource import (
+    QueryAsset,
+    SQLDatasource,
+    TableAsset,
+)
+from great_expectations.execution_engine.sqlalchemy_execution_engine import (
+    SqlAlchemyExecutionEngine,
+)
+
+from tasks import db
+
+_URL_PREFIX = "duckdb:///"
+
+
+def warehouse_url(warehouse: Path | str) -> str:
+    """The connection string GX keeps for a warehouse file (an absolute path, no secrets)."""
+    return _URL_PREFIX + str(Path(warehouse).resolve())
+
+
+def _warehouse_of(connection_string: str) -> Path:
+    if not connection_string.startswith(_URL_PREFIX):
+        raise ValueError(f"not a DuckDB warehouse connection string: {connection_string!r}")
+    return Path(connection_string[len(_URL_PREFIX):])
+
+
+def create_engine(connection_string: str, **kwargs) -> sa.engine.Engine:
+    """A SQLAlchemy engine whose DuckDB connections are opened exactly as tasks.db opens them.
+
+    One static connection per engine: GX runs its metric queries one after the other, and a
+    single connection keeps the database instance (and its catalog cache) alive between them.
+    """
+    warehouse = _warehouse_of(connection_string)
+    kwargs.setdefault("poolclass", sa.pool.StaticPool)
+    return sa.create_engine(
+        "duckdb:///:memory:",  # only selects the dialect; creator() decides what is opened
+        creator=lambda: ConnectionWrapper(db.connect(warehouse)),
+        **kwargs,
+    )
+
+
+class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
+    """SqlAlchemyExecutionEngine that works on DuckDB (results frozen before the connection closes)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # GX picks its SQL idioms (regex operator, type lookups) from this module.
+        import sqlalchemy.dialects.postgresql as postgresql_dialect
+
+        self.dialect_module = postgresql_dialect
+
+    def _setup_engine(self, kwargs, connection_string=None, credentials=None, url=None):
+        self.engine = create_engine(connection_string or url, **kwargs)
+
+    def execute_query(self, query):  # noqa: D401 - GX signature
+        with self.get_connection() as connection:
+            result = self._execute_query_with_recovery(connection, query)
+            # A CursorResult of DuckDB dies with the connection's transaction: keep its rows.
+            return result.freeze()() if result.returns_rows else result
+
+    def execute_query_in_transaction(self, query):
+        with self.get_connection() as connection:
+            result = self._execute_query_with_recovery(connection, query)
+            frozen = result.freeze()() if result.returns_rows else result
+            if connection.in_transaction():
+                connection.commit()
+            return frozen
+
+
+class DuckDBTableAsset(TableAsset):
+    type: Literal["table"] = "table"
+
+
+class DuckDBQueryAsset(QueryAsset):
+    type: Literal["query"] = "query"
+
+
+class DuckDBDatasource(SQLDatasource):
+    """Fluent datasource ``type: duckdb`` over a warehouse file (``duckdb:///<absolute path>``)."""
+
+    asset_types: ClassVar[List[Type]] = [DuckDBTableAsset, DuckDBQueryAsset]
+    type: Literal["duckdb"] = "duckdb"  # type: ignore[assignment]
+    connection_string: Union[ConfigStr, str]
+
+    _TableAsset: Type[TableAsset] = pydantic.PrivateAttr(DuckDBTableAsset)
+    _QueryAsset: Type[QueryAsset] = pydantic.PrivateAttr(DuckDBQueryAsset)
+
+    @property
+    def execution_engine_type(self) -> Type[SqlAlchemyExecutionEngine]:
+        return DuckDBExecutionEngine
+
+    def _create_engine(self) -> sa.engine.Engine:
+        return create_engine(str(self.connection_string), **dict(self.kwargs or {}))

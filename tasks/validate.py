@@ -1,0 +1,588 @@
+"""Validate a conformed extract with Great Expectations, inside DuckDB.
+
+``validate_extract(warehouse, period, dept, run_id)`` runs ``expectations/<dept>.json`` through GX
+against ``pending.<dept> WHERE period = <period>``. GX compiles every expectation to SQL that
+DuckDB executes (tasks/gx_duckdb.py); only aggregate results and at most a few sample values come
+back to Python, never the data.
+
+What happens with the results (docs/validation.md has the whole policy):
+
+* every expectation's result is a row of ``audit.validations``;
+* a failed ``blocking`` expectation (or a quarantining one that failed on more than its
+  ``reject_above_share`` of the rows) sets ``blocking_failed``: the flow then rejects the extract
+  and the previous good data stays in use;
+* otherwise the rows that failed a row-level ``quarantine`` expectation move from
+  ``pending.<dept>`` to ``quarantine.rows`` (stage ``validate``, one row with every reason);
+* GX Data Docs are built under ``output_dir(warehouse)/datadocs`` (identity numbers masked in
+  everything GX keeps, see :func:`scrub`).
+
+GX costs a few seconds to import and set up: it is imported lazily, once per process, and its
+file context (``output_dir(warehouse)/gx``, never committed) is kept per output folder.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from tasks import db
+from tasks.contracts import load_contract
+from tasks.idnumber import MASK_SQL
+from tasks.settings import EXPECTATIONS_DIR, WAREHOUSE_DIR, output_dir
+
+log = logging.getLogger(__name__)
+
+DIVISIONS_CSV = WAREHOUSE_DIR / "reference" / "divisions.csv"
+DATASOURCE = "warehouse"
+BATCH_DEFINITION = "by_period"
+DOCS_SITE = "povwatch"
+SAMPLE_ROWS = 3
+DEFAULT_VOLUME_MAX_CHANGE = 0.5
+_PERIOD = re.compile(r"^[0-9]{4}-[0-9]{2}$")
+_DEPT = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# GX talks to nobody: no usage statistics from an office network.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@dataclass
+class ValidationOutcome:
+    period: str
+    dept: str
+    blocking_failed: bool
+    failures: list[dict]           # {expectation, description, blocking, unexpected_count, sample}
+    quarantined_rows: int
+    data_docs: Path | None
+    message: str | None            # Chinese summary, for the rejection message and alerts
+    run_id: str | None = None
+    results: int = 0               # expectations evaluated
+    row_count: int = 0             # rows of the batch before quarantine
+
+    def alert(self, files: list[dict] | None = None) -> dict:
+        """The dict tasks.alerts.alert_on_outcomes takes (files: [{file, sha256}], optional)."""
+        return {
+            "period": self.period, "dept": self.dept,
+            "severity": "error" if self.blocking_failed else "warning",
+            "files": files or [], "failures": self.failures, "message": self.message,
+            "data_docs": str(self.data_docs) if self.data_docs else None,
+        }
+
+
+# --------------------------------------------------------------------------- privacy
+
+_ID18 = re.compile(r"(?<![0-9])([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])(?![0-9])")
+_ID15 = re.compile(r"(?<![0-9])([0-9]{6})[0-9]{5}([0-9]{4})(?![0-9])")
+
+
+def mask_text(text: str) -> str:
+    """Mask anything that looks like an identity number (18 or 15 digits) inside a text."""
+    text = _ID18.sub(lambda m: m.group(1) + "********" + m.group(2), text)
+    return _ID15.sub(lambda m: m.group(1) + "*****" + m.group(2), text)
+
+
+def scrub(value: Any) -> Any:
+    """A copy of a JSON-like value with every identity number masked (GX keeps unexpected values,
+    and the results and Data Docs are written outside the warehouse)."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(scrub(v) for v in value)
+    return value
+
+
+# --------------------------------------------------------------------------- suites
+
+@lru_cache(maxsize=None)
+def _suite_json(dept: str, mtime_ns: int) -> dict:
+    return json.loads((EXPECTATIONS_DIR / f"{dept}.json").read_text(encoding="utf-8"))
+
+
+def suite_definition(dept: str) -> dict:
+    """expectations/<dept>.json as a dict, checked for the meta this module relies on."""
+    if not _DEPT.match(dept):
+        raise ValueError(f"bad department code {dept!r}")
+    path = EXPECTATIONS_DIR / f"{dept}.json"
+    raw = _suite_json(dept, path.stat().st_mtime_ns)
+    names = set()
+    for exp in raw["expectations"]:
+        meta = exp.get("meta") or {}
+        name = meta.get("name")
+        if not name or name in names:
+            raise ValueError(f"{path}: every expectation needs a unique meta.name ({name!r})")
+        names.add(name)
+        if meta.get("severity") not in ("blocking", "warning"):
+            raise ValueError(f"{path}: {name}: meta.severity must be 'blocking' or 'warning'")
+    return raw
+
+
+def expectation_description(dept: str, name: str) -> str | None:
+    """The Chinese description of a suite's expectation (what a quarantine reason means)."""
+    for exp in suite_definition(dept)["expectations"]:
+        if exp["meta"]["name"] == name:
+            return exp.get("description")
+    return None
+
+
+def quarantine_reason(description: str | None, name: str) -> str:
+    """A quarantine reason: the clerk's words and the expectation's name, e.g.
+    ``终止年月：早于起始年月（end_month_not_before_start）``."""
+    return f"{description}（{name}）" if description else name
+
+
+# --------------------------------------------------------------------------- parameters
+
+def county_village_regex(con) -> str:
+    """``^(620523|...)[0-9]{6}$`` from the division table, else from the registry's villages."""
+    prefixes: list[str] = []
+    if DIVISIONS_CSV.exists():
+        prefixes = [r[0] for r in con.execute(
+            "SELECT DISTINCT substr(CAST(code AS VARCHAR), 1, 6) FROM read_csv(?, all_varchar=true) "
+            "WHERE lower(level) = 'county' ORDER BY 1", [str(DIVISIONS_CSV)]).fetchall()]
+    if not prefixes:
+        prefixes = [r[0] for r in con.execute(
+            "SELECT DISTINCT substr(village_code, 1, 6) FROM ("
+            " SELECT village_code FROM staging.fupin UNION ALL SELECT village_code FROM pending.fupin)"
+            " WHERE regexp_full_match(village_code, '[0-9]{12}') ORDER BY 1").fetchall()]
+    prefixes = [p for p in prefixes if re.fullmatch(r"[0-9]{6}", p or "")]
+    if not prefixes:
+        return "^[0-9]{12}$"
+    return "^(" + "|".join(prefixes) + ")[0-9]{6}$"
+
+
+def volume_bounds(con, dept: str, period: str, max_change: float) -> tuple[int, int | None, dict]:
+    """Allowed row count: the latest earlier accepted period's count ± max_change."""
+    prev = con.execute(
+        f"SELECT period, count(*) FROM staging.{dept} WHERE period < ? GROUP BY period "
+        f"ORDER BY period DESC LIMIT 1", [period]).fetchone()
+    if prev is None:
+        return 0, None, {"previous_period": None}
+    n = int(prev[1])
+    low = int(math.floor(n * (1 - max_change)))
+    high = int(math.ceil(n * (1 + max_change)))
+    return max(low, 0), high, {"previous_period": prev[0], "previous_rows": n, "max_change": max_change}
+
+
+def suite_parameters(con, dept: str, period: str, suite_meta: dict) -> tuple[dict, dict]:
+    env = os.environ.get("POVWATCH_VOLUME_MAX_CHANGE")
+    max_change = float(env) if env else float(suite_meta.get("volume_max_change", DEFAULT_VOLUME_MAX_CHANGE))
+    low, high, info = volume_bounds(con, dept, period, max_change)
+    params = {"volume_min": low, "volume_max": high, "county_village_regex": county_village_regex(con)}
+    return params, info
+
+
+# --------------------------------------------------------------------------- GX context
+
+_GX_LOCK = threading.RLock()
+_CONTEXTS: dict[Path, Any] = {}
+
+
+def gx_context(warehouse: Path):
+    """The GX file context under output_dir(warehouse)/gx, Data Docs in output_dir/datadocs."""
+    out = output_dir(Path(warehouse))
+    with _GX_LOCK:
+        if out in _CONTEXTS:
+            return _CONTEXTS[out]
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        from tasks import gx_duckdb  # noqa: F401  registers the "duckdb" datasource type
+
+        out.mkdir(parents=True, exist_ok=True)
+        context = gx.get_context(mode="file", project_root_dir=str(out))
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        site = {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(out / "datadocs")},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
+        sites = context.get_config().data_docs_sites or {}
+        for name in list(sites):
+            if name != DOCS_SITE:
+                context.delete_data_docs_site(name)
+        if DOCS_SITE in sites:
+            context.update_data_docs_site(DOCS_SITE, site)
+        else:
+            context.add_data_docs_site(DOCS_SITE, site)
+        _CONTEXTS[out] = context
+        return context
+
+
+def _batch_definition(context, warehouse: Path, dept: str):
+    from great_expectations.core.partitioners import PartitionerColumnValue
+
+    from tasks.gx_duckdb import warehouse_url
+
+    url = warehouse_url(warehouse)
+    try:
+        ds = context.data_sources.get(DATASOURCE)
+        if str(ds.connection_string) != url:
+            ds = context.data_sources.update_duckdb(name=DATASOURCE, connection_string=url)
+    except (KeyError, ValueError, LookupError):
+        ds = context.data_sources.add_duckdb(name=DATASOURCE, connection_string=url)
+    try:
+        asset = ds.get_asset(dept)
+    except LookupError:
+        # A table asset: GX's description of failing rows (unexpected_index_query) is broken SQL
+        # for query assets in GX 1.24 ("FROM SELECT ..."). schema_name is deprecated in favour of
+        # the connection's configuration, which a DuckDB URL cannot carry.
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asset = ds.add_table_asset(dept, table_name=dept, schema_name="pending")
+    try:
+        return ds, asset.get_batch_definition(BATCH_DEFINITION)
+    except KeyError:
+        # GX only checks date partitioners; a column-value one works on any column.
+        return ds, asset.add_batch_definition(
+            BATCH_DEFINITION, partitioner=PartitionerColumnValue(column_name="period"),
+            validate_partitioner=False)
+
+
+def _release(ds) -> None:
+    """Close GX's DuckDB connections so the file is not held open between validations."""
+    try:
+        ds.get_execution_engine().engine.dispose()
+        ds.get_engine().dispose()
+    except Exception:  # pragma: no cover - best effort
+        log.debug("disposing GX engines failed", exc_info=True)
+
+
+RESULT_FORMAT = {
+    "result_format": "BASIC",
+    "partial_unexpected_count": 5,
+}
+
+
+def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: dict):
+    """Run the department's suite by GX on the period's batch; store scrubbed results, build docs.
+
+    Returns (results, data_docs_index_path).
+    """
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    raw = suite_definition(dept)
+    with _GX_LOCK:
+        context = gx_context(warehouse)
+        suite = gx.ExpectationSuite(name=raw["name"], meta=raw.get("meta") or {},
+                                    expectations=raw["expectations"])
+        ds, batch_definition = _batch_definition(context, warehouse, dept)
+        try:
+            batch = batch_definition.get_batch(batch_parameters={"period": period})
+            results = batch.validate(suite, result_format=RESULT_FORMAT,
+                                     expectation_parameters=parameters)
+            for r in results.results:
+                r.result = scrub(r.result or {})
+                if r.exception_info:
+                    r.exception_info = scrub(r.exception_info)
+            results.meta["run_id"] = RunIdentifier(run_name=run_id, run_time=_dt.datetime.now(_dt.timezone.utc))
+            results.meta["batch_parameters"] = {"period": period}
+            vr_id = ValidationResultIdentifier(
+                expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
+                run_id=results.meta["run_id"], batch_identifier=f"{dept}-{period}")
+            context.validation_results_store.set(vr_id, results)
+            docs = _build_docs(context, vr_id)
+        finally:
+            _release(ds)
+    return results, docs
+
+
+def _build_docs(context, vr_id) -> Path | None:
+    try:
+        urls = context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=[vr_id])
+    except Exception:
+        log.warning("GX Data Docs could not be built", exc_info=True)
+        return None
+    url = urls.get(DOCS_SITE)
+    return Path(url.removeprefix("file://")) if url else None
+
+
+# --------------------------------------------------------------------------- outcome
+
+def _strip_sql(sql: str) -> str:
+    return sql.strip().rstrip(";")
+
+
+def _lit(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _q(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _resolve(value: Any, parameters: dict) -> Any:
+    if isinstance(value, dict) and "$PARAMETER" in value:
+        return parameters[value["$PARAMETER"]]
+    return value
+
+
+def failing_condition(cfg, parameters: dict) -> str | None:
+    """The DuckDB condition a row fails the expectation on, or None if it is not row-level.
+
+    Written here rather than taken from GX's ``unexpected_index_query``: GX 1.24 builds that text
+    without the batch filter for simple column maps, as invalid SQL for query assets, and as a
+    cross join for compound uniqueness. The counts are held against GX's ``unexpected_count``.
+    """
+    kw = {k: _resolve(v, parameters) for k, v in cfg.kwargs.items()}
+    t = cfg.type
+    if t == "expect_column_values_to_not_be_null":
+        return f"{_q(kw['column'])} IS NULL"
+    col = _q(kw["column"]) if "column" in kw else None
+    if t == "expect_column_values_to_be_in_set":
+        values = ", ".join(_lit(v) for v in kw["value_set"])
+        return f"{col} IS NOT NULL AND {col} NOT IN ({values})"
+    if t == "expect_column_values_to_not_be_in_set":
+        values = ", ".join(_lit(v) for v in kw["value_set"])
+        return f"{col} IS NOT NULL AND {col} IN ({values})"
+    if t == "expect_column_values_to_match_regex":
+        return f"{col} IS NOT NULL AND NOT regexp_matches({col}, {_lit(kw['regex'])})"
+    if t == "expect_column_values_to_not_match_regex":
+        return f"{col} IS NOT NULL AND regexp_matches({col}, {_lit(kw['regex'])})"
+    if t == "expect_column_values_to_be_between":
+        parts = []
+        if kw.get("min_value") is not None:
+            parts.append(f"{col} {'>' if kw.get('strict_min') else '>='} {_lit(kw['min_value'])}")
+        if kw.get("max_value") is not None:
+            parts.append(f"{col} {'<' if kw.get('strict_max') else '<='} {_lit(kw['max_value'])}")
+        return f"{col} IS NOT NULL AND NOT ({' AND '.join(parts) or 'TRUE'})"
+    if t == "expect_column_pair_values_a_to_be_greater_than_b":
+        a, b = _q(kw["column_A"]), _q(kw["column_B"])
+        op = ">=" if kw.get("or_equal") else ">"
+        ignore = kw.get("ignore_row_if", "both_values_are_missing")
+        if ignore == "either_value_is_missing":
+            return f"{a} IS NOT NULL AND {b} IS NOT NULL AND NOT ({a} {op} {b})"
+        return f"NOT ({a} IS NULL AND {b} IS NULL) AND NOT coalesce({a} {op} {b}, FALSE)"
+    return None
+
+
+def failing_rows_sql(cfg, parameters: dict, batch_sql: str) -> str | None:
+    """SQL of the failing rows' keys (period, source_file, source_row), or None (table-level)."""
+    t = cfg.type
+    if t == "unexpected_rows_expectation":
+        query = cfg.kwargs["unexpected_rows_query"].replace("{batch}", f"({batch_sql})")
+        return f"SELECT period, source_file, source_row FROM ({_strip_sql(query)})"
+    if t in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
+        cols = [cfg.kwargs["column"]] if "column" in cfg.kwargs else list(cfg.kwargs["column_list"])
+        quoted = ", ".join(_q(c) for c in cols)
+        if t == "expect_column_values_to_be_unique":
+            skip = f"{_q(cols[0])} IS NULL"
+        else:  # GX's default ignore_row_if for compound keys: all_values_are_missing
+            skip = " AND ".join(f"{_q(c)} IS NULL" for c in cols)
+        return (f"SELECT period, source_file, source_row FROM (SELECT period, source_file, source_row, "
+                f"count(*) OVER (PARTITION BY {quoted}) AS _n FROM ({batch_sql}) WHERE NOT ({skip})) "
+                f"WHERE _n > 1")
+    condition = failing_condition(cfg, parameters)
+    if condition is None:
+        return None
+    return f"SELECT period, source_file, source_row FROM ({batch_sql}) WHERE {condition}"
+
+
+def _unexpected_count(result) -> int | None:
+    res = result.result or {}
+    if result.expectation_config.type == "unexpected_rows_expectation":
+        return res.get("observed_value")
+    return res.get("unexpected_count")
+
+
+def _sample_rows(con, dept: str, keys_sql: str, columns: list[str], period: str) -> list[dict]:
+    """A few failing rows, shown by file, row and the expectation's columns (ids masked)."""
+    contract = load_contract(dept)
+    types = {c.name: c.type for c in contract.columns}
+    labels = {c.name: c.header for c in contract.columns}
+    cols = [c for c in columns if c in types]
+    select = ", ".join(
+        (MASK_SQL.format(col=f'p."{c}"') if types[c] == "id" else f'CAST(p."{c}" AS VARCHAR)') + f' AS "{c}"'
+        for c in cols)
+    sql = (f"SELECT p.source_file, p.source_row{', ' + select if select else ''} FROM pending.{dept} p "
+           f"SEMI JOIN ({keys_sql}) k ON p.period = k.period AND p.source_file = k.source_file "
+           f"AND p.source_row = k.source_row WHERE p.period = ? ORDER BY p.source_file, p.source_row "
+           f"LIMIT {SAMPLE_ROWS}")
+    rows = con.execute(sql, [period]).fetchall()
+    out = []
+    for row in rows:
+        item = {"file": row[0], "row": row[1]}
+        item.update({labels[c]: v for c, v in zip(cols, row[2:])})
+        out.append(scrub(item))
+    return out
+
+
+def _row_json_sql(dept: str) -> str:
+    """The pending row as JSON keyed by the contract's Chinese headers (what quarantine keeps)."""
+    contract = load_contract(dept)
+    parts = ", ".join(f"'{c.header}', CAST(p.\"{c.name}\" AS VARCHAR)" for c in contract.columns)
+    return f"CAST(json_object({parts}) AS VARCHAR)"
+
+
+def _exception_message(result) -> str | None:
+    info = result.exception_info or {}
+    if info.get("raised_exception"):
+        return mask_text(str(info.get("exception_message")))
+    for value in info.values():  # GX 1.x may key exception info by metric
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return mask_text(str(value.get("exception_message")))
+    return None
+
+
+def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> ValidationOutcome:
+    """Validate pending.<dept> for one period by GX in DuckDB; record, quarantine, build docs."""
+    warehouse = Path(warehouse).resolve()
+    if not _PERIOD.match(period):
+        raise ValueError(f"period must be YYYY-MM, got {period!r}")
+    raw = suite_definition(dept)
+    batch_sql = f"SELECT * FROM pending.{dept} WHERE period = '{period}'"
+    con = db.connect(warehouse)
+    try:
+        row_count = con.execute(f"SELECT count(*) FROM pending.{dept} WHERE period = ?", [period]).fetchone()[0]
+        params, volume_info = suite_parameters(con, dept, period, raw.get("meta") or {})
+        results, docs = run_suite(warehouse, dept, period, run_id, params)
+
+        records, failures, quarantine_keys = [], [], []
+        for r in results.results:
+            cfg = r.expectation_config
+            meta = cfg.meta or {}
+            name = meta["name"]
+            count = _unexpected_count(r)
+            keys_sql = failing_rows_sql(cfg, params, batch_sql) if not r.success else None
+            blocking = meta["severity"] == "blocking"
+            escalated = False
+            if (not r.success and meta.get("quarantine") and not blocking and count
+                    and row_count and meta.get("reject_above_share") is not None
+                    and count / row_count > float(meta["reject_above_share"])):
+                escalated = True
+            error = _exception_message(r)
+            if error:
+                # An expectation GX could not evaluate is a broken check: never silently passed.
+                blocking, escalated = True, False
+            effective_blocking = blocking or escalated
+            details = {
+                "type": cfg.type, "description": cfg.description, "meta": meta,
+                "result": r.result, "escalated": escalated,
+            }
+            if error:
+                details["exception"] = error
+            if meta["name"] == "volume_vs_previous_period":
+                details["volume"] = {**volume_info, "min": params["volume_min"], "max": params["volume_max"]}
+            records.append((run_id, period, dept, name, effective_blocking, bool(r.success), count,
+                            json.dumps(scrub(details), ensure_ascii=False, default=str)))
+            if r.success:
+                continue
+            sample: list | Any
+            if keys_sql:
+                sample = _sample_rows(con, dept, keys_sql, meta.get("columns", []), period)
+            else:
+                sample = scrub((r.result or {}).get("observed_value"))
+            failures.append({
+                "expectation": name, "description": cfg.description, "blocking": effective_blocking,
+                "unexpected_count": count, "sample": sample, "escalated": escalated,
+                "quarantine": bool(meta.get("quarantine")) and keys_sql is not None,
+                "observed": None if keys_sql else scrub((r.result or {}).get("observed_value")),
+                "error": error,
+                "keys_sql": keys_sql,
+            })
+            if meta.get("quarantine") and keys_sql:
+                quarantine_keys.append((quarantine_reason(cfg.description, name), keys_sql))
+
+        blocking_failed = any(f["blocking"] for f in failures)
+        quarantined = 0
+        with db.write_lock:
+            con.execute("BEGIN")
+            try:
+                con.executemany(
+                    "INSERT INTO audit.validations (run_id, period, dept, expectation, blocking, success, "
+                    "unexpected_count, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", records)
+                if quarantine_keys and not blocking_failed:
+                    quarantined = _quarantine(con, dept, period, run_id, quarantine_keys)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        for f in failures:
+            f.pop("keys_sql", None)
+        outcome = ValidationOutcome(
+            period=period, dept=dept, blocking_failed=blocking_failed, failures=failures,
+            quarantined_rows=quarantined, data_docs=docs, message=None, run_id=run_id,
+            results=len(results.results), row_count=row_count)
+        outcome.message = summary_message(outcome)
+        return outcome
+    finally:
+        con.close()
+
+
+def _quarantine(con, dept: str, period: str, run_id: str, keys: list[tuple[str, str]]) -> int:
+    """Move flagged rows from pending to quarantine.rows, one row with every reason. In the caller's
+    transaction."""
+    flagged = " UNION ALL ".join(
+        f"SELECT period, source_file, source_row, '{reason.replace(chr(39), chr(39) * 2)}' AS reason "
+        f"FROM ({sql})" for reason, sql in keys)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _validate_flagged AS "
+        f"SELECT source_file, source_row, list(DISTINCT reason ORDER BY reason) AS reasons "
+        f"FROM ({flagged}) WHERE period = ? GROUP BY source_file, source_row", [period])
+    con.execute(
+        f"INSERT INTO quarantine.rows (run_id, period, dept, file, row_number, reasons, stage, row_data) "
+        f"SELECT ?, p.period, ?, p.source_file, p.source_row, f.reasons, 'validate', {_row_json_sql(dept)} "
+        f"FROM pending.{dept} p JOIN _validate_flagged f "
+        f"ON p.source_file = f.source_file AND p.source_row = f.source_row WHERE p.period = ?",
+        [run_id, dept, period])
+    moved = con.execute(
+        f"DELETE FROM pending.{dept} p USING _validate_flagged f WHERE p.period = ? "
+        f"AND p.source_file = f.source_file AND p.source_row = f.source_row", [period]).fetchone()[0]
+    con.execute("DROP TABLE _validate_flagged")
+    return int(moved)
+
+
+def summary_message(outcome: ValidationOutcome) -> str | None:
+    """Chinese summary: what failed, how many rows, what happens now, where to look."""
+    if not outcome.failures:
+        return None
+    contract = load_contract(outcome.dept)
+    lines = []
+    if outcome.blocking_failed:
+        lines.append(f"{contract.name}（{outcome.dept}）{outcome.period} 数据校验未通过，本期数据未采用，"
+                     f"继续使用上期数据。请核对后重新报送。")
+    else:
+        lines.append(f"{contract.name}（{outcome.dept}）{outcome.period} 数据已采用，但有以下校验提示"
+                     + (f"，{outcome.quarantined_rows} 行已隔离，未进入数据仓库" if outcome.quarantined_rows else "")
+                     + "。")
+    for f in outcome.failures:
+        kind = "阻断" if f["blocking"] else ("隔离" if f.get("quarantine") else "提示")
+        count = f["unexpected_count"]
+        if isinstance(count, int):
+            count_text = f"{count} 行"
+        elif isinstance(f.get("observed"), int):
+            count_text = f"实际 {f['observed']} 行"
+        elif f.get("error"):
+            count_text = f"校验无法执行：{f['error']}"
+        else:
+            count_text = "未通过"
+        extra = "（不合格比例过高，整批退回）" if f.get("escalated") else ""
+        lines.append(f"- [{kind}] {f['description'] or f['expectation']}（{f['expectation']}）：{count_text}{extra}")
+    if outcome.data_docs:
+        lines.append(f"校验报告：{outcome.data_docs}")
+    return mask_text("\n".join(lines))
