@@ -1,0 +1,301 @@
+"""Conforming an extract's text to its contract: canonical names, types, repairs, quarantine.
+
+Pure polars expressions over the whole extract (every file of a period and department together,
+so a duplicate across two townships' files is found); no Python loop over rows, no warehouse.
+
+In: the text frame of tasks.read (canonical column names, extras, ``source_file``,
+``source_row``). Out: the rows that conform, typed as the staged table wants them, with
+``repairs`` naming what was repaired ("id_number:小写x改大写; assessed_on:日期格式转换"); and the
+rows that do not, with every reason in the words of tasks.reasons ("身份证号：校验位错误").
+
+A second or later copy of a row identical (as delivered) to an earlier one is quarantined as
+重复行 and only that: its defects, if any, are already reported on the first copy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from tasks import reasons
+from tasks.contracts import Column, Contract
+from tasks.idnumber import repair_expr
+from tasks.read import CERTIFICATE, ROW
+
+FILE = "source_file"
+REASONS = "reasons"
+REPAIRS = "repairs"
+
+# Repairs other than the identity number's (those come from tasks.reasons via tasks.idnumber).
+REPAIR_DATE_FORMAT = "日期格式转换"
+REPAIR_EXCEL_SERIAL = "Excel日期序号转换"
+REPAIR_MONTH_FORMAT = "年月格式转换"
+REPAIR_MONEY_FORMAT = "去除千分位或单位"
+REPAIR_ALIAS = "文字转代码"
+REPAIR_BOOL_FORMAT = "是否格式转换"
+REPAIR_WIDTH = reasons.REPAIR_FULL_WIDTH
+
+EXCEL_EPOCH = pl.date(1899, 12, 30)   # serial 1 = 1900-01-01 (Excel's 1900 leap-year bug aside)
+MAX_SERIAL = 73050                    # 2099-12-31
+
+TRUE_WORDS = ["是", "Y", "YES", "TRUE", "1", "√", "有"]
+FALSE_WORDS = ["否", "N", "NO", "FALSE", "0", "×", "无"]
+
+_FULL = "０１２３４５６７８９．－，"
+_HALF = "0123456789.-,"
+
+
+@dataclass
+class Conformed:
+    staged: pl.DataFrame        # contract columns (typed), source_file, source_row, repairs
+    quarantined: pl.DataFrame   # source_file, source_row, reasons (list[str]), raw columns
+
+
+def _v(name: str) -> str:
+    return f"__v_{name}"
+
+
+def _e(name: str) -> str:
+    return f"__e_{name}"
+
+
+def _r(name: str) -> str:
+    return f"__r_{name}"
+
+
+def _half_width(expr: pl.Expr) -> pl.Expr:
+    return expr.str.replace_many(list(_FULL), list(_HALF))
+
+
+def _err(condition: pl.Expr, label: str, what: str) -> pl.Expr:
+    return pl.when(condition).then(pl.lit(reasons.cell_reason(label, what)))
+
+
+# --------------------------------------------------------------------------------------------
+# one expression set per type: (value, error, repair), each evaluated on the cleaned text
+
+def _parse_date(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(date, repair) for 2020-03-05, 2020/3/5, 2020.3.5, 20200305, 2020年3月5日, Excel serials."""
+    no_time = text.str.replace(r"[T\s]+\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
+    unified = _half_width(no_time).str.replace_all(r"[/.年月]", "-").str.replace(r"日$", "")
+    dashed = unified.str.to_date("%Y-%m-%d", strict=False)
+    compact = pl.when(unified.str.contains(r"^\d{8}$")).then(unified.str.to_date("%Y%m%d", strict=False))
+    serial_text = unified.str.extract(r"^(\d{1,5})(?:\.0+)?$", 1)
+    serial = serial_text.cast(pl.Int64, strict=False)
+    from_serial = pl.when(serial.is_between(1, MAX_SERIAL)).then(
+        EXCEL_EPOCH + pl.duration(days=serial)
+    ).cast(pl.Date)
+    value = pl.coalesce(dashed, compact, from_serial)
+    iso = text.str.contains(r"^\d{4}-\d{2}-\d{2}$")
+    repair = (
+        pl.when(value.is_null() | iso).then(None)
+        .when(serial.is_not_null()).then(pl.lit(REPAIR_EXCEL_SERIAL))
+        .otherwise(pl.lit(REPAIR_DATE_FORMAT))
+    )
+    return value, repair
+
+
+def _parse_month(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(first day of month, repair) for 2020-03, 202003, 2020年3月, 2020/3, and full dates."""
+    half = _half_width(text)
+    unified = half.str.replace_all(r"[/.年]", "-").str.replace(r"月$", "")
+    six = pl.when(unified.str.contains(r"^\d{6}$")).then(
+        unified.str.slice(0, 4) + pl.lit("-") + unified.str.slice(4, 2)
+    ).otherwise(unified)
+    month = (six + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False)
+    as_date, _ = _parse_date(text)
+    value = pl.coalesce(month, as_date.dt.truncate("1mo"))
+    canonical = text.str.contains(r"^\d{4}-\d{2}$")
+    repair = pl.when(value.is_not_null() & ~canonical).then(pl.lit(REPAIR_MONTH_FORMAT))
+    return value, repair
+
+
+def _column_exprs(col: Column, text: pl.Expr) -> tuple[pl.Expr, pl.Expr | None, pl.Expr | None]:
+    """(typed value, error reason or null, repair or null) of one contract column's clean text."""
+    label = col.header
+    present = text.is_not_null()
+    repair: pl.Expr | None = None
+    error: pl.Expr | None = None
+    if col.aliases and col.type != "id":
+        aliased = text.replace(col.aliases)
+        alias_repair = pl.when(aliased != text).then(pl.lit(REPAIR_ALIAS))
+        text = aliased
+    else:
+        alias_repair = None
+
+    if col.type == "id":
+        fixed = repair_expr(text)
+        value = fixed.struct.field("id_number")
+        error = pl.when(fixed.struct.field("error").is_not_null()).then(
+            pl.lit(label + "：") + fixed.struct.field("error"))
+        repair = fixed.struct.field("repair")
+    elif col.type == "village":
+        digits = _half_width(text).str.replace_all(r"\s+", "")
+        ok = digits.str.contains(r"^\d{12}$")
+        value = pl.when(ok).then(digits)
+        error = _err(present & ~ok, label, reasons.VILLAGE_FORMAT)
+        repair = pl.when(ok & (digits != text)).then(pl.lit(REPAIR_WIDTH))
+    elif col.type == "code":
+        ok = text.is_in(list(col.codes)) if col.codes else pl.lit(True)
+        value = pl.when(ok).then(text)
+        error = _err(present & ~ok, label, reasons.CODE_NOT_IN_LIST)
+    elif col.type == "int":
+        number = _half_width(text).str.replace_all(r"\s+", "")
+        ok = number.str.contains(r"^[+-]?\d{1,9}(\.0*)?$")
+        value = pl.when(ok).then(number.str.replace(r"\.0*$", "").cast(pl.Int64, strict=False))
+        error = _err(present & ~ok, label, reasons.INT_UNPARSEABLE)
+    elif col.type == "money":
+        number = _half_width(text).str.replace_all(r"[\s,，元¥￥]", "").str.replace(r"^\+", "")
+        ok = number.str.contains(r"^-?(\d+(\.\d*)?|\.\d+)$")
+        value = pl.when(ok).then(number.cast(pl.Float64, strict=False).round(2))
+        error = _err(present & ~ok, label, reasons.MONEY_UNPARSEABLE)
+        repair = pl.when(ok & (number != text)).then(pl.lit(REPAIR_MONEY_FORMAT))
+    elif col.type == "percent":
+        number = _half_width(text).str.replace_all(r"[\s%％]", "")
+        value = number.cast(pl.Float64, strict=False)
+        ok = value.is_not_null() & value.is_finite()
+        value = pl.when(ok).then(value)
+        error = _err(present & ~ok, label, reasons.NUMBER_UNPARSEABLE)
+    elif col.type == "date":
+        value, repair = _parse_date(text)
+        error = _err(present & value.is_null(), label, reasons.DATE_UNPARSEABLE)
+    elif col.type == "month":
+        value, repair = _parse_month(text)
+        error = _err(present & value.is_null(), label, reasons.MONTH_UNPARSEABLE)
+    elif col.type == "bool":
+        word = _half_width(text).str.to_uppercase()
+        value = pl.when(word.is_in(TRUE_WORDS)).then(True).when(word.is_in(FALSE_WORDS)).then(False)
+        error = _err(present & value.is_null(), label, reasons.BOOL_UNPARSEABLE)
+        repair = pl.when(value.is_not_null() & ~text.is_in(["是", "否"])).then(pl.lit(REPAIR_BOOL_FORMAT))
+    else:  # text
+        value = text
+
+    if col.min is not None or col.max is not None:
+        low = value >= col.min if col.min is not None else pl.lit(True)
+        high = value <= col.max if col.max is not None else pl.lit(True)
+        out = value.is_not_null() & ~(low & high)
+        range_error = _err(out, label, reasons.OUT_OF_RANGE)
+        error = range_error if error is None else pl.coalesce(error, range_error)
+        value = pl.when(~out).then(value)
+    if alias_repair is not None:
+        repair = alias_repair if repair is None else pl.coalesce(repair, alias_repair)
+    return value, error, repair
+
+
+# --------------------------------------------------------------------------------------------
+
+def conform(raw: pl.DataFrame, contract: Contract) -> Conformed:
+    """Type, repair and check an extract's text; split it into staged and quarantined rows."""
+    names = [c.name for c in contract.columns]
+    missing = [pl.lit(None, dtype=pl.Utf8).alias(n) for n in names if n not in raw.columns]
+    if FILE not in raw.columns:
+        missing.append(pl.lit(None, dtype=pl.Utf8).alias(FILE))
+    frame = raw.with_columns(missing) if missing else raw
+    delivered = [c for c in frame.columns if c not in (FILE, ROW)]
+
+    # As delivered, an identical earlier row makes this one a duplicate.
+    frame = frame.with_columns(
+        (~pl.struct(delivered).is_first_distinct()).alias("__dup") if delivered
+        else pl.lit(False).alias("__dup")
+    )
+
+    # Clean text: trimmed, blank -> null; canonical names now hold the clean text so that
+    # required_when (SQL over canonical names) reads what the department meant.
+    def clean(name: str) -> pl.Expr:
+        t = pl.col(name).cast(pl.Utf8).str.strip_chars()
+        return pl.when(t != "").then(t).alias(name)
+
+    cert_exprs: list[pl.Expr] = []
+    if contract.certificate and CERTIFICATE in frame.columns:
+        frame, cert_exprs = _split_certificate(frame, contract, clean)
+    frame = frame.with_columns([clean(n) for n in names])
+    if cert_exprs:
+        frame = frame.with_columns(cert_exprs)
+    with_cert = "__cert_present" in frame.columns
+    replaced = set(contract.certificate.get("replaces", ())) if with_cert else set()
+
+    exprs: list[pl.Expr] = []
+    for col in contract.columns:
+        value, error, repair = _column_exprs(col, pl.col(col.name))
+        if col.name in replaced and error is not None:
+            # a defect of a value taken from the certificate is reported under 残疾证号
+            error = pl.when(pl.col("__from_cert")).then(
+                error.str.replace(f"^{col.header}：", contract.certificate["header"] + "：")
+            ).otherwise(error)
+        blank = pl.col(col.name).is_null()
+        if col.name in replaced:
+            blank = blank & ~pl.col("__cert_present")
+        checks = []
+        if col.required:
+            checks.append(_err(blank, col.header, reasons.REQUIRED_BLANK))
+        if col.required_when:
+            checks.append(_err(blank & pl.sql_expr(col.required_when).fill_null(False),
+                               col.header, reasons.REQUIRED_BLANK))
+        if error is not None:
+            checks.append(error)
+        exprs.append(value.alias(_v(col.name)))
+        exprs.append((pl.coalesce(checks) if len(checks) > 1 else checks[0]).alias(_e(col.name))
+                     if checks else pl.lit(None, dtype=pl.Utf8).alias(_e(col.name)))
+        exprs.append((repair if repair is not None else pl.lit(None, dtype=pl.Utf8)).alias(_r(col.name)))
+    frame = frame.with_columns(exprs)
+
+    error_cols = [_e(n) for n in names]
+    if with_cert:
+        error_cols.insert(0, "__cert_error")
+    frame = frame.with_columns(
+        pl.when(pl.col("__dup")).then(pl.lit([reasons.DUPLICATE_ROW]))
+        .otherwise(pl.concat_list(error_cols).list.drop_nulls()).alias(REASONS),
+        pl.concat_str(
+            [pl.when(pl.col(_r(n)).is_not_null()).then(pl.lit(f"{n}:") + pl.col(_r(n))) for n in names],
+            separator="; ", ignore_nulls=True,
+        ).alias(REPAIRS),
+    )
+    bad = pl.col(REASONS).list.len() > 0
+    staged = frame.filter(~bad).select(
+        *[pl.col(_v(n)).alias(n) for n in names],
+        pl.col(FILE), pl.col(ROW),
+        pl.when(pl.col(REPAIRS) != "").then(pl.col(REPAIRS)).alias(REPAIRS),
+    )
+    quarantined = raw_quarantine(raw, frame.filter(bad).select(FILE, ROW, REASONS))
+    return Conformed(staged=staged, quarantined=quarantined)
+
+
+def raw_quarantine(raw: pl.DataFrame, bad: pl.DataFrame) -> pl.DataFrame:
+    """The quarantined rows as delivered (raw text) with their reasons."""
+    if FILE not in raw.columns:
+        raw = raw.with_columns(pl.lit(None, dtype=pl.Utf8).alias(FILE))
+    return bad.join(raw, on=[FILE, ROW], how="left", nulls_equal=True)
+
+
+def _split_certificate(frame: pl.DataFrame, contract: Contract, clean):
+    """canlian: a 20-character 残疾证号 = identity number + category digit (1–7) + level digit (1–4).
+
+    Where a row's own id_number / category / level are blank and it has a certificate, they are
+    taken from the certificate; a malformed certificate is reported once, under its own label.
+    """
+    cert = contract.certificate
+    label = cert["header"]
+    codes = list(contract.column("category").codes)
+    replaced = [n for n in ("id_number", "category", "level") if n in cert.get("replaces", ())]
+    frame = frame.with_columns(clean(CERTIFICATE).alias("__cert"))
+    text = _half_width(pl.col("__cert")).str.replace_all(r"\s+", "").str.to_uppercase()
+    ok = text.str.contains(r"^\d{17}[\dX][1-7][1-4]$")
+    use_cert = pl.col("__cert").is_not_null()
+    for n in replaced:
+        if n in frame.columns:
+            use_cert = use_cert & pl.col(n).is_null()   # evaluated after cleaning
+    digit = text.str.slice(18, 1).cast(pl.Int64, strict=False)
+    derived = {
+        "id_number": text.str.slice(0, 18),
+        "category": pl.lit(codes).list.get(digit - 1, null_on_oob=True),
+        "level": text.str.slice(19, 1),
+    }
+    after = [
+        pl.when(use_cert & ok).then(derived[n]).otherwise(pl.col(n)).alias(n) for n in replaced
+    ]
+    after += [
+        _err(use_cert & ~ok, label, reasons.CERTIFICATE_FORMAT).alias("__cert_error"),
+        use_cert.alias("__cert_present"),
+        (use_cert & ok).alias("__from_cert"),
+    ]
+    return frame, after

@@ -1,0 +1,492 @@
+"""Reading one delivered file into text, with the clerk's row numbers.
+
+Pure: no warehouse connection. Everything is read as text (an identity number must never become
+a number); typing is conform's business. What comes out is a polars frame whose contract columns
+carry their canonical names (``id_number``, ``name`` ...), extra columns their delivered header,
+and ``source_row`` the row as the clerk sees it:
+
+- CSV: the line in a text editor (header on line 1, first data row on line 2);
+- Excel: the sheet row (1-based, counting title rows and the header);
+- Parquet: the record's position, 1-based.
+
+Encodings are told apart without being told (design.md): a UTF-8 BOM → UTF-8; bytes that decode
+strictly as UTF-8 → UTF-8; else GB18030 (a superset of GBK: plain ``gbk`` fails on 𠮷); else the
+file is refused with a message in Chinese.
+
+A file that cannot be an extract (zero bytes, undecodable, unopenable, required columns missing,
+no data rows) raises :class:`ReadError`, whose message names the file and, where it can, the
+column or row. Fully blank rows (Excel's trailing empty rows, ",,,," lines) are not data and are
+dropped before anything is counted.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from tasks.contracts import Contract
+
+SUPPORTED_SUFFIXES = (".csv", ".txt", ".xlsx", ".xlsm", ".xls", ".parquet")
+HEADER_SCAN_ROWS = 20          # title rows above the header: look this far down for it
+CERTIFICATE = "certificate"    # canonical name of canlian's 20-character 残疾证号 column
+ROW = "source_row"
+
+_STRIP_CHARS = " \t\r\n\u3000*＊「」『』【】[]\"'“”‘’"
+
+
+class ReadError(Exception):
+    """A file that cannot be read as an extract; the message is Chinese, for the department."""
+
+
+@dataclass
+class FileRead:
+    """One file as text: canonical contract columns, extra columns, source_row."""
+
+    frame: pl.DataFrame
+    headers: dict[str, str]            # frame column -> header as delivered (for receipts)
+    extra_columns: list[str]           # delivered headers not in the contract, as frame columns
+    encoding: str | None = None        # CSV only
+    title_rows: int = 0                # Excel only: rows above the header
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows_read(self) -> int:
+        return self.frame.height
+
+
+# --------------------------------------------------------------------------------------------
+# headers
+
+def normalize_header(text: object) -> str:
+    """Header as compared: NFKC (full-width → half-width), no whitespace, no 「」 or * around it."""
+    if text is None:
+        return ""
+    norm = unicodedata.normalize("NFKC", str(text))
+    norm = re.sub(r"\s+", "", norm)
+    return norm.strip(_STRIP_CHARS)
+
+
+def header_map(contract: Contract) -> dict[str, str]:
+    """normalized header -> canonical column name (every header, synonym and the English name)."""
+    mapping: dict[str, str] = {}
+    for col in contract.columns:
+        for h in (*col.headers, col.name):
+            mapping.setdefault(normalize_header(h), col.name)
+    cert = contract.certificate
+    if cert:
+        for h in (cert["header"], *cert.get("synonyms", ())):
+            mapping.setdefault(normalize_header(h), CERTIFICATE)
+    return mapping
+
+
+def missing_required(contract: Contract, present: set[str]) -> list[str]:
+    """Canonical headers of required columns the file lacks (the certificate stands in for its three)."""
+    replaced: set[str] = set()
+    if contract.certificate and CERTIFICATE in present:
+        replaced = set(contract.certificate.get("replaces", ()))
+    return [c.header for c in contract.required if c.name not in present and c.name not in replaced]
+
+
+def _match_headers(contract: Contract, raw_headers: list[object]) -> tuple[list[str], dict[str, str], list[str]]:
+    """Frame column names for the delivered headers; first match of a column wins."""
+    mapping = header_map(contract)
+    names: list[str] = []
+    headers: dict[str, str] = {}
+    extras: list[str] = []
+    used: set[str] = set()
+    for i, raw in enumerate(raw_headers):
+        delivered = "" if raw is None else str(raw).strip()
+        canonical = mapping.get(normalize_header(raw))
+        if canonical and canonical not in used:
+            used.add(canonical)
+            name = canonical
+        else:
+            name = delivered or f"第{_column_letter(i)}列"
+            while name in used or name in mapping.values():
+                name = f"{name}_{i + 1}"
+            used.add(name)
+            extras.append(name)
+        names.append(name)
+        headers[name] = delivered or name
+    return names, headers, extras
+
+
+def _column_letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+# --------------------------------------------------------------------------------------------
+# encodings
+
+def detect_encoding(data: bytes) -> str:
+    """'utf-8-sig', 'utf-8' or 'gb18030'; ReadError when none decodes the bytes."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    try:
+        data.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        data.decode("gb18030")
+        return "gb18030"
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ReadError(
+            f"无法识别文件编码（第{line}行起有无法解码的字节），"
+            "请另存为UTF-8或GBK编码的CSV"
+        ) from None
+
+
+def _utf8_bytes(data: bytes) -> tuple[bytes, str]:
+    """The file's bytes as UTF-8 without BOM, and the encoding they were in (decoded once)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        body = data[3:]
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ReadError("文件带UTF-8标记(BOM)，但内容不是有效的UTF-8编码") from None
+        return body, "utf-8-sig"
+    try:
+        data.decode("utf-8")
+        return data, "utf-8"
+    except UnicodeDecodeError:
+        pass
+    encoding = detect_encoding(data)  # raises with the line of the first bad byte
+    return data.decode(encoding).encode("utf-8"), encoding
+
+
+# --------------------------------------------------------------------------------------------
+# formats
+
+def read_file(path: Path, contract: Contract, data: bytes | None = None) -> FileRead:
+    """Read one delivered file as text. ``data`` (the file's bytes) saves a second read."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if data is None:
+        data = path.read_bytes()
+    if len(data) == 0:
+        raise ReadError("文件为空（0字节）")
+    if suffix in (".csv", ".txt"):
+        result = _read_csv(data, contract)
+    elif suffix in (".xlsx", ".xlsm", ".xls"):
+        result = _read_excel(path, data, contract)
+    elif suffix == ".parquet":
+        result = _read_parquet(data, contract)
+    else:
+        raise ReadError(f"不支持的文件类型“{suffix}”，请提供CSV、Excel（xlsx/xls）或Parquet文件")
+    missing = missing_required(contract, set(result.frame.columns))
+    if missing:
+        raise ReadError(f"缺少必需列：{'、'.join(missing)}")
+    result.frame = _drop_blank_rows(result.frame)
+    if result.frame.height == 0:
+        raise ReadError("文件只有表头，没有数据行")
+    return result
+
+
+def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    cells = [c for c in frame.columns if c != ROW]
+    if not cells:
+        return frame
+    blank = pl.all_horizontal(
+        [pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells]
+    )
+    return frame.filter(~blank)
+
+
+def _read_csv(data: bytes, contract: Contract) -> FileRead:
+    body, encoding = _utf8_bytes(data)
+    first_line_end = body.find(b"\n")
+    header_line = body if first_line_end < 0 else body[:first_line_end]
+    header_text = header_line.decode("utf-8").rstrip("\r")
+    if not header_text.strip():
+        raise ReadError("第1行（表头）为空")
+    raw_headers = next(csv.reader(io.StringIO(header_text)))
+    names, headers, extras = _match_headers(contract, raw_headers)
+    missing = missing_required(contract, set(names))
+    if missing:
+        raise ReadError(f"缺少必需列：{'、'.join(missing)}（表头在第1行）")
+    positional = [f"c{i}" for i in range(len(names))]
+    bad_rows: list[int | None] = []
+
+    def on_invalid(row) -> str:
+        bad_rows.append(row.number)
+        return "skip"
+
+    def parse(newlines_in_values: bool, use_threads: bool) -> pa.Table:
+        return pacsv.read_csv(
+            pa.BufferReader(body),
+            read_options=pacsv.ReadOptions(column_names=positional, skip_rows=1,
+                                           use_threads=use_threads, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(newlines_in_values=newlines_in_values,
+                                             invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in positional},
+                strings_can_be_null=True, quoted_strings_can_be_null=True,
+                null_values=[""],
+            ),
+        )
+
+    try:
+        try:
+            table = parse(False, True)
+        except pa.ArrowInvalid:
+            bad_rows.clear()
+            table = parse(True, True)   # a quoted cell with a line break in it
+        if bad_rows:
+            bad_rows.clear()
+            parse(b'"' in body and b"\n" in body, False)  # single-threaded: row numbers known
+    except pa.ArrowInvalid:
+        raise ReadError("CSV格式错误，无法解析（引号或分隔符不成对）") from None
+    if bad_rows:
+        where = "、".join(f"第{n}行" for n in bad_rows[:5] if n is not None) or f"{len(bad_rows)}行"
+        raise ReadError(f"{where}的列数与表头（{len(names)}列）不一致")
+    frame = pl.from_arrow(table)
+    frame.columns = names
+    # Rows are lines: header on line 1. (Blank lines are skipped by the parser; a quoted cell
+    # spanning lines shifts the count — both are rare in departmental exports.)
+    frame = frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int32).alias(ROW))
+    return FileRead(frame, headers, extras, encoding=encoding)
+
+
+def _find_header_row(contract: Contract, rows: list[list[object]]) -> int:
+    """Index of the first row holding every required header (else the best partial match)."""
+    mapping = header_map(contract)
+    best, best_hits = -1, 0
+    for i, row in enumerate(rows):
+        present = {mapping.get(normalize_header(v)) for v in row if v is not None}
+        present.discard(None)
+        if not missing_required(contract, present):  # type: ignore[arg-type]
+            return i
+        if len(present) > best_hits:
+            best, best_hits = i, len(present)
+    return best
+
+
+def _read_excel(path: Path, data: bytes, contract: Contract) -> FileRead:
+    import fastexcel
+
+    try:
+        reader = fastexcel.read_excel(data)
+        sheet = reader.load_sheet(0, header_row=None, skip_rows=0, dtypes="string")
+        table = sheet.to_arrow()
+    except Exception as exc:  # calamine raises its own errors for corrupt / encrypted files
+        raise ReadError(f"Excel文件无法打开（{type(exc).__name__}），请检查文件是否损坏或加密") from None
+    frame = pl.from_arrow(table)
+    if not isinstance(frame, pl.DataFrame) or frame.height == 0 or frame.width == 0:
+        raise ReadError("工作表为空")
+    scan = frame.head(HEADER_SCAN_ROWS).rows()
+    header_index = _find_header_row(contract, [list(r) for r in scan])
+    if header_index < 0:
+        needed = "、".join(c.header for c in contract.required)
+        raise ReadError(f"前{HEADER_SCAN_ROWS}行中找不到表头（应含：{needed}）")
+    names, headers, extras = _match_headers(contract, list(scan[header_index]))
+    missing = missing_required(contract, set(names))
+    if missing:
+        raise ReadError(f"缺少必需列：{'、'.join(missing)}（表头在第{header_index + 1}行）")
+    columns = frame.columns
+    body = frame.slice(header_index + 1)
+    body.columns = names
+    # Columns with neither header nor content are layout, not data.
+    empty_unnamed = [n for n, c in zip(names, columns) if n in extras and not headers[n].strip()
+                     and body[n].null_count() == body.height]
+    if empty_unnamed:
+        body = body.drop(empty_unnamed)
+        extras = [e for e in extras if e not in empty_unnamed]
+    # Excel rows: 1-based, counting title rows and the header.
+    body = body.with_columns(
+        pl.int_range(header_index + 2, header_index + 2 + body.height, dtype=pl.Int32).alias(ROW)
+    )
+    # Date cells come back as "2020-03-05 00:00:00": a date is its ISO text.
+    text_cols = [c for c in body.columns if c != ROW]
+    body = body.with_columns(pl.col(text_cols).str.strip_suffix(" 00:00:00"))
+    # Numbers in identity-number columns: Excel kept 15 significant digits and lost the rest.
+    id_cols = [n for n in names if n in {c.name for c in contract.columns if c.type == "id"}
+               or n == CERTIFICATE]
+    if id_cols:
+        body = _mark_numeric_ids(data, body, names, headers, id_cols, header_index)
+    return FileRead(body, headers, extras, title_rows=header_index)
+
+
+def _mark_numeric_ids(data: bytes, body: pl.DataFrame, names: list[str], headers: dict[str, str],
+                      id_cols: list[str], header_index: int) -> pl.DataFrame:
+    """Identity numbers stored as number cells become scientific text (6.20523E+17).
+
+    calamine's text for a number cell ("620523198001011200") looks like a typed identity number,
+    so which cells were numbers is read from the sheet itself: for .xlsx the sheet XML's cell
+    types, for .xls a second, numeric load of just those columns.
+    """
+    suspicious = pl.any_horizontal(
+        [pl.col(c).str.contains(r"^[0-9]{16,}$") for c in id_cols]
+    )
+    if not body.select(suspicious.any()).item():
+        return body
+    numeric = None
+    if data[:2] == b"PK":
+        numeric = _xlsx_numeric_cells(data, {c: headers[c] for c in id_cols}, header_index + 1)
+    if numeric is None:
+        positions = {n: i for i, n in enumerate(names)}
+        numeric = _xls_numeric_cells(data, {c: positions[c] for c in id_cols}, header_index)
+    updates = []
+    for col in id_cols:
+        rows = numeric.get(col)
+        if not rows:
+            continue
+        is_number = pl.col(ROW).is_in(pl.Series(sorted(rows), dtype=pl.Int32).implode())
+        updates.append(
+            # 15 digits survive a number cell (the legacy form, repaired later); more do not.
+            pl.when(is_number & pl.col(col).str.contains(r"^[0-9]{16,}$"))
+            .then(_scientific(pl.col(col)))
+            .otherwise(pl.col(col))
+            .alias(col)
+        )
+    return body.with_columns(updates) if updates else body
+
+
+def _scientific(text: pl.Expr) -> pl.Expr:
+    """"620523198001011200" → "6.20523E+17", as Excel shows a long number."""
+    digits = text.str.len_chars()
+    mantissa = text.str.slice(0, 1) + pl.lit(".") + text.str.slice(1, 5)
+    return mantissa + pl.lit("E+") + (digits - 1).cast(pl.Utf8)
+
+
+_CELL = re.compile(rb'<c r="([A-Z]{1,3})(\d+)"([^>]*?)(/?)>')
+
+
+def _xlsx_numeric_cells(data: bytes, columns: dict[str, str], header_row: int) -> dict[str, set[int]] | None:
+    """Sheet rows whose cell under each given header is a number cell (no t="s"/"str"/...).
+
+    The column letter is found from the header cell itself in the sheet XML, so columns that
+    calamine skips (entirely empty ones on the left) cannot shift it. None when unsure.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            xml = zf.read(_first_sheet_path(zf))
+            shared = zf.read("xl/sharedStrings.xml") if "xl/sharedStrings.xml" in zf.namelist() else b""
+        row_xml = re.search(rb'<row [^>]*?r="%d"[^>]*>(.*?)</row>' % header_row, xml, re.S)
+        if not row_xml:
+            return None
+        strings = _SharedStrings(shared)
+        letters: dict[str, bytes] = {}
+        for cell in re.finditer(rb'<c r="([A-Z]{1,3})\d+"([^>]*?)(?:/>|>(.*?)</c>)', row_xml.group(1), re.S):
+            letter, attrs, inner = cell.group(1), cell.group(2), cell.group(3) or b""
+            if b't="s"' in attrs:
+                v = re.search(rb"<v>(\d+)</v>", inner)
+                text = strings.get(int(v.group(1))) if v else ""
+            else:
+                text = _xml_text(inner)
+            norm = normalize_header(text)
+            for name, delivered in columns.items():
+                if name not in letters and norm == normalize_header(delivered):
+                    letters[name] = letter
+        if len(letters) != len(columns):
+            return None
+    except Exception:
+        return None
+    wanted = {letter: name for name, letter in letters.items()}
+    found: dict[str, set[int]] = {name: set() for name in columns}
+    for match in _CELL.finditer(xml):
+        name = wanted.get(match.group(1))
+        if name is None or match.group(4):      # self-closing: an empty cell
+            continue
+        attrs = match.group(3)
+        if b" t=" in attrs and b't="n"' not in attrs:
+            continue
+        found[name].add(int(match.group(2)))
+    return found
+
+
+def _xml_text(fragment: bytes) -> str:
+    import html
+
+    return html.unescape("".join(t.decode("utf-8") for t in re.findall(rb"<t[^>]*>(.*?)</t>", fragment, re.S)))
+
+
+class _SharedStrings:
+    """Lazy lookup in sharedStrings.xml: only as far as the header's strings need."""
+
+    def __init__(self, xml: bytes):
+        self._iter = re.finditer(rb"<si>(.*?)</si>", xml, re.S)
+        self._seen: list[str] = []
+
+    def get(self, index: int) -> str:
+        while len(self._seen) <= index:
+            match = next(self._iter, None)
+            if match is None:
+                return ""
+            self._seen.append(_xml_text(match.group(1)))
+        return self._seen[index]
+
+
+def _first_sheet_path(zf: zipfile.ZipFile) -> str:
+    workbook = zf.read("xl/workbook.xml")
+    rels = zf.read("xl/_rels/workbook.xml.rels")
+    first = re.search(rb'<(?:\w+:)?sheet\b[^>]*?\br:id="([^"]+)"', workbook)
+    if first:
+        rid = re.escape(first.group(1))
+        for rel in re.finditer(rb"<Relationship\b[^>]*>", rels):
+            if re.search(rb'\bId="' + rid + rb'"', rel.group(0)):
+                target = re.search(rb'\bTarget="([^"]+)"', rel.group(0))
+                if target:
+                    path = target.group(1).decode().lstrip("/")
+                    return path if path.startswith("xl/") else "xl/" + path
+    return "xl/worksheets/sheet1.xml"
+
+
+def _xls_numeric_cells(data: bytes, columns: dict[str, int], header_index: int) -> dict[str, set[int]]:
+    import fastexcel
+
+    reader = fastexcel.read_excel(data)
+    idx = sorted(columns.values())
+    table = reader.load_sheet(0, header_row=None, skip_rows=0, use_columns=idx,
+                              dtypes={i: "float" for i in idx}).to_arrow()
+    frame = pl.from_arrow(table)
+    frame.columns = [str(i) for i in idx]
+    found: dict[str, set[int]] = {}
+    rows = pl.int_range(1, frame.height + 1, dtype=pl.Int32)
+    for name, i in columns.items():
+        hit = frame.select(rows.filter(pl.col(str(i)).is_not_null()).alias("r"))["r"]
+        found[name] = {r for r in hit.to_list() if r > header_index + 1}
+    return found
+
+
+def _read_parquet(data: bytes, contract: Contract) -> FileRead:
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except Exception:
+        raise ReadError("Parquet文件无法读取，请检查文件是否损坏") from None
+    frame = pl.from_arrow(table)
+    casts = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if dtype.is_float():
+            casts.append(
+                pl.when(col == col.round(0)).then(col.cast(pl.Int64, strict=False).cast(pl.Utf8))
+                .otherwise(col.cast(pl.Utf8)).alias(name)
+            )
+        elif dtype == pl.Boolean:
+            casts.append(pl.when(col).then(pl.lit("是")).when(~col).then(pl.lit("否")).alias(name))
+        elif dtype == pl.Datetime or isinstance(dtype, pl.Datetime):
+            casts.append(col.dt.strftime("%Y-%m-%d").alias(name))
+        elif dtype != pl.Utf8:
+            casts.append(col.cast(pl.Utf8).alias(name))
+    if casts:
+        frame = frame.with_columns(casts)
+    names, headers, extras = _match_headers(contract, list(frame.columns))
+    frame.columns = names
+    frame = frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int32).alias(ROW))
+    return FileRead(frame, headers, extras)
