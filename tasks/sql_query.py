@@ -1,0 +1,146 @@
+"""``povwatch sql``: a read-only query against the warehouse.
+
+Read-only by construction: the file is opened with ``duckdb.connect(read_only=True)`` and with
+``enable_external_access = false``, so neither the warehouse nor any other file can be written
+(no INSERT/UPDATE/CREATE, no COPY … TO, no ATTACH). Problems a person can fix are one clear
+message in Chinese and English on stderr, never a stack trace:
+
+exit 0  the result was printed
+exit 1  the query itself is wrong (syntax, unknown table or column)
+exit 2  the warehouse cannot be queried: missing, locked by a running pipeline, or the statement
+        tries to write
+
+Identity numbers are NOT masked here: this is the poverty office querying its own warehouse on its
+own machine, and the office needs the real numbers to follow a case up. The masking rule applies
+to what leaves the warehouse (reports, exports, alerts, receipts); see docs/outputs.md.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from tasks.outputs import WarehouseUnavailable, fail, open_read
+
+MAX_TABLE_ROWS = 1000  # the aligned-text table is for reading; csv/json print every row
+
+
+class QueryRefused(Exception):
+    pass
+
+
+def run_query(warehouse: Path, query: str) -> pl.DataFrame:
+    """Run ``query`` read-only; raise WarehouseUnavailable, QueryRefused or duckdb.Error."""
+    con = open_read(Path(warehouse), strict=True, config={"enable_external_access": False})
+    try:
+        try:
+            return pl.from_arrow(con.sql(query).to_arrow_table()) if _returns_rows(con, query) \
+                else _run_statement(con, query)
+        except (duckdb.InvalidInputException, duckdb.PermissionException) as exc:
+            text = str(exc)
+            if "read-only" in text or "read only" in text.lower() or "disabled by config" in text:
+                raise QueryRefused(text) from None
+            raise
+    finally:
+        con.close()
+
+
+def _returns_rows(con: duckdb.DuckDBPyConnection, query: str) -> bool:
+    statements = con.extract_statements(query)
+    if len(statements) != 1:
+        raise QueryRefused("一次只能执行一条语句 / one statement at a time")
+    return statements[0].type.name in ("SELECT", "EXPLAIN", "PRAGMA", "SHOW", "DESCRIBE")
+
+
+def _run_statement(con: duckdb.DuckDBPyConnection, query: str) -> pl.DataFrame:
+    con.execute(query)
+    rows = con.fetchall()
+    names = [d[0] for d in (con.description or [])]
+    return pl.DataFrame(rows, schema=names, orient="row") if names else pl.DataFrame()
+
+
+def run_cli_query(query: str, fmt: str, warehouse: Path) -> int:
+    try:
+        result = run_query(Path(warehouse), query)
+    except WarehouseUnavailable as err:
+        return fail(err)
+    except QueryRefused as err:
+        print("错误：povwatch sql 只读，不允许写入仓库或其他文件（INSERT/UPDATE/DELETE/CREATE/COPY TO/"
+              "ATTACH 等）。\nError: povwatch sql is read-only: writes to the warehouse or to files "
+              f"are refused.\n({err})", file=sys.stderr)
+        return 2
+    except duckdb.Error as exc:
+        print(f"查询出错 / query failed: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(format_result(result, fmt))
+    return 0
+
+
+def format_result(df: pl.DataFrame, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(df.to_dicts(), ensure_ascii=False, default=_json_default, indent=1) + "\n"
+    if fmt == "csv":
+        return _as_text(df).write_csv() if df.columns else ""
+    return _table(df)
+
+
+def _json_default(value):
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    return str(value)
+
+
+def _as_text(df: pl.DataFrame) -> pl.DataFrame:
+    """Every value as display text (nulls empty); lists as [a, b], structs as JSON."""
+    exprs = []
+    for name, dtype in df.schema.items():
+        col = pl.col(name)
+        if isinstance(dtype, (pl.List, pl.Array)):
+            col = "[" + col.cast(pl.List(pl.Utf8)).list.join(", ") + "]"
+        elif isinstance(dtype, pl.Struct):
+            col = col.struct.json_encode()
+        elif dtype == pl.Object:
+            col = col.map_elements(str, return_dtype=pl.Utf8)
+        exprs.append(col.cast(pl.Utf8).fill_null("").alias(name))
+    return df.select(exprs)
+
+
+def _text_rows(df: pl.DataFrame) -> list[tuple]:
+    return _as_text(df).rows() if df.columns else []
+
+
+def _width(text: str) -> int:
+    return sum(2 if ord(c) > 0x2E80 else 1 for c in text)
+
+
+def _table(df: pl.DataFrame) -> str:
+    """Aligned text with CJK characters counted as two columns wide."""
+    if not df.columns:
+        return "（无结果 / no result）\n"
+    shown = df.head(MAX_TABLE_ROWS)
+    rows = [tuple(df.columns)] + _text_rows(shown)
+    widths = [max(_width(r[i]) for r in rows) for i in range(len(df.columns))]
+    widths = [min(w, 60) for w in widths]
+
+    def line(r):
+        cells = []
+        for value, w in zip(r, widths):
+            value = value if _width(value) <= 60 else value[:57] + "…"
+            cells.append(value + " " * max(0, w - _width(value)))
+        return " | ".join(cells).rstrip()
+
+    out = [line(rows[0]), "-+-".join("-" * w for w in widths)] + [line(r) for r in rows[1:]]
+    footer = f"（{df.height} 行 / rows）"
+    if df.height > MAX_TABLE_ROWS:
+        footer = (f"（显示前 {MAX_TABLE_ROWS} 行，共 {df.height} 行；全部结果请用 --format csv / "
+                  f"first {MAX_TABLE_ROWS} of {df.height} rows; use --format csv for all）")
+    return "\n".join(out + [footer]) + "\n"
