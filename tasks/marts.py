@@ -17,7 +17,6 @@ as it stood after any period.
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import tomllib
@@ -51,16 +50,18 @@ REQUIRED_DEADLINES = ("P01", "P02", "P03", "P04", "P05", "P06", "P07", "P07b", "
 
 # --------------------------------------------------------------------------------------- policy
 
-def policy_years(policy_dir: Path = POLICY_DIR) -> list[int]:
+def policy_years(policy_dir: Path | None = None) -> list[int]:
+    policy_dir = policy_dir or POLICY_DIR
     return sorted(int(p.stem) for p in policy_dir.glob("*.toml") if p.stem.isdigit())
 
 
-def load_policy(year: int, policy_dir: Path = POLICY_DIR) -> dict:
+def load_policy(year: int, policy_dir: Path | None = None) -> dict:
     """The policy of ``year``: its own file, else the latest file of an earlier year.
 
     Returns the TOML's values plus ``policy_year`` (the year asked for) and ``policy_file_year``
     (the file used). Raises ValueError when no file is old enough or a parameter is missing.
     """
+    policy_dir = policy_dir or POLICY_DIR
     usable = [y for y in policy_years(policy_dir) if y <= year]
     if not usable:
         raise ValueError(f"没有{year}年或更早年度的政策参数文件（{policy_dir}）")
@@ -155,14 +156,14 @@ def _set_effective_snapshots(con: duckdb.DuckDBPyConnection, period: str,
 
 
 def _load_divisions(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE OR REPLACE TEMP TABLE divisions "
-                "(code VARCHAR, name VARCHAR, level VARCHAR, parent VARCHAR)")
+    """Township and county names (code, name, level, parent); empty when the file is absent."""
     if DIVISIONS_CSV.exists():
-        with DIVISIONS_CSV.open(encoding="utf-8-sig", newline="") as fh:
-            rows = [(r.get("code"), r.get("name"), r.get("level"), r.get("parent"))
-                    for r in csv.DictReader(fh)]
-        if rows:
-            con.executemany("INSERT INTO divisions VALUES (?, ?, ?, ?)", rows)
+        con.execute("CREATE OR REPLACE TEMP TABLE divisions AS "
+                    "SELECT code, name, level, parent FROM read_csv(?, header = true, "
+                    "all_varchar = true)", [str(DIVISIONS_CSV)])
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE divisions "
+                    "(code VARCHAR, name VARCHAR, level VARCHAR, parent VARCHAR)")
 
 
 def _set_departments(con: duckdb.DuckDBPyConnection) -> None:

@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from tasks.db import open_warehouse
 from tasks.marts import build_marts
@@ -30,44 +31,36 @@ def idn(birth: str, seq: int | None = None, area: str = "620523") -> str:
 class Fixture:
     def __init__(self, path: Path):
         self.path = Path(path)
-        con = open_warehouse(self.path)
-        con.close()
+        open_warehouse(self.path).close()
         self._row = itertools.count(2)
+        # one connection for the test's reads and inserts; build_marts opens its own to the same
+        # database instance (same process, same configuration)
+        self.con = duckdb.connect(str(self.path))
 
-    def add(self, dept: str, period: str, rows: list[dict]) -> None:
+    def add(self, dept: str, period: str, rows: list[dict], con=None) -> None:
         if not rows:
             return
-        con = duckdb.connect(str(self.path))
-        try:
-            for row in rows:
-                row = {"period": period, "run_id": "fixture",
-                       "source_file": f"{period}/{dept}/{dept}.csv",
-                       "source_row": next(self._row), **row}
-                cols = ", ".join(f'"{c}"' for c in row)
-                marks = ", ".join("?" for _ in row)
-                con.execute(f"INSERT INTO staging.{dept} ({cols}) VALUES ({marks})",
-                            list(row.values()))
-        finally:
-            con.close()
+        rows = [{"period": period, "run_id": "fixture", "source_file": f"{period}/{dept}/{dept}.csv",
+                 "source_row": next(self._row), **row} for row in rows]
+        cols = list(dict.fromkeys(c for row in rows for c in row))
+        frame = pl.DataFrame([[row.get(c) for c in cols] for row in rows], schema=cols,
+                             orient="row", infer_schema_length=None)
+        con = con or self.con
+        con.register("fixture_rows", frame.to_arrow())
+        select = ", ".join(f'"{c}"' for c in cols)
+        con.execute(f"INSERT INTO staging.{dept} ({select}) SELECT {select} FROM fixture_rows")
+        con.unregister("fixture_rows")
 
     def accept(self, period: str, depts=ALL_DEPTS) -> None:
-        con = duckdb.connect(str(self.path))
-        try:
-            for d in depts:
-                con.execute("INSERT INTO audit.extracts (run_id, period, dept, file, status) "
-                            "VALUES ('fixture', ?, ?, ?, 'accepted')", [period, d, f"{d}.csv"])
-        finally:
-            con.close()
+        self.con.executemany("INSERT INTO audit.extracts (run_id, period, dept, file, status) "
+                             "VALUES ('fixture', ?, ?, ?, 'accepted')",
+                             [[period, d, f"{d}.csv"] for d in depts])
 
     def build(self, period: str, run_id: str | None = None, **kw) -> dict:
         return build_marts(self.path, period, run_id or f"run-{period}", **kw)
 
     def query(self, sql: str, params=None) -> list[tuple]:
-        con = duckdb.connect(str(self.path), read_only=True)
-        try:
-            return con.execute(sql, params or []).fetchall()
-        finally:
-            con.close()
+        return self.con.execute(sql, params or []).fetchall()
 
 
 def person(hh: str, id_number: str, relation: str = "户主", *, status: str = "未脱贫",

@@ -50,17 +50,17 @@ WITH reg AS (
            h.head_file, h.head_row
     FROM reg_households h LEFT JOIN reg_income i USING (household_id)
 ), nonreg AS (
-    SELECT s.head_id_number AS household_key, NULL AS household_id, s.head_id_number AS head_id,
-           false AS registry, '非建档立卡' AS registry_status, s.object_type,
-           s.village_code, s.members, s.members AS declared_members,
-           s.total_income, s.prev_per_capita_income, s.medical_out_of_pocket,
-           s.period, s.source_file, s.source_row,
-           NULL::BOOLEAN, NULL::BOOLEAN,
+    SELECT s.head_id_number AS household_key, NULL::VARCHAR AS household_id,
+           s.head_id_number AS head_id, false AS registry, '非建档立卡' AS registry_status,
+           s.object_type, s.village_code, s.members, s.members AS declared_members,
+           s.total_income, s.prev_per_capita_income AS prev_pci, s.medical_out_of_pocket AS oop,
+           s.period AS income_period, s.source_file AS income_file, s.source_row AS income_row,
+           NULL::BOOLEAN AS education_ok, NULL::BOOLEAN AS medical_ok,
            -- labour of a non-registry household is known only from its head's work record
            (SELECT count(*) FROM eff_renshe r
-            WHERE r.id_number = s.head_id_number AND r.months > 0)::INTEGER,
-           NULL::BIGINT, NULL::DECIMAL(14,2),
-           NULL::VARCHAR, NULL::INTEGER
+            WHERE r.id_number = s.head_id_number AND r.months > 0)::INTEGER AS labour_able_members,
+           NULL::BIGINT AS head_rows, NULL::DECIMAL(14,2) AS registry_pci,
+           NULL::VARCHAR AS head_file, NULL::INTEGER AS head_row
     FROM shouru_income s
     WHERE s.object_type <> '建档立卡户'
       AND NOT EXISTS (SELECT 1 FROM reg_income r
