@@ -82,8 +82,14 @@ def range_title(kind: str, since: date, until: date) -> str:
 
 
 def _problem_flags_sql(con) -> tuple[str, bool]:
-    """SQL giving per problem: dept, township, code, opened/closed/became_overdue in the range,
-    open and overdue at its end. Parameters $since, $until (DATE)."""
+    """SQL giving per problem: dept, township, code; opened / reopened / closed / became overdue
+    in the range; open and overdue at its end. Parameters $since, $until (DATE).
+
+    A problem's state on a day is the status after its last transition on or before that day
+    (mart.problem_events.status, or derived from the event when there is no status column). It
+    became overdue in the range when the day after one of its deadlines (each spell of a reopened
+    problem has its own) falls in the range and it was still open on the deadline.
+    """
     ev_cols = set(table_columns(con, "mart.problem_events"))
     kind_col = next(c for c in ("event", "event_type", "transition", "kind", "action")
                     if c in ev_cols)
@@ -91,41 +97,56 @@ def _problem_flags_sql(con) -> tuple[str, bool]:
     period_end = "last_day(strptime(e.period || '-01', '%Y-%m-%d'))::DATE"
     on = f"coalesce(CAST(e.{date_col} AS DATE), {period_end})" if date_col else period_end
     kinds = ", ".join(f"('{k}', '{v}')" for k, v in EVENT_KINDS.items())
+    kind = f"coalesce(k.kind, lower(e.{kind_col}))"
+    derived = (f"CASE WHEN {kind} IN ('opened', 'reopened') THEN 'open' "
+               f"WHEN {kind} = 'closed' THEN 'closed' END")
+    status_after = (f"coalesce(CASE WHEN lower(e.status) IN ('open', '未销号', '未整改') THEN 'open' "
+                    f"WHEN lower(e.status) IN ('closed', '已销号') THEN 'closed' END, {derived})"
+                    if "status" in ev_cols else derived)
+    deadlines = ("SELECT DISTINCT problem_key, deadline FROM ev WHERE deadline IS NOT NULL"
+                 if "deadline" in ev_cols else
+                 "SELECT problem_key, deadline FROM mart.problem_ledger WHERE deadline IS NOT NULL")
+    ev_deadline = "CAST(e.deadline AS DATE)" if "deadline" in ev_cols else "NULL::DATE"
     sql = f"""
         WITH kinds(name, kind) AS (VALUES {kinds}),
         ev AS (
-            SELECT e.problem_key, coalesce(k.kind, lower(e.{kind_col})) AS kind, {on} AS on_date
+            SELECT e.problem_key, {kind} AS kind, {on} AS on_date, {status_after} AS status_after,
+                   {ev_deadline} AS deadline,
+                   CASE {kind} WHEN 'closed' THEN 2 ELSE 1 END AS ord  -- within a day: open first
             FROM mart.problem_events e LEFT JOIN kinds k ON k.name = lower(e.{kind_col})
-            WHERE coalesce(k.kind, lower(e.{kind_col})) IN ('opened', 'reopened', 'closed')
         ),
-        seq AS (  -- order within a day: an opening before a closing
-            SELECT *, CASE kind WHEN 'closed' THEN 2 ELSE 1 END AS ord FROM ev
-        ),
+        st AS (SELECT * FROM ev WHERE status_after IS NOT NULL),
+        dl AS ({deadlines}),
         l AS (SELECT problem_key, responsible_dept, township_code, code, deadline
               FROM mart.problem_ledger),
         flags AS (
             SELECT l.*,
-                -- state at the end of the range and on the deadline: the last event by then
-                (SELECT arg_max(s.kind, (s.on_date, s.ord)) FROM seq s
-                  WHERE s.problem_key = l.problem_key AND s.on_date <= $until) AS state_end,
-                (SELECT arg_max(s.kind, (s.on_date, s.ord)) FROM seq s
-                  WHERE s.problem_key = l.problem_key AND s.on_date <= l.deadline) AS state_deadline,
-                (SELECT count(*) FROM seq s WHERE s.problem_key = l.problem_key
-                  AND s.kind IN ('opened', 'reopened') AND s.on_date BETWEEN $since AND $until)
+                (SELECT arg_max(st.status_after, (st.on_date, st.ord)) FROM st
+                  WHERE st.problem_key = l.problem_key AND st.on_date <= $until) AS state_end,
+                coalesce((SELECT arg_max(ev.deadline, (ev.on_date, ev.ord)) FROM ev
+                  WHERE ev.problem_key = l.problem_key AND ev.on_date <= $until
+                    AND ev.deadline IS NOT NULL), l.deadline) AS deadline_end,
+                (SELECT count(*) FROM ev WHERE ev.problem_key = l.problem_key
+                  AND ev.kind IN ('opened', 'reopened') AND ev.on_date BETWEEN $since AND $until)
                   AS opened,
-                (SELECT count(*) FROM seq s WHERE s.problem_key = l.problem_key
-                  AND s.kind = 'reopened' AND s.on_date BETWEEN $since AND $until) AS reopened,
-                (SELECT count(*) FROM seq s WHERE s.problem_key = l.problem_key
-                  AND s.kind = 'closed' AND s.on_date BETWEEN $since AND $until) AS closed
+                (SELECT count(*) FROM ev WHERE ev.problem_key = l.problem_key
+                  AND ev.kind = 'reopened' AND ev.on_date BETWEEN $since AND $until) AS reopened,
+                (SELECT count(*) FROM ev WHERE ev.problem_key = l.problem_key
+                  AND ev.kind = 'closed' AND ev.on_date BETWEEN $since AND $until) AS closed,
+                EXISTS (
+                    SELECT 1 FROM dl WHERE dl.problem_key = l.problem_key
+                      AND dl.deadline + 1 BETWEEN $since AND $until
+                      AND (SELECT arg_max(st.status_after, (st.on_date, st.ord)) FROM st
+                           WHERE st.problem_key = l.problem_key AND st.on_date <= dl.deadline)
+                          = 'open'
+                ) AS became_overdue
             FROM l
         )
         SELECT problem_key, responsible_dept, township_code, code,
                opened > 0 AS opened, reopened > 0 AS reopened, closed > 0 AS closed,
-               coalesce(state_deadline IN ('opened', 'reopened'), false)
-                   AND deadline + 1 BETWEEN $since AND $until AS became_overdue,
-               coalesce(state_end IN ('opened', 'reopened'), false) AS open_end,
-               coalesce(state_end IN ('opened', 'reopened'), false) AND deadline < $until
-                   AS overdue_end
+               became_overdue,
+               coalesce(state_end = 'open', false) AS open_end,
+               coalesce(state_end = 'open' AND deadline_end < $until, false) AS overdue_end
         FROM flags
     """
     return sql, date_col is not None

@@ -138,12 +138,14 @@ def _monitoring(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
 
 
 def _ledger(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
-    from tasks.report import ledger_state_sql
+    from tasks.report import ledger_as_of_sql
 
     labels = column_labels(con, "mart.problem_ledger")
-    state = ledger_state_sql(con)
+    state = ledger_as_of_sql(con)
     problems = ", ".join(f"('{k}', '{v}')" for k, v in PROBLEM_LABELS.items())
     end = period_end(period).isoformat()
+    rules_join = ("LEFT JOIN mart.rules r ON r.code = l.code" if table_exists(con, "mart.rules")
+                  else "LEFT JOIN (SELECT NULL AS code, NULL AS rule_name) r ON false")
     if state is None:
         df = pl.DataFrame()
     else:
@@ -152,28 +154,28 @@ def _ledger(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
             problems(code, label) AS (VALUES {problems}),
             s AS ({state})
             SELECT coalesce(d.name, l.responsible_dept, '（未指定）') AS dept,
-                   l.problem_key, l.code, pr.label AS problem,
+                   l.problem_key, l.code, coalesce(r.rule_name, pr.label) AS problem,
                    {mask_key_sql('l.subject_id')} AS subject_id,
                    {mask_key_sql('l.household_key')} AS household_key,
                    {place_sql('l.township_code')} AS township_name,
                    {place_sql('l.village_code')} AS village_name,
-                   CASE WHEN s.open_now THEN '未整改' ELSE '已销号' END AS status,
+                   CASE WHEN l.open_now THEN '未整改' ELSE '已销号' END AS status,
                    l.first_seen_period, l.last_seen_period, l.deadline,
-                   CASE WHEN s.open_now AND l.deadline < DATE '{end}' THEN '是' ELSE '否' END
-                       AS overdue,
-                   CASE WHEN s.open_now THEN NULL ELSE l.closed_period END AS closed_period,
+                   CASE WHEN l.overdue_now THEN '是' ELSE '否' END AS overdue,
+                   CASE WHEN l.open_now THEN NULL ELSE l.closed_period END AS closed_period,
                    l.reopen_count, {scrub_sql('l.detail')} AS detail
-            FROM mart.problem_ledger l JOIN s USING (problem_key)
+            FROM s AS l
             LEFT JOIN depts d ON d.code = l.responsible_dept
             LEFT JOIN problems pr ON pr.code = l.code
-            WHERE s.open_now OR s.closed_in
+            {rules_join}
+            WHERE l.open_now OR l.closed_in
             ORDER BY dept, overdue DESC, l.deadline, l.problem_key
         """, {"p": period})
     path = out_dir / f"ledger-{period}.xlsx"
     with _workbook(path) as wb:
         _about_sheet(wb, "问题台账", period, about, notes=[
             f"含截至 {end} 未整改的问题和本期销号的问题；每个责任单位一张工作表。",
-            f"逾期 = 未整改且整改期限早于 {end}，整行标红。"])
+            f"逾期 = 截至 {end} 未整改且已过整改期限，整行标红。"])
         if df.height:
             summary = (df.group_by("dept", maintain_order=True)
                        .agg((pl.col("status") == "未整改").sum().alias("未整改"),

@@ -312,39 +312,47 @@ def previous_period(con: duckdb.DuckDBPyConnection, period: str) -> str | None:
 # ---------------------------------------------------------------- provenance
 
 
+PROVENANCE_COLUMNS = ("部门", "文件", "数据期次", "截至日期", "读入行数", "入库行数", "隔离行数",
+                      "状态", "入库时间")
+
+
 def provenance(con: duckdb.DuckDBPyConnection, period: str) -> pl.DataFrame:
     """The extracts a period's marts were built from: department, file, as-of date, rows.
 
-    One row per file of the latest accepted delivery of each department (a resubmission replaces
-    the earlier one). The as-of date is the end of the period (extracts are snapshots as of the
-    end of their period, extracts.md). No run ids or hashes: a reader needs the file, not the key.
+    Per department, the files of its latest accepted delivery for the period; a department that
+    delivered nothing accepted for the period is shown with the latest earlier delivery, which
+    the marts keep using ("last good data stays in use"), marked 沿用. The as-of date is the end
+    of the extract's period (extracts are snapshots as of the end of their period, extracts.md).
+    No run ids or hashes: a reader needs the file, not the key.
     """
     if not table_exists(con, "audit.extracts"):
-        return pl.DataFrame(schema={"部门": pl.Utf8, "文件": pl.Utf8, "截至日期": pl.Utf8,
-                                    "读入行数": pl.Int64, "入库行数": pl.Int64,
-                                    "隔离行数": pl.Int64, "状态": pl.Utf8, "入库时间": pl.Utf8})
-    as_of = period_end(period).isoformat()
+        return pl.DataFrame(schema={c: pl.Utf8 for c in PROVENANCE_COLUMNS})
     return frame(con, f"""
-        WITH depts(code, name) AS (VALUES {dept_names_sql_values()}),
-        latest AS (
-            SELECT dept, max(recorded_at) AS at FROM audit.extracts
-            WHERE period = ? AND status = 'accepted' GROUP BY dept
-        ), runs AS (
-            SELECT e.dept, any_value(e.run_id) AS run_id FROM audit.extracts e
-            JOIN latest l ON e.dept = l.dept AND e.recorded_at = l.at
-            WHERE e.period = ? GROUP BY e.dept
+        WITH depts(code, name, ord) AS (
+            SELECT code, name, row_number() OVER () FROM (VALUES {dept_names_sql_values()}) v(code, name)
+        ),
+        used AS (   -- per department: the latest period <= $p with an accepted delivery
+            SELECT dept, max(period) AS period FROM audit.extracts
+            WHERE period <= $p AND status = 'accepted' GROUP BY dept
+        ),
+        run AS (    -- and its latest accepted delivery (a resubmission replaces the earlier one)
+            SELECT e.dept, e.period, arg_max(e.run_id, e.recorded_at) AS run_id
+            FROM audit.extracts e JOIN used USING (dept, period)
+            WHERE e.status = 'accepted' GROUP BY ALL
         )
-        SELECT coalesce(d.name, e.dept) AS "部门", e.file AS "文件", ? AS "截至日期",
+        SELECT coalesce(d.name, e.dept) AS "部门", e.file AS "文件", e.period AS "数据期次",
+               strftime(last_day(strptime(e.period || '-01', '%Y-%m-%d')), '%Y-%m-%d')
+                   AS "截至日期",
                e.rows_read AS "读入行数", e.rows_loaded AS "入库行数",
                e.rows_quarantined AS "隔离行数",
-               CASE e.status WHEN 'accepted' THEN '已接收' WHEN 'rejected' THEN '已退回'
-                             WHEN 'unchanged' THEN '未变化' ELSE e.status END AS "状态",
+               CASE WHEN e.period = $p THEN '已接收' ELSE '本期未报送，沿用' || e.period END
+                   AS "状态",
                strftime(e.recorded_at, '%Y-%m-%d %H:%M') AS "入库时间"
-        FROM audit.extracts e JOIN runs r ON e.dept = r.dept AND e.run_id = r.run_id
+        FROM audit.extracts e JOIN run USING (dept, period, run_id)
         LEFT JOIN depts d ON d.code = e.dept
-        WHERE e.period = ? AND e.status = 'accepted'
-        ORDER BY d.name NULLS LAST, e.dept, e.file
-    """, [period, period, as_of, period])
+        WHERE e.status = 'accepted'
+        ORDER BY d.ord NULLS LAST, e.dept, e.file
+    """, {"p": period})
 
 
 # ---------------------------------------------------------------- masking

@@ -226,65 +226,87 @@ def _monitoring(con, period: str, prev: str | None) -> dict:
         "charts": [chart_cat, chart_reason, chart_trend]}}
 
 
-def ledger_state_sql(con) -> str | None:
-    """SQL of a macro-like query: per problem, its state as of the period ``$p`` (a parameter).
+def _has_table_macro(con, schema: str, name: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_functions() WHERE schema_name = ? AND function_name = ? "
+        "AND function_type = 'table_macro' AND database_name = current_database()",
+        [schema, name]).fetchall()[0][0])
 
-    Reads mart.problem_events (every transition) so that a past period is answered as it was;
-    falls back to mart.problem_ledger's current state when there are no events.
-    Columns: problem_key, responsible_dept, township_code, deadline, open_now, closed_in, opened_in.
+
+LEDGER_COLUMNS = ("problem_key, code, subject_id, household_key, township_code, village_code, "
+                  "responsible_dept, first_seen_period, last_seen_period, deadline, closed_period, "
+                  "reopen_count, detail")
+
+
+def ledger_as_of_sql(con) -> str | None:
+    """SQL of the problem ledger as it stood at the end of the period ``$p`` (a parameter).
+
+    The ledger's columns (LEDGER_COLUMNS) plus open_now (open at the end of $p), overdue_now,
+    opened_in (opened or reopened in $p) and closed_in (closed in $p). Preferably the marts' own
+    ``mart.ledger_as_of(p)`` (the replayed ledger: any past period as it was); without it, the
+    transitions of mart.problem_events; without those, mart.problem_ledger's current state.
     """
+    if _has_table_macro(con, "mart", "ledger_as_of"):
+        return f"""
+            SELECT {LEDGER_COLUMNS}, status = 'open' AS open_now,
+                   coalesce(status = 'open' AND overdue, false) AS overdue_now,
+                   coalesce(opened_period = $p, first_seen_period = $p, false) AS opened_in,
+                   coalesce(status = 'closed' AND closed_period = $p, false) AS closed_in
+            FROM mart.ledger_as_of($p)"""
     if not table_exists(con, "mart.problem_ledger"):
         return None
+    overdue = "open_now AND deadline < last_day(strptime($p || '-01', '%Y-%m-%d'))::DATE"
     if not table_exists(con, "mart.problem_events"):
-        return """
-            SELECT problem_key, responsible_dept, township_code, deadline,
-                   first_seen_period <= $p AND (closed_period IS NULL OR closed_period > $p) AS open_now,
+        return f"""
+            SELECT *, {overdue} AS overdue_now FROM (
+            SELECT {LEDGER_COLUMNS},
+                   first_seen_period <= $p AND (closed_period IS NULL OR closed_period > $p)
+                       AS open_now,
                    coalesce(closed_period = $p, false) AS closed_in,
                    first_seen_period = $p AS opened_in
-            FROM mart.problem_ledger"""
+            FROM mart.problem_ledger WHERE first_seen_period <= $p)"""
     ev_cols = set(table_columns(con, "mart.problem_events"))
     kind_col = next((c for c in ("event", "event_type", "transition", "kind", "action")
                      if c in ev_cols), None)
-    key = "problem_key" if "problem_key" in ev_cols else None
-    if kind_col is None or key is None or "period" not in ev_cols:
+    if kind_col is None or "problem_key" not in ev_cols or "period" not in ev_cols:
         return None
     kinds = ", ".join(f"('{k}', '{v}')" for k, v in EVENT_KINDS.items())
-    order = "CAST(e.event_date AS VARCHAR), " if "event_date" in ev_cols else ""
     return f"""
         WITH kinds(name, kind) AS (VALUES {kinds}),
         ev AS (
             SELECT e.problem_key, e.period, coalesce(k.kind, lower(e.{kind_col})) AS kind
-                   {', e.event_date' if 'event_date' in ev_cols else ''}
             FROM mart.problem_events e LEFT JOIN kinds k ON k.name = lower(e.{kind_col})
             WHERE e.period <= $p AND coalesce(k.kind, lower(e.{kind_col})) IN
                   ('opened', 'reopened', 'closed')
         ),
         last AS (
-            SELECT problem_key, arg_max(kind, [period, {order.replace('e.', '')}
-                   CASE kind WHEN 'closed' THEN '2' ELSE '1' END]) AS kind
+            SELECT problem_key,
+                   arg_max(kind, (period, CASE kind WHEN 'closed' THEN 2 ELSE 1 END)) AS kind
             FROM ev GROUP BY problem_key
         ),
         this AS (
             SELECT problem_key, bool_or(kind = 'closed') AS closed_in,
                    bool_or(kind IN ('opened', 'reopened')) AS opened_in
             FROM ev WHERE period = $p GROUP BY problem_key
+        ),
+        s AS (
+            SELECT {', '.join('l.' + c.strip() for c in LEDGER_COLUMNS.split(','))},
+                   last.kind IN ('opened', 'reopened') AS open_now,
+                   coalesce(this.closed_in, false) AS closed_in,
+                   coalesce(this.opened_in, false) AS opened_in
+            FROM mart.problem_ledger l JOIN last USING (problem_key)
+            LEFT JOIN this USING (problem_key)
         )
-        SELECT l.problem_key, l.responsible_dept, l.township_code, l.deadline,
-               coalesce(last.kind IN ('opened', 'reopened'), false) AS open_now,
-               coalesce(this.closed_in, false) AS closed_in,
-               coalesce(this.opened_in, false) AS opened_in
-        FROM mart.problem_ledger l LEFT JOIN last USING (problem_key)
-        LEFT JOIN this USING (problem_key)"""
+        SELECT *, {overdue} AS overdue_now FROM s"""
 
 
 def _ledger(con, period: str) -> dict:
-    state = ledger_state_sql(con)
+    state = ledger_as_of_sql(con)
     if state is None:
         return {"ledger": None}
-    end = period_end(period).isoformat()
-    agg = f"""
+    agg = """
         count(*) FILTER (WHERE open_now) AS open,
-        count(*) FILTER (WHERE open_now AND deadline < DATE '{end}') AS overdue,
+        count(*) FILTER (WHERE overdue_now) AS overdue,
         count(*) FILTER (WHERE opened_in) AS opened,
         count(*) FILTER (WHERE closed_in) AS closed"""
     by_dept = frame(con, f"""
@@ -339,7 +361,9 @@ def _quality(con, period: str) -> dict:
         return {"quality": None}
     plist = ", ".join(f"'{p}'" for p in periods)
     df = frame(con, f"""
-        WITH depts(code, name) AS (VALUES {dept_names_sql_values()}),
+        WITH depts(code, name, ord) AS (
+            SELECT code, name, row_number() OVER () FROM (VALUES {dept_names_sql_values()}) v(code, name)
+        ),
         delivered AS (  -- the latest delivery of each department and period
             SELECT period, dept, arg_max(run_id, recorded_at) AS run_id FROM audit.extracts
             WHERE period IN ({plist}) AND status IN ('accepted', 'rejected') GROUP BY ALL
@@ -365,7 +389,7 @@ def _quality(con, period: str) -> dict:
                x.rows_quarantined / nullif(x.rows_read, 0) AS quarantined_share,
                x.rejected, coalesce(v.failed, 0) AS failed, coalesce(v.checks, 0) AS checks
         FROM ext x LEFT JOIN val v USING (period, dept) LEFT JOIN depts d ON d.code = x.dept
-        ORDER BY dept, x.period
+        ORDER BY d.ord NULLS LAST, x.dept, x.period
     """)
     depts = df["dept"].unique(maintain_order=True).to_list()
     cells = {(r["dept"], r["period"]): r for r in df.rows(named=True)}

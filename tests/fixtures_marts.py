@@ -12,42 +12,18 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from tasks.contracts import all_contracts
 from tasks.db import open_warehouse
 from tasks.idnumber import check_char
+from tasks.settings import MODELS_DIR
 
 COUNTY = "620523"
 TOWNSHIPS = {"620523100": "城关镇", "620523101": "新寨镇", "620523102": "马营乡", "620523103": "红山乡"}
 VILLAGES = {f"{t}{v:03d}": f"{name[:-1]}{v}村" for t, name in TOWNSHIPS.items() for v in (1, 2)}
-PERIODS = ("2020-09", "2020-10")
+PERIODS = ("2020-09", "2020-10", "2020-11")
 HOUSEHOLDS = 40
 INJECTION_TEXTS = ("=HYPERLINK(\"http://evil.example/\",\"点我\")", "+1+1", "-2+3", "@SUM(A1)",
                    "\t=1+1")
-
-COMMENTS = {
-    "mart.household_status": ("户状态（每户每期一行）", {
-        "period": "期次", "household_key": "户标识", "household_id": "户编号",
-        "county_code": "县代码", "township_code": "乡镇代码", "village_code": "村代码",
-        "registry_status": "建档立卡状态", "object_type": "对象类型", "members": "家庭人口",
-        "per_capita_income": "人均纯收入（元）", "education_ok": "义务教育保障",
-        "medical_ok": "基本医疗保障", "housing_ok": "住房安全保障", "water_ok": "饮水安全保障",
-        "income_ok": "收入达标", "color": "三色码"}),
-    "mart.monitoring": ("监测对象", {
-        "period": "期次", "household_key": "户标识", "category": "监测类别",
-        "reasons": "风险类型", "evidence": "识别依据"}),
-    "mart.problem_ledger": ("问题台账", {
-        "problem_key": "问题编号", "code": "问题代码", "subject_id": "问题对象",
-        "household_key": "户标识", "township_code": "乡镇代码", "village_code": "村代码",
-        "responsible_dept": "责任单位", "status": "状态", "first_seen_period": "首次发现期次",
-        "last_seen_period": "最近发现期次", "deadline": "整改期限", "overdue": "是否逾期",
-        "closed_period": "销号期次", "reopen_count": "反复次数", "detail": "问题说明"}),
-    "mart.spot_check": ("抽查名单", {
-        "period": "期次", "county_code": "县代码", "village_code": "村代码",
-        "household_key": "户标识", "stratum": "抽样层", "seed": "随机种子"}),
-    "mart.household_plan": ("一户一策", {
-        "period": "期次", "household_key": "户标识", "measure": "建议措施",
-        "department": "责任单位"}),
-}
-
 
 def _ids(n: int, offset: int = 0) -> pl.Series:
     """n valid identity numbers (county 620523, born 1970-1989)."""
@@ -76,11 +52,17 @@ def households() -> pl.DataFrame:
     )
 
 
-def build(path: Path, *, with_event_date: bool = False, datadocs: Path | None = None) -> Path:
-    """Create the warehouse at ``path``; return it."""
+def build(path: Path, *, datadocs: Path | None = None) -> Path:
+    """Create the warehouse at ``path``; return it.
+
+    The mart tables, their Chinese comments and the ledger macros come from the real model files
+    (warehouse/models/00_schema.sql, 01_comments.sql); the ledger, its events and the ranking are
+    replayed by the real 80_ledger.sql and 90_township_ranking.sql from planted findings. So the
+    outputs are tested against the schema the pipeline writes, not a copy of it.
+    """
     con = open_warehouse(path)
     try:
-        _build(con, with_event_date)
+        _build(con)
     finally:
         con.close()
     if datadocs is not None:
@@ -89,142 +71,89 @@ def build(path: Path, *, with_event_date: bool = False, datadocs: Path | None = 
     return path
 
 
-def _build(con: duckdb.DuckDBPyConnection, with_event_date: bool) -> None:
+def _model(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    con.execute((MODELS_DIR / name).read_text(encoding="utf-8"))
+
+
+def _build(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TABLE mart.departments (code VARCHAR, name VARCHAR)")
+    con.executemany("INSERT INTO mart.departments VALUES (?, ?)",
+                    [(c.code, c.name) for c in all_contracts().values()])
+    _model(con, "00_schema.sql")
+    _model(con, "01_comments.sql")
     hh = households()
     con.register("hh", hh.to_arrow())
     periods = ", ".join(f"('{p}', {k})" for k, p in enumerate(PERIODS))
     con.execute(f"CREATE TEMP TABLE periods(period, k) AS VALUES {periods}")
+    con.execute("INSERT INTO mart.policy_used (run_id, period, policy_year, \"values\") "
+                "SELECT 'run-' || (k + 1), period, 2020, '{}' FROM periods")
+    income = "(3000 + (i * 397 + p.k * 211) % 9000)"
     con.execute(f"""
-        CREATE TABLE mart.household_status AS
+        INSERT INTO mart.household_status BY NAME
         SELECT p.period, household_key, household_id, '{COUNTY}' AS county_code, township_code,
                village_code,
                CASE WHEN i >= 30 THEN '非建档立卡' WHEN i % 3 = 0 THEN '未脱贫' ELSE '已脱贫' END
                    AS registry_status,
                CASE WHEN i >= 30 THEN '边缘户' ELSE '建档立卡户' END AS object_type,
-               1 + i % 5 AS members,
-               CAST(3000 + (i * 397 + p.k * 211) % 9000 AS DECIMAL(14,2)) AS per_capita_income,
+               1 + i % 5 AS members, {income} AS per_capita_income,
                i % 7 <> 0 AS education_ok, i % 11 <> 0 AS medical_ok, i % 5 <> 1 AS housing_ok,
-               i % 6 <> 2 AS water_ok, 3000 + (i * 397 + p.k * 211) % 9000 >= 4000 AS income_ok,
-               CASE WHEN 3000 + (i * 397 + p.k * 211) % 9000 < 5000 THEN 'red'
-                    WHEN 3000 + (i * 397 + p.k * 211) % 9000 < 10000 THEN 'yellow'
-                    ELSE 'green' END AS color
+               i % 6 <> 2 AS water_ok, {income} >= 4000 AS income_ok,
+               CASE WHEN {income} < 5000 THEN 'red' WHEN {income} < 10000 THEN 'yellow'
+                    ELSE 'green' END AS color,
+               head_id AS head_id_number, 1 + i % 5 AS declared_members, true AS income_known,
+               i % 3 AS labour_able_members,
+               i % 4 = 0 OR (p.k >= 1 AND i % 4 = 1) OR i = 8 AS monitored
         FROM hh CROSS JOIN periods p
     """)
-    # Monitoring: every fourth household, more in the second period; one with two categories.
+    # Monitoring: every fourth household, more from the second period on; one with two categories.
     con.execute("""
-        CREATE TABLE mart.monitoring AS
+        INSERT INTO mart.monitoring BY NAME
         SELECT s.period, s.household_key,
                CASE WHEN s.registry_status = '未脱贫' THEN 'not_exited_below_line'
                     WHEN s.registry_status = '已脱贫' THEN 'unstable_exited'
                     ELSE 'marginal' END AS category,
                CASE WHEN s.per_capita_income < 6000 THEN ['收入不达标'] ELSE ['因病', '缺劳力'] END
                    AS reasons,
-               'fupin 第' || (2 + h.i) || '行' AS evidence
+               to_json({'dept': 'fupin', 'row': 2 + h.i}) AS evidence,
+               s.registry_status, s.village_code
         FROM mart.household_status s JOIN hh h USING (household_key)
-        WHERE h.i % 4 = 0 OR (s.period = '2020-10' AND h.i % 4 = 1)
-        UNION ALL
-        SELECT period, household_key, 'sudden_hardship', ['因病', '收入骤减'], 'shouru 第9行'
+        WHERE h.i % 4 = 0 OR (s.period >= '2020-10' AND h.i % 4 = 1)
+        UNION ALL BY NAME
+        SELECT period, household_key, 'sudden_hardship' AS category, ['因病', '收入骤减'] AS reasons,
+               to_json({'dept': 'shouru', 'row': 9}) AS evidence, registry_status, village_code
         FROM mart.household_status WHERE household_key = (SELECT household_key FROM hh WHERE i = 8)
     """)
     con.execute("""
-        CREATE TABLE mart.monitoring_history AS
+        INSERT INTO mart.monitoring_history BY NAME
         SELECT household_key, min(period) AS entered_period, max(period) AS last_flagged_period,
-               0 AS clean_periods, NULL::VARCHAR AS proposed_clear_period, '监测中' AS status
+               0 AS clean_periods, 'monitoring' AS status, max(period) AS as_of_period
         FROM mart.monitoring GROUP BY household_key
     """)
     con.execute("""
-        CREATE TABLE mart.household_plan AS
+        INSERT INTO mart.household_plan BY NAME
         SELECT DISTINCT m.period, m.household_key,
                CASE r WHEN '收入不达标' THEN '稳定就业或公益性岗位' WHEN '因病' THEN '家庭医生签约、大病救助'
                       WHEN '缺劳力' THEN '纳入低保或特困供养' ELSE '临时救助' END AS measure,
                CASE r WHEN '收入不达标' THEN 'renshe' WHEN '因病' THEN 'weijian'
-                      WHEN '缺劳力' THEN 'minzheng' ELSE 'minzheng' END AS department
+                      ELSE 'minzheng' END AS dept_code, r AS reason
         FROM mart.monitoring m, unnest(m.reasons) AS u(r)
     """)
-    inj = ", ".join("'" + t.replace("'", "''") + "'" for t in INJECTION_TEXTS)
-    # Ledger: 24 problems over five rules; person subjects are full identity numbers.
+    con.execute("UPDATE mart.household_plan p SET department = d.name FROM mart.departments d "
+                "WHERE d.code = p.dept_code")
+    _findings(con)
+    con.execute("CREATE OR REPLACE TEMP TABLE divisions AS SELECT * FROM (VALUES "
+                + ", ".join(f"('{c}', '{n}', 'township', '{COUNTY}')" for c, n in TOWNSHIPS.items())
+                + ") AS t(code, name, level, parent)")
+    con.execute("SET VARIABLE upto = ?", [PERIODS[-1]])
+    _model(con, "80_ledger.sql")
+    _model(con, "90_township_ranking.sql")
     con.execute(f"""
-        CREATE TABLE mart.problem_ledger AS
-        WITH p AS (
-            SELECT g AS n, h.household_key, h.head_id, h.township_code, h.village_code
-            FROM range(24) t(g) JOIN hh h ON h.i = (g * 7) % 40
-        )
-        SELECT 'PK' || lpad(CAST(n AS VARCHAR), 4, '0') AS problem_key,
-               (['P01', 'P02', 'P04', 'P05', 'P06'])[1 + n % 5] AS code,
-               CASE WHEN n % 5 IN (0, 1) THEN head_id ELSE household_key END AS subject_id,
-               household_key, township_code, village_code,
-               (['jiaoyu', 'yibao', 'zhujian', 'shuili', 'fupin'])[1 + n % 5] AS responsible_dept,
-               CASE WHEN n % 4 = 3 THEN 'closed' ELSE 'open' END AS status,
-               CASE WHEN n < 14 THEN '2020-09' ELSE '2020-10' END AS first_seen_period,
-               CASE WHEN n % 4 = 3 THEN '2020-09' ELSE '2020-10' END AS last_seen_period,
-               CASE WHEN n < 14 THEN DATE '2020-10-30' ELSE DATE '2020-11-30' END AS deadline,
-               n < 14 AND n % 4 <> 3 AS overdue,
-               CASE WHEN n % 4 = 3 THEN '2020-10' END AS closed_period,
-               CASE WHEN n = 5 THEN 1 ELSE 0 END AS reopen_count,
-               CASE WHEN n < {len(INJECTION_TEXTS)} THEN ([{inj}])[1 + n]
-                    ELSE '对象 ' || head_id || ' 未落实' END AS detail
-        FROM p
-    """)
-    event_date = (", CASE e.event WHEN 'closed' THEN DATE '2020-10-15' ELSE DATE '2020-09-25' END"
-                  " AS event_date" if with_event_date else "")
-    con.execute(f"""
-        CREATE TABLE mart.problem_events AS
-        SELECT e.* {event_date} FROM (
-            SELECT problem_key, code, subject_id, responsible_dept, township_code,
-                   first_seen_period AS period, 'opened' AS event FROM mart.problem_ledger
-            UNION ALL
-            SELECT problem_key, code, subject_id, responsible_dept, township_code,
-                   closed_period, 'closed' FROM mart.problem_ledger WHERE status = 'closed'
-        ) e
-    """)
-    con.execute("""
-        CREATE TABLE mart.township_ranking AS
-        WITH base AS (
-            SELECT s.period, s.township_code,
-                   count(*) FILTER (WHERE s.registry_status <> '非建档立卡') AS households,
-                   (SELECT count(*) FROM mart.problem_ledger l WHERE l.township_code = s.township_code
-                        AND l.first_seen_period <= s.period
-                        AND (l.closed_period IS NULL OR l.closed_period > s.period)) AS open_problems,
-                   (SELECT count(*) FROM mart.problem_ledger l WHERE l.township_code = s.township_code
-                        AND l.overdue AND s.period = '2020-10') AS overdue_problems,
-                   (SELECT count(*) FROM mart.problem_ledger l WHERE l.township_code = s.township_code
-                        AND l.closed_period = s.period) AS closed_in_period,
-                   (SELECT count(DISTINCT m.household_key) FROM mart.monitoring m
-                        JOIN mart.household_status x USING (period, household_key)
-                        WHERE m.period = s.period AND x.township_code = s.township_code)
-                        AS monitored_households
-            FROM mart.household_status s GROUP BY s.period, s.township_code
-        )
-        SELECT period, township_code, NULL::VARCHAR AS township_name, households, open_problems,
-               overdue_problems, closed_in_period,
-               closed_in_period / greatest(closed_in_period + open_problems, 1) AS rectification_rate,
-               monitored_households,
-               round(100 - 2 * open_problems * 100.0 / households
-                     - 5 * overdue_problems * 100.0 / households
-                     + 20 * closed_in_period / greatest(closed_in_period + open_problems, 1), 2)
-                   AS score,
-               0 AS rank, 0 AS bottom3_streak
-        FROM base
-    """)
-    con.execute("""
-        UPDATE mart.township_ranking r SET rank = x.rk,
-               bottom3_streak = CASE WHEN x.rk > 1 THEN (CASE WHEN x.period = '2020-10' THEN 2 ELSE 1 END)
-                                     ELSE 0 END
-        FROM (SELECT period, township_code, row_number() OVER (PARTITION BY period ORDER BY score DESC,
-              township_code) AS rk FROM mart.township_ranking) x
-        WHERE r.period = x.period AND r.township_code = x.township_code
-    """)
-    con.execute(f"""
-        CREATE TABLE mart.spot_check AS
+        INSERT INTO mart.spot_check BY NAME
         SELECT period, county_code, village_code, household_key,
-               CASE registry_status WHEN '非建档立卡' THEN 'non_registry' ELSE registry_status END
-                   AS stratum, 20201 AS seed
+               registry_status AS stratum, 20201 AS seed, monitored,
+               row_number() OVER (PARTITION BY period ORDER BY hash(household_key)) AS draw_order
         FROM mart.household_status WHERE hash(household_key) % 3 <> 0
     """)
-    for table, (tcomment, cols) in COMMENTS.items():
-        con.execute(f"COMMENT ON TABLE {table} IS '{tcomment}'")
-        for col, comment in cols.items():
-            con.execute(f"COMMENT ON COLUMN {table}.{col} IS '{comment}'")
     _audit(con)
     con.execute("CREATE SCHEMA IF NOT EXISTS reference")
     rows = [(COUNTY, "示范县", "county", "620500")]
@@ -235,18 +164,55 @@ def _build(con: duckdb.DuckDBPyConnection, with_event_date: bool) -> None:
     con.executemany("INSERT INTO reference.divisions VALUES (?, ?, ?, ?)", rows)
 
 
+def _findings(con: duckdb.DuckDBPyConnection) -> None:
+    """24 problems over five rules; person subjects are full identity numbers.
+
+    n % 4 == 3: seen in its first period only, so closed in the next; n < 14 first seen in
+    2020-09 (overdue from 2020-10 on), else in 2020-10; n == 5 is closed in 2020-10 and reopened
+    in 2020-11 (屡改屡犯). The first details are texts that look like spreadsheet formulas.
+    """
+    inj = ", ".join("'" + t.replace("'", "''") + "'" for t in INJECTION_TEXTS)
+    con.execute("INSERT INTO mart.period_deliveries SELECT p.period, d.dept FROM periods p, "
+                "(VALUES ('fupin'), ('jiaoyu'), ('yibao'), ('zhujian'), ('shuili'), ('shouru')) "
+                "AS d(dept) WHERE NOT (d.dept = 'shuili' AND p.period = ?)", [PERIODS[-1]])
+    con.execute(f"""
+        INSERT INTO mart.problem_findings BY NAME
+        WITH p AS (
+            SELECT g AS n, h.household_key, h.head_id, h.township_code, h.village_code,
+                   (['P01', 'P02', 'P04', 'P05', 'P06'])[1 + g % 5] AS code,
+                   CASE WHEN g < 14 THEN 0 ELSE 1 END AS first_k
+            FROM range(24) t(g) JOIN hh h ON h.i = (g * 7) % 40
+        )
+        SELECT ps.period, p.code,
+               CASE WHEN r.subject_type = 'person' THEN p.head_id ELSE p.household_key END
+                   AS subject_id,
+               r.subject_type, p.household_key, p.township_code, p.village_code,
+               r.responsible_dept, d.name AS responsible_name,
+               CASE WHEN p.code IN ('P04', 'P05') THEN 60 ELSE 30 END AS deadline_days,
+               CASE WHEN p.n < {len(INJECTION_TEXTS)} THEN ([{inj}])[1 + p.n]
+                    ELSE '对象 ' || p.head_id || ' 未落实' END AS detail,
+               to_json({{'dept': 'fupin'}}) AS evidence
+        FROM p JOIN periods ps ON ps.k >= p.first_k
+        JOIN mart.rules r ON r.code = p.code
+        LEFT JOIN mart.departments d ON d.code = r.responsible_dept
+        WHERE NOT (p.n % 4 = 3 AND ps.k > p.first_k)
+          AND NOT (p.n = 5 AND ps.k = 1)
+    """)
+
+
 def _audit(con: duckdb.DuckDBPyConnection) -> None:
     depts = ["fupin", "shouru", "jiaoyu", "zhujian", "yibao", "shuili"]
     con.execute("""
         INSERT INTO audit.runs (run_id, started_at, finished_at, inbox, periods, status)
-        VALUES ('run-1', TIMESTAMP '2020-10-05 08:00', TIMESTAMP '2020-10-05 08:05', 'inbox',
-                '2020-09', 'completed'),
-               ('run-2', TIMESTAMP '2020-11-05 08:00', TIMESTAMP '2020-11-05 08:05', 'inbox',
-                '2020-10', 'completed')
+        SELECT 'run-' || (k + 1), TIMESTAMP '2020-10-05 08:00' + INTERVAL (k) MONTH,
+               TIMESTAMP '2020-10-05 08:05' + INTERVAL (k) MONTH, 'inbox', period, 'completed'
+        FROM periods
     """)
     for k, period in enumerate(PERIODS):
         run = f"run-{k + 1}"
         for j, dept in enumerate(depts):
+            if dept == "shuili" and period == PERIODS[-1]:
+                continue  # 水利 did not deliver for the last period: its earlier extract is used
             read = 100 + 10 * j
             quarantined = (j + k) % 4
             con.execute(
@@ -271,3 +237,29 @@ def _audit(con: duckdb.DuckDBPyConnection) -> None:
         VALUES ('run-1', '2020-09', 'fupin', '2020-09/fupin/fupin_2020-09.xlsx', 5,
                 ['证件号码：校验位错误'], 'conform', '{}')
     """)
+
+
+# ---------------------------------------------------------------- pytest helpers
+
+import re as _re  # noqa: E402
+
+import pytest  # noqa: E402
+
+ID_RE = _re.compile(r"(?<![0-9])[0-9]{17}[0-9X](?![0-9])")
+
+
+def full_ids_in(text: str) -> list[str]:
+    """Every 18-character identity number inside ``text`` whose check character is right."""
+    from stdnum.cn import ric
+
+    return [m for m in ID_RE.findall(text) if ric.calc_check_digit(m) == m[-1]]
+
+
+@pytest.fixture(scope="module")
+def marts_warehouse(tmp_path_factory) -> Path:
+    """A fixture warehouse in its own folder; outputs go to <folder>/output (POVWATCH_OUTPUT unset)."""
+    import os
+
+    os.environ.pop("POVWATCH_OUTPUT", None)
+    folder = tmp_path_factory.mktemp("marts")
+    return build(folder / "povwatch.duckdb", datadocs=folder / "output" / "datadocs" / "local_site")
