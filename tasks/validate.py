@@ -165,7 +165,8 @@ def volume_bounds(con, dept: str, period: str, max_change: float) -> tuple[int, 
     """Allowed row count: the latest earlier accepted period's count ± max_change."""
     prev = con.execute(
         f"SELECT period, count(*) FROM staging.{dept} WHERE period < ? GROUP BY period "
-        f"ORDER BY period DESC LIMIT 1", [period]).fetchone()
+        f"ORDER BY period DESC LIMIT 1", [period]).fetchall()
+    prev = prev[0] if prev else None
     if prev is None:
         return 0, None, {"previous_period": None}
     n = int(prev[1])
@@ -458,7 +459,7 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
     batch_sql = f"SELECT * FROM pending.{dept} WHERE period = '{period}'"
     con = db.connect(warehouse)
     try:
-        row_count = con.execute(f"SELECT count(*) FROM pending.{dept} WHERE period = ?", [period]).fetchone()[0]
+        row_count = con.execute(f"SELECT count(*) FROM pending.{dept} WHERE period = ?", [period]).fetchall()[0][0]
         params, volume_info = suite_parameters(con, dept, period, raw.get("meta") or {})
         results, docs = run_suite(warehouse, dept, period, run_id, params)
 
@@ -552,7 +553,7 @@ def _quarantine(con, dept: str, period: str, run_id: str, keys: list[tuple[str, 
         [run_id, dept, period])
     moved = con.execute(
         f"DELETE FROM pending.{dept} p USING _validate_flagged f WHERE p.period = ? "
-        f"AND p.source_file = f.source_file AND p.source_row = f.source_row", [period]).fetchone()[0]
+        f"AND p.source_file = f.source_file AND p.source_row = f.source_row", [period]).fetchall()[0][0]
     con.execute("DROP TABLE _validate_flagged")
     return int(moved)
 
