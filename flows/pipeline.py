@@ -346,13 +346,40 @@ def process_period(steps, inbox: Path, period: str, warehouse: Path, run_id: str
         "unchanged": sorted(d for d, st in status.items() if st == "unchanged"),
         "missing": sorted(d for d, st in status.items() if st == "missing"),
         "rejection_messages": {o["dept"]: scrub(o["message"]) for o in outcomes if o["status"] == "rejected"},
-        "marts": {k: v for k, v in marts.items() if isinstance(v, (int, float, str))},
+        "marts": {**{k: v for k, v in marts.items() if isinstance(v, (int, float, str)) and k != "period"},
+                  **_newly_monitored(warehouse, period, marts)},
+        "periods_built": [str(p) for p in marts.get("periods_built", [])],
         "alerts": len(alerts), "receipts": receipts, "report": report,
         "seconds": round(time.monotonic() - started, 2),
     }
     markdown, tables = render_summary(summary)
     steps.publish(markdown, tables, key=f"povwatch-{period}")
     return summary
+
+
+def _newly_monitored(warehouse: Path, period: str, marts: dict) -> dict:
+    if not marts:
+        return {}
+    try:
+        from tasks.db import connect
+
+        con = connect(warehouse)
+        try:
+            n = con.execute("SELECT count(*) FROM mart.monitoring_history WHERE entered_period = ?",
+                            [period]).fetchone()[0]
+        finally:
+            con.close()
+        return {"newly_monitored": int(n)}
+    except Exception:  # noqa: BLE001 - older marts without the history table
+        return {}
+
+
+MEASURE_ZH = {
+    "households": "户数 households", "monitored": "监测户 monitored households",
+    "newly_monitored": "新纳入监测 newly monitored", "findings": "本期发现 findings",
+    "problems_open": "未整改问题 open problems", "overdue": "逾期 overdue", "opened": "新开问题 opened",
+    "reopened": "重新打开 reopened", "closed": "已整改 closed", "spot_check": "抽查户 spot-check",
+}
 
 
 def _department_rows(warehouse: Path, run_id: str, period: str, staged: list[dict],
@@ -406,7 +433,7 @@ def render_summary(summary: dict) -> tuple[str, dict[str, list[dict]]]:
     marts = summary["marts"]
     if marts:
         lines += ["", "## 台账与监测 ledger and monitoring", ""]
-        lines += [f"- {k}: {v}" for k, v in marts.items()]
+        lines += [f"- {MEASURE_ZH.get(k, k)}: {v}" for k, v in marts.items()]
     rows = summary["departments"]
     lines += ["", "## 各部门 departments", "",
               "| 部门 dept | 状态 status | 文件 files | 读入 read | 入库 loaded | 隔离 quarantined |",
@@ -416,7 +443,7 @@ def render_summary(summary: dict) -> tuple[str, dict[str, list[dict]]]:
     if summary.get("report"):
         lines += ["", f"报告 report: `{summary['report']}`"]
     tables = {"departments": rows,
-              "marts": [{"measure": k, "value": v} for k, v in marts.items()]}
+              "marts": [{"measure": MEASURE_ZH.get(k, k), "value": v} for k, v in marts.items()]}
     return "\n".join(lines), tables
 
 
@@ -437,12 +464,9 @@ def execute_run(steps, inbox: Path, warehouse: Path, period: str | None, run_id:
         try:
             results = [run_period(inbox=str(inbox), period=p, warehouse=str(warehouse), run_id=run_id)
                        for p in periods]
-            replayed: list[str] = []
-            if late:
-                # a period delivered late: rebuild the marts' history from it onward, in order
-                replayed = sorted(p for p in set(already) | set(periods) if p > min(late))
-                for p in replayed:
-                    steps.call(build_marts_step, warehouse=str(warehouse), period=p, run_id=run_id)
+            # A period delivered late: build_marts rewrites the per-period marts of every later
+            # built period and replays the history marts (ledger, events, ranking) in order.
+            replayed = sorted({p for r in results for p in r.get("periods_built", [])} - set(periods))
         except BaseException as exc:
             _record_run_end(warehouse, run_id, "failed", scrub(f"{type(exc).__name__}: {exc}")[:1000])
             raise

@@ -21,7 +21,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-DEFAULT_TIMEOUT_SECONDS = float(os.environ.get("POVWATCH_LOCK_TIMEOUT", "300"))
+DEFAULT_TIMEOUT_SECONDS = 300.0
+
+
+def default_timeout() -> float:
+    """$POVWATCH_LOCK_TIMEOUT (seconds a second run waits for the first), else 300."""
+    return float(os.environ.get("POVWATCH_LOCK_TIMEOUT", DEFAULT_TIMEOUT_SECONDS))
 
 
 class WarehouseBusy(RuntimeError):
@@ -86,7 +91,7 @@ def warehouse_lock(
 
     ``timeout=0`` means do not wait. Default: $POVWATCH_LOCK_TIMEOUT, else 300 s.
     """
-    timeout = DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout
+    timeout = default_timeout() if timeout is None else timeout
     path = lock_path(warehouse)
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+", encoding="utf-8")

@@ -109,7 +109,7 @@ REJECT: set[str] = set()
 
 def build_marts(warehouse, period, run_id):
     _called("build_marts", period)
-    return {"monitored_households": 7, "problems_opened": 3, "problems_closed": 1}
+    return {"period": period, "monitored": 7, "opened": 3, "closed": 1, "problems_open": 5}
 
 
 ALERT_FAILURES = {"remaining": 0}

@@ -1,0 +1,199 @@
+"""The pipeline flow: state, exit code, audit.runs, retries, no reprocessing, artifacts, the lock.
+
+The business steps are replaced by tests/pipeline_fakes.py (same signatures, audit.extracts
+written with real sha256) so that these tests hold the orchestration alone. Prefect runs against
+one session-scoped test harness.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from uuid import UUID
+
+import duckdb
+import pytest
+
+from flows import pipeline
+from tasks.locking import warehouse_lock
+from tests import pipeline_fakes as fakes
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    fakes.install(monkeypatch)
+    monkeypatch.setenv("POVWATCH_SETTLE_SECONDS", "0")
+    monkeypatch.setenv("POVWATCH_OUTPUT", str(tmp_path / "output"))
+    monkeypatch.setattr(pipeline.raise_alerts, "retry_delay_seconds", 0)
+    return tmp_path
+
+
+def _runs(warehouse: Path) -> list[tuple]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute("SELECT run_id, status, message, flow_run_id, periods FROM audit.runs "
+                           "ORDER BY started_at").fetchall()
+    finally:
+        con.close()
+
+
+def _flow_run(flow_run_id: str):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(flow_run_id))
+
+
+def test_run_completes_with_state_and_audit_row(env, prefect_harness, capsys):
+    inbox = fakes.make_inbox(env)
+    warehouse = env / "wh.duckdb"
+    assert pipeline.run_inbox(inbox, None, warehouse, mode="prefect") == 0
+    (run_id, status, message, flow_run_id, periods), = _runs(warehouse)
+    assert status == "completed" and periods == "2026-01" and "全部接收" in message
+    state = _flow_run(flow_run_id).state
+    assert state.is_completed() and "every extract accepted" in state.message
+    assert sorted(d for _, d in fakes.CALLS["promote_extract"]) == ["fupin", "minzheng", "shouru"]
+    assert "接收 accepted 3" in capsys.readouterr().out
+
+
+def test_rejected_extract_named_in_state_exit_3_and_artifacts(env, prefect_harness):
+    """Also: the alert (notification) task is retried until the channel takes it."""
+    from prefect.artifacts import Artifact
+
+    fakes.REJECT.add("shouru")
+    fakes.ALERT_FAILURES["remaining"] = 2   # the channel fails twice, then works
+    inbox = fakes.make_inbox(env, periods=("2026-03",))
+    warehouse = env / "wh.duckdb"
+    assert pipeline.run_inbox(inbox, None, warehouse, mode="prefect") == 3
+    (_, status, message, flow_run_id, _), = _runs(warehouse)
+    assert status == "rejected_extracts" and "shouru" in message
+    state = _flow_run(flow_run_id).state
+    assert state.is_completed() and "2026-03 shouru" in state.message
+    assert [d for _, d in fakes.CALLS["reject_extract"]] == ["shouru"]
+    assert len(fakes.CALLS["alert_on_outcomes"]) == 3
+
+    markdown = Artifact.get("povwatch-2026-03")
+    assert markdown is not None and markdown.type == "markdown"
+    text = markdown.data
+    assert "退回 rejected: 1 — shouru" in text and "接收 accepted: 2 — fupin, minzheng" in text
+    assert "监测户 monitored households: 7" in text and "新开问题 opened: 3" in text
+    assert "110101********1234" in text and "110101199003071234" not in text  # masked
+    table = Artifact.get("povwatch-2026-03-departments")
+    assert table is not None and table.type == "table"
+    assert "shouru" in str(table.data) and "rejected" in str(table.data)
+
+
+def test_crash_in_a_task_fails_the_run_with_exit_1(env, prefect_harness, capsys):
+    inbox = fakes.make_inbox(env, extra={("2026-01", "minzheng"): "crash.csv"})
+    warehouse = env / "wh.duckdb"
+    assert pipeline.run_inbox(inbox, None, warehouse, mode="prefect") == 1
+    (_, status, message, flow_run_id, _), = _runs(warehouse)
+    assert status == "failed" and "disk on fire" in message
+    state = _flow_run(flow_run_id).state
+    assert state.is_failed() and "disk on fire" in state.message
+    assert "disk on fire" in capsys.readouterr().out
+    # an OSError is not a file still being copied: staging was not retried
+    assert [d for _, d in fakes.CALLS["stage_extract"]].count("minzheng") == 1
+
+
+def test_rerun_with_unchanged_files_does_not_reprocess(env, prefect_harness):
+    inbox = fakes.make_inbox(env)
+    warehouse = env / "wh.duckdb"
+    assert pipeline.run_inbox(inbox, None, warehouse, mode="prefect") == 0
+    staged = len(fakes.CALLS["stage_extract"])
+    # same files again: nothing pending, the period is not run at all
+    assert pipeline.run_inbox(inbox, None, warehouse, mode="prefect") == 0
+    assert len(fakes.CALLS["stage_extract"]) == staged
+    assert "nothing new" in _runs(warehouse)[-1][2]
+    # asked for explicitly: staged (hashes compared) but nothing validated or rebuilt again
+    assert pipeline.run_inbox(inbox, "2026-01", warehouse, mode="prefect") == 0
+    assert len(fakes.CALLS["validate_extract"]) == 3 and len(fakes.CALLS["build_marts"]) == 1
+    # one department resubmits: only it is validated again
+    (inbox / "2026-01" / "fupin" / "fupin.csv").write_text("a,b\n9,9\n", encoding="utf-8")
+    assert pipeline.run_inbox(inbox, None, warehouse, mode="prefect") == 0
+    assert [d for _, d in fakes.CALLS["validate_extract"]][3:] == ["fupin"]
+
+
+def test_backfill_runs_pending_periods_in_order_local_mode(env):
+    inbox = fakes.make_inbox(env, periods=("2026-02", "2026-01"))
+    warehouse = env / "wh.duckdb"
+    assert pipeline.run_inbox(inbox, None, warehouse, mode="local") == 0
+    assert [p for (p,) in fakes.CALLS["build_marts"]] == ["2026-01", "2026-02"]
+    (run_id, status, _, flow_run_id, periods), = _runs(warehouse)
+    assert periods == "2026-01,2026-02" and status == "completed" and flow_run_id is None
+    # a late period: delivered after 2026-02 was loaded
+    fakes.make_inbox(env, periods=("2025-12",))
+    assert pipeline.run_inbox(inbox, None, warehouse, mode="local") == 0
+    assert _runs(warehouse)[-1][4] == "2025-12" and "迟到" in _runs(warehouse)[-1][2]
+
+
+def test_local_mode_same_outcomes_and_retry_policy(env):
+    fakes.REJECT.add("minzheng")
+    fakes.ALERT_FAILURES["remaining"] = 1
+    inbox = fakes.make_inbox(env)
+    assert pipeline.run_inbox(inbox, None, env / "wh.duckdb", mode="local") == 3
+    assert len(fakes.CALLS["alert_on_outcomes"]) == 2
+    crash = fakes.make_inbox(env / "b", extra={("2026-01", "fupin"): "crash.csv"})
+    assert pipeline.run_inbox(crash, None, env / "b" / "wh.duckdb", mode="local") == 1
+    assert fakes.CALLS["notify_run_failure"], "no Prefect automation in local mode: notify directly"
+
+
+def test_staging_waits_while_a_file_is_still_being_copied(env, monkeypatch):
+    monkeypatch.setattr(pipeline.stage_department, "retry_delay_seconds", [0.3])
+    inbox = fakes.make_inbox(env)
+    part = inbox / "2026-01" / "fupin" / "fupin2.csv.part"
+    part.write_text("a,b\n", encoding="utf-8")
+    threading.Timer(0.5, lambda: part.rename(part.with_suffix(""))).start()
+    assert pipeline.run_inbox(inbox, None, env / "wh.duckdb", mode="local") == 0
+    con = duckdb.connect(str(env / "wh.duckdb"), read_only=True)
+    files = {f for (f,) in con.execute("SELECT file FROM audit.extracts WHERE dept='fupin'").fetchall()}
+    con.close()
+    assert files == {"2026-01/fupin/fupin.csv", "2026-01/fupin/fupin2.csv"}
+
+
+def test_second_run_waits_for_the_lock_or_stops_clearly(env, monkeypatch, capsys):
+    inbox = fakes.make_inbox(env)
+    warehouse = env / "wh.duckdb"
+    monkeypatch.setenv("POVWATCH_LOCK_TIMEOUT", "0.5")
+    with warehouse_lock(warehouse, what="povwatch run (test holder)"):
+        assert pipeline.run_inbox(inbox, None, warehouse, mode="local") == 1
+    out = capsys.readouterr().out
+    assert "正在被" in out and "is being written by povwatch run (test holder)" in out
+    assert not fakes.CALLS.get("stage_extract")
+
+    monkeypatch.setenv("POVWATCH_LOCK_TIMEOUT", "30")
+    released = threading.Event()
+
+    def hold():
+        with warehouse_lock(warehouse, what="first run"):
+            time.sleep(1.0)
+        released.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.2)
+    assert pipeline.run_inbox(inbox, None, warehouse, mode="local") == 0
+    assert released.is_set()
+    holder.join()
+
+
+def test_reader_gets_a_clear_message_while_a_run_writes(tmp_path):
+    import subprocess
+    import sys
+
+    from tasks.locking import WarehouseBusy, open_for_reading
+
+    warehouse = tmp_path / "wh.duckdb"
+    duckdb.connect(str(warehouse)).close()
+    code = ("import duckdb, sys, time\nfrom tasks.locking import warehouse_lock\n"
+            f"with warehouse_lock({str(warehouse)!r}, what='povwatch run W'):\n"
+            f"    con = duckdb.connect({str(warehouse)!r}); print('ready', flush=True); time.sleep(20)\n")
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        with pytest.raises(WarehouseBusy, match="正在被povwatch run W.*写入"):
+            open_for_reading(warehouse)
+    finally:
+        writer.kill()
+        writer.wait()
