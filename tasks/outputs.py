@@ -56,7 +56,7 @@ LABELS: dict[str, str] = {
     "status": "状态",
     "problem_key": "问题编号",
     "code": "问题代码",
-    "problem": "问题",
+    "problem": "问题类型",
     "subject_id": "对象",
     "responsible_dept": "责任单位",
     "first_seen_period": "首次发现期次",
