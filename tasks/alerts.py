@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from tasks import db
 from tasks.contracts import load_contract
-from tasks.settings import PROJECT_ROOT
+from tasks.settings import PROJECT_ROOT, output_dir
 
 log = logging.getLogger(__name__)
 
@@ -191,11 +191,12 @@ def alert_text(outcome: dict) -> tuple[str, str]:
                 lines.extend(f"      · {_sample_line(row)}" for row in sample[:SAMPLE_ROWS])
     if rejected:
         lines.append("处理：本期该部门数据未采用，继续使用上期数据；其他部门不受影响。请部门核对后重新报送。")
-    if outcome.get("message"):
+    if outcome.get("message") and not failures:
+        # (a validation outcome's message repeats its failures; a staging rejection's explains it)
         lines.append("说明：" + str(outcome["message"]))
     where = []
-    if outcome.get("receipt"):
-        where.append(f"回执 {outcome['receipt']}")
+    if outcome.get("receipt") or outcome.get("receipts_dir"):
+        where.append(f"回执 {outcome.get('receipt') or outcome.get('receipts_dir')}")
     if outcome.get("data_docs"):
         where.append(f"校验报告 {outcome['data_docs']}")
     if where:
@@ -208,8 +209,34 @@ def alert_text(outcome: dict) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- delivery
 
+_NOISY_LOGGERS = ("apprise", "urllib3", "urllib3.connectionpool", "requests", "httpx", "httpcore")
+
+
+class _quiet_transport:
+    """Apprise and urllib3 log request lines (paths hold webhook tokens) at DEBUG/INFO: hold them
+    at WARNING while sending, whatever the application's log level."""
+
+    def __enter__(self):
+        self._levels = {}
+        for name in _NOISY_LOGGERS:
+            logger = logging.getLogger(name)
+            self._levels[name] = logger.level
+            logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+        return self
+
+    def __exit__(self, *exc):
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+        return False
+
+
 def _send(url: str, title: str, body: str) -> tuple[bool, int, str | None]:
     """Send to one channel with a few quick attempts. Never raises; errors carry no secrets."""
+    with _quiet_transport():
+        return _send_quietly(url, title, body)
+
+
+def _send_quietly(url: str, title: str, body: str) -> tuple[bool, int, str | None]:
     import apprise
 
     label = channel_label(url)
@@ -228,11 +255,6 @@ def _send(url: str, title: str, body: str) -> tuple[bool, int, str | None]:
             time.sleep(RETRY_PAUSE * 2 ** (attempt - 1))
     log.warning("alert to %s not delivered after %d attempts", label, ATTEMPTS)
     return False, ATTEMPTS, error
-
-
-def _quiet_apprise() -> None:
-    # Apprise's debug/info lines can echo URLs; keep only its warnings.
-    logging.getLogger("apprise").setLevel(max(logging.getLogger("apprise").level, logging.WARNING))
 
 
 def _as_dict(outcome) -> dict:
@@ -279,7 +301,6 @@ def alert_on_outcomes(warehouse: Path, run_id: str, outcomes: list[dict]) -> lis
     ValidationOutcome objects are accepted too. Returns one dict per (alert, channel): what was
     sent, or skipped because that channel already received the same failure.
     """
-    _quiet_apprise()
     urls = channel_urls()
     sent: list[dict] = []
     if not outcomes:
@@ -290,7 +311,8 @@ def alert_on_outcomes(warehouse: Path, run_id: str, outcomes: list[dict]) -> lis
             outcome = _as_dict(raw)
             if not needs_alert(outcome):
                 continue
-            outcome = _add_sha256(con, outcome)
+            outcome = dict(_add_sha256(con, outcome))
+            outcome.setdefault("receipts_dir", str(output_dir(Path(warehouse)) / "receipts"))
             fp = fingerprint(outcome)
             title, body = alert_text(outcome)
             severity = outcome.get("severity", "error")
@@ -328,7 +350,6 @@ def alert_on_outcomes(warehouse: Path, run_id: str, outcomes: list[dict]) -> lis
 
 def notify_run_failure(run_id: str, message: str) -> None:
     """Tell the channels that a run itself failed (no warehouse needed). Never raises."""
-    _quiet_apprise()
     title = f"povwatch：运行失败 {run_id}"
     body = _mask(f"运行 {run_id} 未能完成：\n{message}")[:MAX_TEXT]
     for url in channel_urls():

@@ -291,3 +291,37 @@ def test_data_docs_built_without_identity_numbers(wh):
             if found:
                 leaks.append((str(f.relative_to(out)), found[:2]))
     assert leaks == []
+
+
+def test_blocking_outcome_reaches_a_webhook_masked(wh, monkeypatch):
+    """validate_extract -> alert_on_outcomes -> a real receiver on 127.0.0.1: the department,
+    period, file, expectation, count and masked sample arrive; no full identity number does."""
+    from tests.test_alerts import _Receiver
+    import threading
+
+    from tasks import alerts
+    from tasks.validate import validate_extract
+
+    path, con = wh
+    rows = [{"id_number": make_id(i), "name": f"人{i}", "cancelled_on": "2020-05-01", "reason": "死亡"}
+            for i in range(12)]
+    rows[5] = dict(rows[4])                       # the same cancellation twice
+    insert(con, "gongan", "2020-06", rows)
+    outcome = validate_extract(path, "2020-06", "gongan", "run-alert")
+    assert outcome.blocking_failed
+
+    server = _Receiver()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("POVWATCH_ALERT_URLS", f"json://127.0.0.1:{server.server_address[1]}/hook")
+        flow_outcome = {**outcome.alert(), "status": "rejected", "blocking_failed": True,
+                        "files": ["2020-06/gongan/a.xlsx"]}
+        sent = alerts.alert_on_outcomes(path, "run-alert", [flow_outcome])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [s["delivered"] for s in sent] == [True] and len(server.posts) == 1
+    message = json.loads(server.posts[0]["body"])["message"]
+    assert "公安局" in message and "2020-06" in message and "unique_id_number_cancelled_on_reason" in message
+    assert "2 行" in message and "620523********" in message and "datadocs" in message
+    assert _valid_ids_in(message) == []
