@@ -23,6 +23,7 @@ NUMBER_UNPARSEABLE = "不是数值"
 BOOL_UNPARSEABLE = "应填“是”或“否”"
 VILLAGE_FORMAT = "村代码应为12位数字"
 OUT_OF_RANGE = "超出允许范围"
+TEXT_TOO_LONG = "内容过长"          # a text cell longer than any real name or unit (pasted junk)
 CERTIFICATE_FORMAT = "残疾证号应为20位（身份证号+类别+等级）"
 
 # --- whole rows ---
