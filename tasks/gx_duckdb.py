@@ -72,6 +72,11 @@ def create_engine(connection_string: str, **kwargs) -> sa.engine.Engine:
 class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
     """SqlAlchemyExecutionEngine that works on DuckDB (results frozen before the connection closes)."""
 
+    # Rows and queries GX brought back into Python, process-wide (the benchmark reads them to show
+    # that validation is pushed down: a few aggregate rows, never the data).
+    queries_executed: ClassVar[int] = 0
+    rows_fetched: ClassVar[int] = 0
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # GX picks its SQL idioms (regex operator, type lookups) from this module.
@@ -82,16 +87,24 @@ class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
     def _setup_engine(self, kwargs, connection_string=None, credentials=None, url=None):
         self.engine = create_engine(connection_string or url, **kwargs)
 
+    @classmethod
+    def _materialise(cls, result):
+        cls.queries_executed += 1
+        if not result.returns_rows:
+            return result
+        frozen = result.freeze()
+        cls.rows_fetched += len(frozen.data)
+        return frozen()
+
     def execute_query(self, query):  # noqa: D401 - GX signature
         with self.get_connection() as connection:
             result = self._execute_query_with_recovery(connection, query)
             # A CursorResult of DuckDB dies with the connection's transaction: keep its rows.
-            return result.freeze()() if result.returns_rows else result
+            return self._materialise(result)
 
     def execute_query_in_transaction(self, query):
         with self.get_connection() as connection:
-            result = self._execute_query_with_recovery(connection, query)
-            frozen = result.freeze()() if result.returns_rows else result
+            frozen = self._materialise(self._execute_query_with_recovery(connection, query))
             if connection.in_transaction():
                 connection.commit()
             return frozen

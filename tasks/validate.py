@@ -269,10 +269,11 @@ RESULT_FORMAT = {
 }
 
 
-def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: dict):
+def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: dict,
+              keep: bool = True):
     """Run the department's suite by GX on the period's batch; store scrubbed results, build docs.
 
-    Returns (results, data_docs_index_path).
+    Returns (results, data_docs_index_path). ``keep=False`` only validates (the benchmark).
     """
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -295,6 +296,8 @@ def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: 
                 r.result = scrub(r.result or {})
                 if r.exception_info:
                     r.exception_info = scrub(r.exception_info)
+            if not keep:
+                return results, None
             results.meta["run_id"] = RunIdentifier(run_name=run_id, run_time=_dt.datetime.now(_dt.timezone.utc))
             results.meta["batch_parameters"] = {"period": period}
             vr_id = ValidationResultIdentifier(
@@ -463,13 +466,25 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
         params, volume_info = suite_parameters(con, dept, period, raw.get("meta") or {})
         results, docs = run_suite(warehouse, dept, period, run_id, params)
 
-        records, failures, quarantine_keys = [], [], []
+        records, failures, quarantine_keys, temp_tables = [], [], [], []
         for r in results.results:
             cfg = r.expectation_config
             meta = cfg.meta or {}
             name = meta["name"]
             count = _unexpected_count(r)
             keys_sql = failing_rows_sql(cfg, params, batch_sql) if not r.success else None
+            if keys_sql:
+                # One scan per failed check: its failing rows' keys, then sample and quarantine
+                # read the small temp table.
+                flag_table = f"_validate_keys_{len(temp_tables)}"
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {flag_table} AS "
+                            f"SELECT DISTINCT period, source_file, source_row FROM ({keys_sql})")
+                temp_tables.append(flag_table)
+                keys_sql = f"SELECT period, source_file, source_row FROM {flag_table}"
+                found = con.execute(f"SELECT count(*) FROM {flag_table}").fetchall()[0][0]
+                if isinstance(count, int) and found != count:
+                    log.warning("%s/%s %s: GX counted %s failing rows, the row SQL finds %s",
+                                dept, period, name, count, found)
             blocking = meta["severity"] == "blocking"
             escalated = False
             if (not r.success and meta.get("quarantine") and not blocking and count
@@ -485,6 +500,8 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
                 "type": cfg.type, "description": cfg.description, "meta": meta,
                 "result": r.result, "escalated": escalated,
             }
+            if keys_sql:
+                details["rows_found"] = found
             if error:
                 details["exception"] = error
             if meta["name"] == "volume_vs_previous_period":
@@ -525,6 +542,8 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
                 raise
         for f in failures:
             f.pop("keys_sql", None)
+        for table in temp_tables:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
         outcome = ValidationOutcome(
             period=period, dept=dept, blocking_failed=blocking_failed, failures=failures,
             quarantined_rows=quarantined, data_docs=docs, message=None, run_id=run_id,

@@ -155,6 +155,7 @@ def test_row_level_checks_count_like_hand_sql_and_quarantine_by_name(wh):
         blocking, success, unexpected, details = recorded[name]
         assert (blocking, success, unexpected) == (False, False, count)
         assert json.loads(details)["meta"]["name"] == name
+        assert json.loads(details)["rows_found"] == count      # the rows quarantine acts on
     # every failing row is quarantined once, with the expectation names as reasons
     assert outcome.quarantined_rows == 9
     q = dict(con.execute(
