@@ -38,6 +38,9 @@ REPAIR_WIDTH = reasons.REPAIR_FULL_WIDTH
 EXCEL_EPOCH = pl.date(1899, 12, 30)   # serial 1 = 1900-01-01 (Excel's 1900 leap-year bug aside)
 MAX_SERIAL = 73050                    # 2099-12-31
 
+EARLIEST_DATE = pl.date(1900, 1, 1)   # dates before it, or after today, are out of range
+MAX_TEXT_CHARS = 200                  # no name, school or employer is longer
+
 TRUE_WORDS = ["是", "Y", "YES", "TRUE", "1", "√", "有"]
 FALSE_WORDS = ["否", "N", "NO", "FALSE", "0", "×", "无"]
 
@@ -49,6 +52,12 @@ _HALF = "0123456789.-,"
 class Conformed:
     staged: pl.DataFrame        # contract columns (typed), source_file, source_row, repairs
     quarantined: pl.DataFrame   # source_file, source_row, reasons (list[str]), raw columns
+
+
+def _today():
+    import datetime as _dt
+
+    return _dt.date.today()
 
 
 def _v(name: str) -> str:
@@ -157,8 +166,13 @@ def _column_exprs(col: Column, text: pl.Expr) -> tuple[pl.Expr, pl.Expr | None, 
         value = pl.when(ok).then(value)
         error = _err(present & ~ok, label, reasons.NUMBER_UNPARSEABLE)
     elif col.type == "date":
-        value, repair = _parse_date(text)
-        error = _err(present & value.is_null(), label, reasons.DATE_UNPARSEABLE)
+        parsed, repair = _parse_date(text)
+        plausible = parsed.is_between(EARLIEST_DATE, pl.lit(_today()))
+        error = (
+            pl.when(present & parsed.is_null()).then(pl.lit(reasons.cell_reason(label, reasons.DATE_UNPARSEABLE)))
+            .when(present & ~plausible).then(pl.lit(reasons.cell_reason(label, reasons.OUT_OF_RANGE)))
+        )
+        value = pl.when(plausible).then(parsed)
     elif col.type == "month":
         value, repair = _parse_month(text)
         error = _err(present & value.is_null(), label, reasons.MONTH_UNPARSEABLE)
@@ -168,7 +182,9 @@ def _column_exprs(col: Column, text: pl.Expr) -> tuple[pl.Expr, pl.Expr | None, 
         error = _err(present & value.is_null(), label, reasons.BOOL_UNPARSEABLE)
         repair = pl.when(value.is_not_null() & ~text.is_in(["是", "否"])).then(pl.lit(REPAIR_BOOL_FORMAT))
     else:  # text
-        value = text
+        too_long = text.str.len_chars() > MAX_TEXT_CHARS
+        value = pl.when(~too_long).then(text)
+        error = _err(present & too_long, label, reasons.TEXT_TOO_LONG)
 
     if col.min is not None or col.max is not None:
         low = value >= col.min if col.min is not None else pl.lit(True)

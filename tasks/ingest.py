@@ -93,7 +93,7 @@ def extract_files(inbox: Path, period: str, dept: str) -> list[Path]:
     return sorted(
         p for p in folder.rglob("*")
         if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-        and not p.name.startswith(("~$", ".", "._"))
+        and not p.name.startswith(("~$", "._"))   # Excel owner files, macOS resource forks
     )
 
 
@@ -116,9 +116,16 @@ class _Delivered:
 def _read_all(inbox: Path, blobs: list[tuple[Path, bytes]], shas: list[str],
               contract: Contract) -> list[_Delivered]:
     out = []
+    root = inbox.resolve()
     for (path, data), sha in zip(blobs, shas):
         item = _Delivered(_relative(inbox, path), path, sha)
         try:
+            if not path.resolve().is_relative_to(root):
+                raise ReadError("是指向收件箱以外位置的链接，出于安全考虑不予读取，请直接报送文件本身")
+            if data is None:
+                raise ReadError("无法打开（权限不足或已被移走）")
+            if path.stat().st_size != len(data):
+                raise ReadError("在读取时仍在变化（可能正在写入或复制），请待其完成后重新报送")
             item.read = read_file(path, contract, data)
         except ReadError as exc:
             item.error = f"文件“{path.name}”{'' if str(exc).startswith('：') else '：'}{exc}"
@@ -191,12 +198,23 @@ def stage_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: 
     """Read, conform and load one department's extract of a period into pending (not staging)."""
     inbox = Path(inbox)
     contract = load_contract(dept)
+    folder = inbox / period / dept
+    if folder.exists() and not folder.resolve().is_relative_to(inbox.resolve()):
+        message = f"文件夹“{period}/{dept}”指向收件箱以外的位置，出于安全考虑不予读取"
+        results = [FileResult(f"{period}/{dept}", "", 0, 0, 0, message)]
+        with write_lock:
+            con = open_warehouse(warehouse)
+            try:
+                _write_audit(con, run_id, period, dept, results, "rejected")
+            finally:
+                con.close()
+        return ExtractResult(period, dept, "rejected", results, message)
     files = extract_files(inbox, period, dept)
     if not files:
         return ExtractResult(period, dept, "missing", [], f"{contract.name}本期（{period}）未报送数据")
 
-    blobs = [(path, path.read_bytes()) for path in files]
-    hashed = [(path, hashlib.sha256(data).hexdigest()) for path, data in blobs]
+    blobs = [(path, _read_bytes(path)) for path in files]
+    hashed = [(path, hashlib.sha256(data or b"").hexdigest()) for path, data in blobs]
     with write_lock:
         con = open_warehouse(warehouse)
         try:
@@ -287,6 +305,13 @@ def stage_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: 
         finally:
             con.close()
     return ExtractResult(period, dept, status, results, message)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _counts(frame: pl.DataFrame | None) -> dict[str, int]:

@@ -103,10 +103,17 @@ def _match_headers(contract: Contract, raw_headers: list[object]) -> tuple[list[
     headers: dict[str, str] = {}
     extras: list[str] = []
     used: set[str] = set()
+    first_at: dict[str, tuple[int, str]] = {}
     for i, raw in enumerate(raw_headers):
         delivered = "" if raw is None else str(raw).strip()
         canonical = mapping.get(normalize_header(raw))
-        if canonical and canonical not in used:
+        if canonical and canonical in first_at:
+            j, other = first_at[canonical]
+            raise ReadError(
+                f"表头“{other}”（第{_column_letter(j)}列）和“{delivered}”（第{_column_letter(i)}列）"
+                "是同一列，无法确定以哪一列为准，请删除其中一列")
+        if canonical:
+            first_at[canonical] = (i, delivered)
             used.add(canonical)
             name = canonical
         else:
@@ -227,11 +234,11 @@ def _read_csv(data: bytes, contract: Contract) -> FileRead:
         bad_rows.append(row.number)
         return "skip"
 
-    def parse(newlines_in_values: bool, use_threads: bool) -> pa.Table:
+    def parse(newlines_in_values: bool, use_threads: bool, block_size: int = 1 << 24) -> pa.Table:
         return pacsv.read_csv(
             pa.BufferReader(body),
             read_options=pacsv.ReadOptions(column_names=positional, skip_rows=1,
-                                           use_threads=use_threads, block_size=1 << 24),
+                                           use_threads=use_threads, block_size=block_size),
             parse_options=pacsv.ParseOptions(newlines_in_values=newlines_in_values,
                                              invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
@@ -246,7 +253,11 @@ def _read_csv(data: bytes, contract: Contract) -> FileRead:
             table = parse(False, True)
         except pa.ArrowInvalid:
             bad_rows.clear()
-            table = parse(True, True)   # a quoted cell with a line break in it
+            try:   # a quoted cell with a line break in it
+                table = parse(True, True)
+            except pa.ArrowInvalid:
+                bad_rows.clear()   # a row longer than a block (a pasted 50 MB cell): one block
+                table = parse(True, False, block_size=len(body) + 1)
         if bad_rows:
             bad_rows.clear()
             parse(b'"' in body and b"\n" in body, False)  # single-threaded: row numbers known

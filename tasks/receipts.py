@@ -1,0 +1,196 @@
+"""Receipts: what the office sends back to a department about its extract of a period.
+
+One .xlsx per (period, dept), in Chinese: every quarantined or refused row with its file, row as
+the clerk sees it, column and reason, and the row's content with identity numbers masked
+(first 6 and last 4 kept) and health / disability details left out (extracts.md, Privacy). A
+second sheet sums up each file: rows read, loaded, quarantined, and why a file was refused.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from tasks.contracts import Contract, load_contract
+from tasks.db import connect, write_lock
+from tasks.idnumber import mask_expr
+from tasks.read import CERTIFICATE, header_map, normalize_header
+
+DETAIL_HEADERS = ["文件", "行号", "列", "原因", "原始内容"]
+SUMMARY_HEADERS = ["文件", "状态", "读取行数", "入库行数", "隔离行数", "说明"]
+STATUS_LABELS = {"staged": "待校验", "accepted": "已入库", "rejected": "整批退回", "unchanged": "未变化"}
+HIDDEN = "（已隐去）"
+
+# Columns whose values never leave the warehouse next to a name (health, disability, and the
+# causes of poverty that reveal them).
+SENSITIVE_COLUMNS = {"health", "cause", "disease_class", "category", "level", CERTIFICATE}
+# Any other run of 15-18 digits (an identity number in a note column) is masked too.
+_LONG_NUMBER = r"(\d{6})\d{5,8}([0-9Xx]{4})"
+
+
+def receipt_path(out_dir: Path, period: str, dept: str) -> Path:
+    return Path(out_dir) / f"回执_{period}_{dept}.xlsx"
+
+
+def write_receipt(warehouse: Path, period: str, dept: str, out_dir: Path) -> Path | None:
+    """Write the department's receipt for a period; None when there is nothing to report."""
+    contract = load_contract(dept)
+    with write_lock:   # a connection of the same configuration as the writers'
+        con = connect(warehouse)
+        try:
+            if not _has_tables(con):
+                return None
+            rows = con.sql(
+                "SELECT file, row_number, reasons, row_data FROM quarantine.rows "
+                "WHERE period = ? AND dept = ? ORDER BY file, row_number",
+                params=[period, dept],
+            ).to_arrow_table()
+            summary = con.sql(
+                """
+                WITH latest AS (
+                    SELECT run_id FROM audit.extracts
+                    WHERE period = ? AND dept = ? AND status <> 'unchanged'
+                    ORDER BY recorded_at DESC LIMIT 1)
+                SELECT file, status, rows_read, rows_loaded, rows_quarantined, message
+                FROM audit.extracts
+                WHERE period = ? AND dept = ? AND run_id = (SELECT run_id FROM latest)
+                ORDER BY file
+                """,
+                params=[period, dept, period, dept],
+            ).to_arrow_table()
+        finally:
+            con.close()
+    rows, summary = pl.from_arrow(rows), pl.from_arrow(summary)
+    refused_files = summary.filter((pl.col("status") == "rejected") & (pl.col("rows_read") == 0))
+    if rows.height == 0 and refused_files.height == 0:
+        return None
+    detail = pl.concat([
+        _detail_rows(rows, contract, period),
+        refused_files.select(
+            _short_file(pl.col("file"), period, dept).alias("文件"),
+            pl.lit(None, dtype=pl.Int64).alias("行号"),
+            pl.lit("").alias("列"),
+            pl.col("message").fill_null("文件无法读取").alias("原因"),
+            pl.lit("").alias("原始内容"),
+        ),
+    ], how="vertical_relaxed")
+    summary_out = summary.select(
+        _short_file(pl.col("file"), period, dept).alias("文件"),
+        pl.col("status").replace_strict(STATUS_LABELS, default=pl.col("status")).alias("状态"),
+        pl.col("rows_read").alias("读取行数"),
+        pl.col("rows_loaded").alias("入库行数"),
+        pl.col("rows_quarantined").alias("隔离行数"),
+        pl.col("message").fill_null("").alias("说明"),
+    )
+    path = receipt_path(out_dir, period, dept)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_xlsx(path, contract, period, detail, summary_out)
+    return path
+
+
+def _has_tables(con) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE (table_schema, table_name) IN "
+        "(('quarantine', 'rows'), ('audit', 'extracts'))").fetchall()[0][0]
+    return found == 2
+
+
+def _short_file(file: pl.Expr, period: str, dept: str) -> pl.Expr:
+    """The file as the department knows it: its path inside <period>/<dept>/."""
+    return file.str.strip_prefix(f"{period}/{dept}/")
+
+
+def _detail_rows(rows: pl.DataFrame, contract: Contract, period: str) -> pl.DataFrame:
+    """One line per reason: 文件, 行号, 列, 原因, 原始内容 (masked)."""
+    schema = {"文件": pl.Utf8, "行号": pl.Int64, "列": pl.Utf8, "原因": pl.Utf8, "原始内容": pl.Utf8}
+    if rows.height == 0:
+        return pl.DataFrame(schema=schema)
+    labels = {c.header for c in contract.columns}
+    if contract.certificate:
+        labels.add(contract.certificate["header"])
+    content = masked_content(rows["row_data"], contract)
+    frame = rows.with_columns(content.alias("原始内容")).explode("reasons")
+    prefix = pl.col("reasons").str.extract(r"^([^：]+)：", 1)
+    is_column = prefix.is_in(sorted(labels)).fill_null(False)
+    return frame.select(
+        _short_file(pl.col("file"), period, contract.code).alias("文件"),
+        pl.col("row_number").cast(pl.Int64).alias("行号"),
+        pl.when(is_column).then(prefix).otherwise(pl.lit("")).alias("列"),
+        pl.when(is_column).then(pl.col("reasons").str.replace(r"^[^：]+：", ""))
+        .otherwise(pl.col("reasons")).fill_null("").alias("原因"),
+        pl.col("原始内容"),
+    )
+
+
+def masked_content(row_data: pl.Series, contract: Contract) -> pl.Series:
+    """Each row_data JSON as "表头：值，表头：值", identity numbers masked, sensitive values hidden."""
+    text = row_data.fill_null("{}")
+    if len(text) == 0:
+        return pl.Series("原始内容", [], dtype=pl.Utf8)
+    # Full inference: files of one extract have different headers, the struct is their union.
+    decoded = text.str.json_decode(infer_schema_length=None)
+    if not isinstance(decoded.dtype, pl.Struct) or not decoded.dtype.fields:
+        return pl.Series("原始内容", [""] * len(text), dtype=pl.Utf8)
+    decoded = decoded.struct.unnest()
+    keys = decoded.columns
+    mapping = header_map(contract)
+    id_cols = {c.name for c in contract.columns if c.type == "id"} | {CERTIFICATE}
+    parts = []
+    for k in keys:
+        canonical = mapping.get(normalize_header(k))
+        value = pl.col(k).cast(pl.Utf8)
+        if canonical in SENSITIVE_COLUMNS:
+            shown = pl.when(value.is_not_null()).then(pl.lit(HIDDEN))
+        elif canonical in id_cols:
+            shown = _mask_any(value)
+        else:
+            shown = value.str.replace_all(_LONG_NUMBER, "${1}********${2}")
+        parts.append(pl.when(shown.is_not_null()).then(pl.lit(f"{k}：") + shown))
+    out = decoded.select(pl.concat_str(parts, separator="，", ignore_nulls=True).alias("原始内容"))
+    return out["原始内容"]
+
+
+def _mask_any(value: pl.Expr) -> pl.Expr:
+    """Whatever an identity-number cell holds, no more than its first 6 and last 4 characters."""
+    compact = value.str.replace_all(r"[\s\u3000]+", "")
+    n = compact.str.len_chars()
+    return (
+        pl.when(n >= 10).then(mask_expr(compact))
+        .when(compact.str.contains(r"\d{5,}")).then(pl.lit("******"))
+        .otherwise(compact)
+    )
+
+
+def _write_xlsx(path: Path, contract: Contract, period: str, detail: pl.DataFrame,
+                summary: pl.DataFrame) -> None:
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(str(path))
+    try:
+        bold = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
+        wrap = wb.add_format({"text_wrap": True, "valign": "top"})
+        ws = wb.add_worksheet("问题明细")
+        ws.write_row(0, 0, DETAIL_HEADERS, bold)
+        for r, row in enumerate(detail.iter_rows(), start=1):
+            for c, value in enumerate(row):
+                if value is None:
+                    continue
+                ws.write(r, c, value, wrap if c == 4 else None)
+        ws.set_column(0, 0, 28)
+        ws.set_column(1, 1, 8)
+        ws.set_column(2, 2, 16)
+        ws.set_column(3, 3, 44)
+        ws.set_column(4, 4, 80)
+        ws.freeze_panes(1, 0)
+        ws.autofilter(0, 0, max(detail.height, 1), len(DETAIL_HEADERS) - 1)
+        ss = wb.add_worksheet("汇总")
+        ss.write_row(0, 0, SUMMARY_HEADERS, bold)
+        for r, row in enumerate(summary.iter_rows(), start=1):
+            ss.write_row(r, 0, ["" if v is None else v for v in row])
+        ss.set_column(0, 0, 28)
+        ss.set_column(1, 4, 10)
+        ss.set_column(5, 5, 80)
+        wb.set_properties({"title": f"{contract.name} {period} 数据回执",
+                           "comments": "请按“问题明细”逐行核改后重新报送（身份证号已脱敏）"})
+    finally:
+        wb.close()
