@@ -9,7 +9,10 @@ In: the text frame of tasks.read (canonical column names, extras, ``source_file`
 rows that do not, with every reason in the words of tasks.reasons ("身份证号：校验位错误").
 
 A second or later copy of a row identical (as delivered) to an earlier one is quarantined as
-重复行 and only that: its defects, if any, are already reported on the first copy.
+重复行 — if it would otherwise load. A defective row is quarantined for its defects, copy or not
+(identical text has identical defects, and the duplicate rule is about loading a row once): two
+people whose identity numbers Excel turned into the same 6.20523E+17 are two damaged rows, not a
+duplicate.
 """
 from __future__ import annotations
 
@@ -258,9 +261,10 @@ def conform(raw: pl.DataFrame, contract: Contract) -> Conformed:
     error_cols = [_e(n) for n in names]
     if with_cert:
         error_cols.insert(0, "__cert_error")
+    cell_errors = pl.concat_list(error_cols).list.drop_nulls()
     frame = frame.with_columns(
-        pl.when(pl.col("__dup")).then(pl.lit([reasons.DUPLICATE_ROW]))
-        .otherwise(pl.concat_list(error_cols).list.drop_nulls()).alias(REASONS),
+        pl.when(pl.col("__dup") & (cell_errors.list.len() == 0)).then(pl.lit([reasons.DUPLICATE_ROW]))
+        .otherwise(cell_errors).alias(REASONS),
         pl.concat_str(
             [pl.when(pl.col(_r(n)).is_not_null()).then(pl.lit(f"{n}:") + pl.col(_r(n))) for n in names],
             separator="; ", ignore_nulls=True,
