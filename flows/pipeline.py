@@ -39,8 +39,8 @@ from typing import Any, Callable
 from prefect import flow, task
 from prefect.states import Completed
 
-from flows.runners import (LocalSteps, PrefectSteps, orchestration_mode, prepare_prefect,
-                           task_runner, uses_dask)
+from flows.runners import (LocalSteps, PrefectSteps, local_dask_cluster, orchestration_mode,
+                           prepare_prefect, task_runner, uses_dask)
 from tasks.locking import WarehouseBusy, warehouse_lock
 from tasks.settings import output_dir, warehouse_path
 
@@ -220,8 +220,10 @@ def stage_department(warehouse: str, inbox: str, period: str, dept: str, run_id:
     from tasks import ingest
 
     result = _as_dict(ingest.stage_extract(Path(warehouse), Path(inbox), period, dept, run_id))
+    files = [f if isinstance(f, dict) else {"file": str(f), "sha256": None} for f in result.get("files") or []]
     return {"period": period, "dept": dept, "status": result.get("status"),
-            "files": [str(f) for f in (result.get("files") or [])], "message": result.get("message") or ""}
+            "files": [{"file": f.get("file"), "sha256": f.get("sha256")} for f in files],
+            "message": result.get("message") or ""}
 
 
 @task(name="validate", task_run_name="validate-{period}-{dept}")
@@ -540,12 +542,31 @@ def inbox_flow(inbox: str, warehouse: str, period: str | None = None, run_id: st
 
     run_id = run_id or new_run_id()
     summary = execute_run(PrefectSteps(), Path(inbox), Path(warehouse), period, run_id,
-                          run_period=period_flow, flow_run_id=str(flow_run.id))
+                          run_period=period_runner(), flow_run_id=str(flow_run.id))
     return Completed(message=summary["message"], data=summary)
 
 
 # --------------------------------------------------------------------------------------------
 # The command line's entry point
+
+
+def period_runner() -> Callable[..., dict]:
+    """The period sub-flow on the task runner the settings ask for, chosen when the run starts.
+
+    With Dask, every county's read -> conform runs on the cluster first (flows/scaleout.py), then
+    the period flow, the one writer of the DuckDB file, loads, validates and builds the marts.
+    """
+    if not uses_dask():
+        return period_flow.with_options(task_runner=task_runner())
+    from flows.scaleout import conform_counties_flow
+
+    def run(**kwargs) -> dict:
+        partitions = conform_counties_flow.with_options(task_runner=task_runner())(
+            inbox=kwargs["inbox"], period=kwargs["period"], warehouse=kwargs["warehouse"])
+        summary = period_flow(**kwargs)
+        return {**summary, "partitions": partitions}
+
+    return run
 
 
 def run_inbox(inbox: Path, period: str | None = None, warehouse: Path | None = None,
@@ -560,9 +581,9 @@ def run_inbox(inbox: Path, period: str | None = None, warehouse: Path | None = N
             summary = _run_local(inbox, period, warehouse, run_id)
         else:
             prepare_prefect(mode)
-            state = inbox_flow.with_options(task_runner=task_runner())(
-                inbox=str(inbox), warehouse=str(warehouse), period=period, run_id=run_id,
-                return_state=True)
+            with local_dask_cluster():
+                state = inbox_flow(inbox=str(inbox), warehouse=str(warehouse), period=period,
+                                   run_id=run_id, return_state=True)
             if not state.is_completed():
                 echo(f"运行失败 / run failed: {scrub(state.message)}")
                 return 1

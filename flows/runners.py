@@ -21,6 +21,7 @@ verbs: ``submit`` (a task, concurrently), ``call`` (a task, now, in this process
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import os
 import time
@@ -62,6 +63,26 @@ def task_runner(settings: RunnerSettings | None = None):
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=s.max_workers)
+
+
+@contextlib.contextmanager
+def local_dask_cluster(settings: RunnerSettings | None = None):
+    """POVWATCH_TASK_RUNNER=dask without an address: one local cluster of worker processes for the
+    whole run (not one per period sub-flow), its address published as POVWATCH_DASK_ADDRESS."""
+    s = settings or runner_settings()
+    if s.task_runner != "dask" or s.dask_address:
+        yield None
+        return
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=int(os.environ.get("POVWATCH_DASK_WORKERS", "2")),
+                           threads_per_worker=1, processes=True, dashboard_address=None)
+    os.environ["POVWATCH_DASK_ADDRESS"] = cluster.scheduler_address
+    try:
+        yield cluster
+    finally:
+        os.environ.pop("POVWATCH_DASK_ADDRESS", None)
+        cluster.close()
 
 
 def orchestration_mode(explicit: str | None = None) -> str:

@@ -181,3 +181,17 @@ def make_inbox(root: Path, periods=("2026-01",), depts=("fupin", "shouru", "minz
         folder.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text("a,b\n1,2\n", encoding="utf-8")
     return inbox
+
+
+def install_plain() -> None:
+    """``install`` without pytest, for subprocesses (a sitecustomize.py calls it)."""
+    import sys
+
+    import tasks
+
+    for module, names in MODULES.items():
+        fake = types.ModuleType(f"tasks.{module}")
+        for name in names:
+            setattr(fake, name, globals()[name])
+        sys.modules[f"tasks.{module}"] = fake
+        setattr(tasks, module, fake)

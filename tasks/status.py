@@ -1,0 +1,84 @@
+"""``povwatch status``: recent runs, extracts accepted / rejected, open alerts — readable tables.
+
+Read-only; while a run writes the warehouse, says so (tasks.locking.open_for_reading).
+"""
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+from tasks.locking import WarehouseBusy, holder, is_locked, open_for_reading
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _cut(text: str, limit: int) -> str:
+    out, width = "", 0
+    for c in text:
+        w = _width(c)
+        if width + w > limit - 1:
+            return out + "…"
+        out, width = out + c, width + w
+    return out
+
+
+def table(headers: list[str], rows: list[tuple], limit: int = 48) -> str:
+    """A plain-text table that lines up Chinese (double-width) characters."""
+    cells = [[_cut("" if v is None else str(v), limit) for v in row] for row in rows]
+    widths = [max([_width(h)] + [_width(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    pad = lambda t, w: t + " " * (w - _width(t))  # noqa: E731
+    lines = ["  ".join(pad(h, w) for h, w in zip(headers, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(pad(c, w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def status_text(warehouse: Path, runs: int = 10) -> str:
+    con = open_for_reading(warehouse)
+    try:
+        recent = con.execute(
+            "SELECT run_id, strftime(started_at, '%Y-%m-%d %H:%M'), "
+            "round(epoch(finished_at - started_at), 1), periods, status, message "
+            "FROM audit.runs ORDER BY started_at DESC LIMIT ?", [runs]).fetchall()
+        extracts = con.execute(
+            "WITH last AS (SELECT period, dept, arg_max(status, recorded_at) AS status, "
+            "  arg_max(message, recorded_at) AS message, max(recorded_at) AS at "
+            "  FROM audit.extracts WHERE status IN ('accepted', 'rejected') GROUP BY period, dept) "
+            "SELECT period, count(*) FILTER (WHERE status = 'accepted'), "
+            "  count(*) FILTER (WHERE status = 'rejected'), "
+            "  string_agg(dept, ', ' ORDER BY dept) FILTER (WHERE status = 'rejected') "
+            "FROM last GROUP BY period ORDER BY period DESC LIMIT 12").fetchall()
+        alerts = con.execute(
+            "SELECT strftime(created_at, '%Y-%m-%d %H:%M'), period, dept, severity, channel, "
+            "CASE WHEN delivered THEN '已送达 sent' ELSE '未送达 not sent' END, summary "
+            "FROM audit.alerts a WHERE NOT EXISTS ("
+            "  SELECT 1 FROM audit.extracts e WHERE e.period = a.period AND e.dept = a.dept "
+            "  AND e.status = 'accepted' AND e.recorded_at > a.created_at) "
+            "ORDER BY created_at DESC LIMIT 20").fetchall()
+    finally:
+        con.close()
+    out = [f"povwatch 状态 status — {warehouse}"]
+    if is_locked(warehouse):
+        info = holder(warehouse) or {}
+        out.append(f"正在运行 running now: {info.get('what')} (PID {info.get('pid')}, since {info.get('since')})")
+    out += ["", "最近运行 recent runs",
+            table(["运行 run", "开始 started", "秒 s", "期次 periods", "状态 status", "说明 message"],
+                  recent) if recent else "（无 none）"]
+    out += ["", "各期数据 extracts by period",
+            table(["期次 period", "接收 accepted", "退回 rejected", "退回部门 rejected depts"], extracts)
+            if extracts else "（无 none）"]
+    out += ["", "未解决告警 open alerts (no accepted resubmission since)",
+            table(["时间 at", "期次 period", "部门 dept", "级别 severity", "渠道 channel", "送达 delivered",
+                   "摘要 summary"], alerts) if alerts else "（无 none）"]
+    return "\n".join(out)
+
+
+def status_cli(warehouse: Path) -> int:
+    try:
+        print(status_text(Path(warehouse)))
+    except (WarehouseBusy, FileNotFoundError) as exc:
+        print(exc)
+        return 1
+    return 0

@@ -1,0 +1,186 @@
+"""Deployments on a real ``prefect server start``: registered by the serve code path, triggered,
+and a failing run reaching a webhook through the Automation. One server for the whole session.
+
+The served flow runs are subprocesses of ``povwatch serve``; a sitecustomize.py on their
+PYTHONPATH puts tests/pipeline_fakes.py in place of the business steps.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from tests import pipeline_fakes as fakes
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """``prefect server start`` on 127.0.0.1, a random port, its own PREFECT_HOME (~16 s)."""
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_UI_ENABLED="false", PREFECT_SERVER_API_HOST="127.0.0.1")
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start",
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("prefect server did not become healthy in 180 s")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def webhook():
+    """A webhook receiver on 127.0.0.1: every POST body lands in ``received``."""
+    received: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append(body.decode("utf-8", "replace"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"json://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def served(prefect_server, webhook, tmp_path_factory):
+    """``povwatch serve`` in a subprocess, with the fakes, against the server."""
+    tmp = tmp_path_factory.mktemp("served")
+    site = tmp / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests import pipeline_fakes\npipeline_fakes.install_plain()\n", encoding="utf-8")
+    inbox = fakes.make_inbox(tmp)
+    warehouse = tmp / "wh.duckdb"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "POVWATCH_"))}
+    env.update(PREFECT_API_URL=prefect_server, PREFECT_HOME=str(tmp / "home"),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", POVWATCH_ALERT_URLS=webhook[0],
+               POVWATCH_SETTLE_SECONDS="0", POVWATCH_WATCH_MINUTES="600",
+               PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
+    log = open(tmp / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--warehouse", str(warehouse),
+                             "--inbox", str(inbox)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        from prefect.client.orchestration import get_client
+
+        deadline = time.monotonic() + 120
+        with get_client(sync_client=True) as client:
+            while True:
+                try:
+                    client.read_deployment_by_name("povwatch-bulletin/dekad-bulletin")
+                    client.read_deployment_by_name("povwatch-run/monthly")
+                    break
+                except Exception:  # noqa: BLE001 - not registered yet
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"serve did not register: {(tmp / 'serve.log').read_text()[-3000:]}")
+                    time.sleep(0.5)
+        yield {"tmp": tmp, "inbox": inbox, "warehouse": warehouse, "log": tmp / "serve.log"}
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture
+def api(prefect_server):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        yield
+
+
+def test_serve_registers_scheduled_deployments(served, api):
+    from prefect.client.orchestration import get_client
+
+    expected = {
+        "povwatch-run/monthly": "0 6 5 * *",
+        "povwatch-bulletin/weekly-dispatch": "0 8 * * 1",
+        "povwatch-bulletin/dekad-bulletin": "0 8 1,11,21 * *",
+    }
+    with get_client(sync_client=True) as client:
+        for name, cron in expected.items():
+            schedule = client.read_deployment_by_name(name).schedules[0].schedule
+            assert schedule.cron == cron and schedule.timezone == "Asia/Shanghai", name
+        watch = client.read_deployment_by_name("povwatch-inbox-watch/inbox-watch").schedules[0].schedule
+        assert watch.interval.total_seconds() == 600 * 60
+
+
+def test_monthly_deployment_runs_to_completion(served, api):
+    from prefect.deployments import run_deployment
+
+    flow_run = run_deployment("povwatch-run/monthly", timeout=240)
+    assert flow_run.state.is_completed(), (flow_run.state, served["log"].read_text()[-3000:])
+    assert "every extract accepted" in flow_run.state.message
+    con = duckdb.connect(str(served["warehouse"]), read_only=True)
+    rows = con.execute("SELECT status, flow_run_id FROM audit.runs").fetchall()
+    con.close()
+    assert rows == [("completed", str(flow_run.id))]
+
+
+def test_failing_run_reaches_webhook_through_automation(served, api, webhook):
+    from prefect.deployments import run_deployment
+
+    _, received = webhook
+    crash = fakes.make_inbox(served["tmp"] / "crash", extra={("2026-01", "fupin"): "crash.csv"})
+    flow_run = run_deployment("povwatch-run/monthly", timeout=240, parameters={
+        "inbox": str(crash), "warehouse": str(served["tmp"] / "crash" / "wh.duckdb")})
+    assert flow_run.state.is_failed()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(str(flow_run.name) in r for r in received):
+        time.sleep(0.25)
+    hits = [json.loads(r) for r in received if str(flow_run.name) in r]
+    assert hits, f"no webhook call for {flow_run.name}: {received}"
+    assert "运行失败" in hits[0]["title"] and "disk on fire" in hits[0]["text"]
