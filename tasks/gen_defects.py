@@ -127,6 +127,7 @@ def render(contract: Contract, canon: pl.DataFrame, rng: np.random.Generator, ra
     text = text.with_columns(helpers).with_columns(**upd).drop([h.name for h in helpers]) if upd else text
 
     # ---------------- unrepairable ----------------
+    base = text
     ufam_choices = (["float", "check"] if id_col else []) + (["blank"] if req else []) + (["code"] if req_codes else [])
     ufam = np.asarray(ufam_choices or ["none"], dtype=object)[(kind // 4096) % max(1, len(ufam_choices))]
     unrep &= ufam != "none"
@@ -162,6 +163,16 @@ def render(contract: Contract, canon: pl.DataFrame, rng: np.random.Generator, ra
         upd[c] = pl.when(b).then(pl.lit(None, dtype=pl.Utf8)).when(o).then(pl.lit("未知")).otherwise(upd.get(c, pl.col(c)))
     if upd:
         text = text.with_columns(**upd)
+    if id_col and unrep.any():
+        # a damaged row must not be identical to another row (two "6.20523E+17" with the same other
+        # cells would read as a duplicate too): those get a wrong check character instead
+        clash = text.select(pl.struct(text.columns).is_duplicated()).to_series().to_numpy() & unrep
+        if clash.any():
+            reason[clash] = reasons.cell_reason(label[id_col], reasons.ID_CHECK_DIGIT)
+            fix = pl.lit(pl.Series(clash))
+            restore = [pl.when(fix).then(pl.lit(base[c])).otherwise(pl.col(c)).alias(c) for c in req if c != id_col]
+            text = text.with_columns(
+                pl.when(fix).then(cid.str.slice(0, 17) + wrong).otherwise(pl.col(id_col)).alias(id_col), *restore)
     text = text.with_columns(pl.Series("_src", np.arange(n)), pl.Series("_q", reason.tolist(), dtype=pl.Utf8))
 
     # ---------------- duplicates: an exact copy right after the original ----------------

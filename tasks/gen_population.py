@@ -40,22 +40,29 @@ def make_ids(rng: np.random.Generator, county: str, birth: np.ndarray, male: np.
     ``taken``: numbers already issued (never reissued).
     """
     n = len(birth)
-    old = OLD_ADDRESS.get(county, county)
-    base = pl.DataFrame({"birth": pl.Series(birth).cast(pl.Date), "male": male}).select(
-        (pl.when(pl.col("birth").dt.year() < 1985).then(pl.lit(old)).otherwise(pl.lit(county))
-         + pl.col("birth").dt.strftime("%Y%m%d")).alias("prefix"))
-    taken17 = (pl.Series("id17", [], dtype=pl.Utf8) if taken is None
-               else pl.Series("id17", taken).str.slice(0, 17))
+    b = birth.astype("datetime64[D]")
+    years = b.astype("datetime64[Y]").astype(np.int64) + 1970
+    months = b.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    days = (b - b.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+    addr = np.where(years < 1985, int(OLD_ADDRESS.get(county, county)), int(county))
+    prefix = (addr * 10**8 + years * 10**4 + months * 100 + days) * 1000   # first 17 digits, as a number
+    taken17 = (np.empty(0, dtype=np.int64) if taken is None or len(taken) == 0
+               else pl.Series(taken).str.slice(0, 17).cast(pl.Int64).to_numpy())
     seq = rng.integers(1, 500, size=n) * 2 - 1 + (~male).astype(np.int64)
     for _ in range(60):
-        id17 = base.select(pl.col("prefix") + pl.Series(seq).cast(pl.Utf8).str.zfill(3)).to_series()
-        both = pl.concat([taken17, id17.alias("id17")])
-        clash = (both.is_duplicated() & ~both.is_first_distinct()).to_numpy()[len(taken17):]
+        key = prefix + seq
+        both = np.concatenate([taken17, key])
+        _, first_idx, counts = np.unique(both, return_index=True, return_counts=True)
+        first = np.zeros(len(both), dtype=bool)
+        first[first_idx] = True
+        clash = ~first[len(taken17):]
+        # a key equal to an already-taken one is a clash even if it came first
+        clash |= np.isin(key, taken17) if len(taken17) else False
         todo = np.flatnonzero(clash)
         if len(todo) == 0:
             break
         seq[todo] = rng.integers(1, 500, size=len(todo)) * 2 - 1 + (~male[todo]).astype(np.int64)
-    frame = pl.DataFrame({"id17": id17})
+    frame = pl.DataFrame({"id17": prefix + seq}).with_columns(pl.col("id17").cast(pl.Utf8))
     return frame.select(pl.col("id17") + check_char(pl.col("id17"))).to_series().to_numpy()
 
 

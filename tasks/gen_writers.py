@@ -109,13 +109,14 @@ def write_xlsx(path: Path, frame: pl.DataFrame, numeric: set[str] = frozenset(),
                 f'<workbook xmlns="{_NS}" xmlns:r="{_NS_R}"><sheets>'
                 '<sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>')
     path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        z.writestr("[Content_Types].xml", _CONTENT_TYPES)
-        z.writestr("_rels/.rels", _RELS)
-        z.writestr("xl/workbook.xml", workbook)
-        z.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
-        z.writestr("xl/styles.xml", _STYLES)
-        z.writestr("xl/worksheets/sheet1.xml", sheet)
+    parts = {"[Content_Types].xml": _CONTENT_TYPES, "_rels/.rels": _RELS, "xl/workbook.xml": workbook,
+             "xl/_rels/workbook.xml.rels": _WORKBOOK_RELS, "xl/styles.xml": _STYLES,
+             "xl/worksheets/sheet1.xml": sheet}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():   # fixed timestamps: the same seed gives the same bytes
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data, compresslevel=1)
 
 
 def write_csv(path: Path, frame: pl.DataFrame, encoding: str = "utf-8") -> None:
