@@ -21,7 +21,6 @@ import calendar
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import polars as pl
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tasks.outputs import (EVENT_KINDS, PROBLEM_LABELS, WarehouseUnavailable,
@@ -59,11 +58,18 @@ def last_complete(kind: str, today: date) -> tuple[date, date]:
     return of(start - timedelta(days=1))
 
 
+def beijing_today() -> date:
+    """Today in China (the office's calendar), whatever the server's time zone."""
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo("Asia/Shanghai")).date()
+
+
 def resolve_range(kind: str, since: date | None, until: date | None,
                   today: date | None = None) -> tuple[date, date]:
     of = week_of if kind == "weekly" else dekad_of
     if since is None and until is None:
-        return last_complete(kind, today or date.today())
+        return last_complete(kind, today or beijing_today())
     if since is None:
         return (until - timedelta(days=6), until) if kind == "weekly" else (of(until)[0], until)
     if until is None:

@@ -54,7 +54,7 @@ def bar_chart(categories: Sequence[str], series: dict[str, Sequence[float | None
     if not categories:
         return _empty(title, width)
     label_w = min(220.0, max(_text_width(c) for c in categories) + 12)
-    bar_h, gap = 14, 10
+    bar_h, gap = (14, 10) if len(categories) * len(names) <= 30 else (10, 8)
     group_h = bar_h * len(names) + gap
     top = 34 + (20 if len(names) > 1 else 0)
     height = top + group_h * len(categories) + 10

@@ -26,9 +26,9 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import xlsxwriter
+from xlsxwriter.utility import xl_col_to_name
 
 from tasks.outputs import (CATEGORY_LABELS, COLOR_LABELS, PROBLEM_LABELS, WarehouseUnavailable,
                            column_labels, dept_names_sql_values, fail, frame, mask_key_sql,
@@ -333,7 +333,7 @@ def _data_sheet(wb, name: str, df: pl.DataFrame, labels: dict[str, str], *,
         ws.autofilter(0, 0, last_row, df.width - 1)
     if flag_column and flag_column in df.columns and df.height:
         k = df.columns.index(flag_column)
-        letter = xlsxwriter.utility.xl_col_to_name(k)
+        letter = xl_col_to_name(k)
         ws.conditional_format(1, 0, df.height, df.width - 1, {
             "type": "formula", "criteria": f'=${letter}2="是"', "format": wb.fmt["overdue"]})
     ws.set_landscape()

@@ -153,10 +153,11 @@ def open_read(warehouse: Path, *, strict: bool = False,
     except duckdb.IOException as exc:
         text = str(exc).lower()
         if any(p in text for p in _LOCK_PATTERNS):
+            who_zh, who_en = _lock_holder(warehouse)
             raise WarehouseUnavailable(
-                "仓库正被运行中的流水线占用（写锁），请待其运行结束后再试。",
+                f"仓库正被运行中的流水线占用（写锁{who_zh}），请待其运行结束后再试。",
                 f"The warehouse is locked by a running pipeline (another process holds a write "
-                f"connection to {warehouse}); try again when it has finished.",
+                f"connection to {warehouse}{who_en}); try again when it has finished.",
             ) from None
         raise WarehouseUnavailable(
             f"无法打开仓库 {warehouse}：{exc}", f"Cannot open the warehouse {warehouse}: {exc}"
@@ -170,6 +171,20 @@ def open_read(warehouse: Path, *, strict: bool = False,
         from tasks.db import connect
 
         return connect(warehouse)
+
+
+def _lock_holder(warehouse: Path) -> tuple[str, str]:
+    """Who holds the run lock (tasks.locking), when a run says so: for the lock message."""
+    try:
+        from tasks.locking import holder, is_locked
+
+        info = holder(warehouse) if is_locked(warehouse) else None
+    except Exception:  # the lock file is a courtesy; the DuckDB error is what counts
+        info = None
+    if not info:
+        return "", ""
+    what, pid, since = info.get("what", "povwatch"), info.get("pid"), info.get("since", "?")
+    return f"：{what}，PID {pid}，始于 {since}", f": {what}, PID {pid}, since {since}"
 
 
 @contextmanager

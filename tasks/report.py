@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tasks import charts
 from tasks.settings import output_dir
-from tasks.outputs import (CATEGORY_LABELS, CATEGORY_ORDER, EVENT_KINDS, WarehouseUnavailable,
+from tasks.outputs import (CATEGORY_LABELS, EVENT_KINDS, WarehouseUnavailable,
                            dept_names_sql_values, fail, frame, mart_periods, period_end,
                            place_sql, previous_period, provenance, reading, register_divisions,
                            resolve_period, table_columns, table_exists, write_private)
@@ -119,6 +119,7 @@ def _indicators(con, period: str) -> dict:
     if not table_exists(con, "mart.household_status"):
         return {"indicators": None}
     rates = ", ".join(f"avg(CAST({c} AS INTEGER)) AS {c}" for c in INDICATORS)
+    rates += (", avg(CAST(" + " AND ".join(INDICATORS) + " AS INTEGER)) AS all_ok")
     by_town = frame(con, f"""
         SELECT township_code, {place_sql('township_code')} AS township,
                count(*) AS households, {rates},
@@ -148,8 +149,8 @@ def _indicators(con, period: str) -> dict:
         list(INDICATORS.values()), {"达标率": [total[c] for c in INDICATORS]},
         title=f"“3+1”指标达标率（全县建档立卡户，{period}）", percent=True)
     chart_town_rates = charts.bar_chart(
-        towns, {label: by_town[c].to_list() for c, label in INDICATORS.items()},
-        title="各乡镇“3+1”指标达标率", percent=True)
+        towns, {"全部达标户占比": by_town["all_ok"].to_list()},
+        title="各乡镇“3+1”及收入全部达标的建档立卡户占比（分项见下表）", percent=True)
     chart_income = charts.bar_chart(
         towns, {"人均纯收入中位数": by_town["income_median"].to_list(),
                 "人均纯收入均值": by_town["income_mean"].to_list()},

@@ -255,11 +255,25 @@ def full_ids_in(text: str) -> list[str]:
     return [m for m in ID_RE.findall(text) if ric.calc_check_digit(m) == m[-1]]
 
 
+_BUILT: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="module")
 def marts_warehouse(tmp_path_factory) -> Path:
-    """A fixture warehouse in its own folder; outputs go to <folder>/output (POVWATCH_OUTPUT unset)."""
+    """A fixture warehouse in its own folder; outputs go to <folder>/output (POVWATCH_OUTPUT unset).
+
+    Built once per test session and copied for each module (a copy is a file copy; a build runs
+    the ledger models), so one module's outputs never show up in another's folder.
+    """
     import os
+    import shutil
 
     os.environ.pop("POVWATCH_OUTPUT", None)
+    if "path" not in _BUILT:
+        _BUILT["path"] = build(tmp_path_factory.mktemp("marts-built") / "povwatch.duckdb")
     folder = tmp_path_factory.mktemp("marts")
-    return build(folder / "povwatch.duckdb", datadocs=folder / "output" / "datadocs" / "local_site")
+    shutil.copyfile(_BUILT["path"], folder / "povwatch.duckdb")
+    docs = folder / "output" / "datadocs" / "local_site"
+    docs.mkdir(parents=True)
+    (docs / "index.html").write_text("<html><body>GX Data Docs</body></html>")
+    return folder / "povwatch.duckdb"

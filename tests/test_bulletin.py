@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from flows.cli import main
-from tasks.bulletin import dekad_of, last_complete, range_title, resolve_range, write_bulletin
+from tasks.bulletin import (beijing_today, dekad_of, last_complete, range_title, resolve_range,
+                            write_bulletin)
 from tests.fixtures_marts import PERIODS, full_ids_in, marts_warehouse  # noqa: F401
 
 
@@ -111,7 +112,7 @@ def test_cli_defaults_and_bad_dates(marts_warehouse):  # noqa: F811
     result = runner.invoke(main, ["bulletin", "--kind", "dekad", "--warehouse",
                                   str(marts_warehouse)])
     assert result.exit_code == 0 and "旬通报" in result.output
-    start, end = last_complete("dekad", date.today())
+    start, end = last_complete("dekad", beijing_today())
     assert f"dekad-{start}_{end}.html" in result.output
     bad = runner.invoke(main, ["bulletin", "--since", "2020-13-01", "--warehouse",
                                str(marts_warehouse)])

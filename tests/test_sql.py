@@ -94,9 +94,12 @@ def test_locked_warehouse_is_reported_clearly(marts_warehouse):  # noqa: F811
     """Another process (a running pipeline) holds a write connection: DuckDB's file lock."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, duckdb; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
-         "sys.stdin.read()", str(marts_warehouse)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+         "import sys, duckdb\n"
+         "from tasks.locking import warehouse_lock\n"
+         "with warehouse_lock(sys.argv[1], what='povwatch run'):\n"
+         "    c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
+         str(marts_warehouse)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
         result = subprocess.run(
@@ -107,4 +110,5 @@ def test_locked_warehouse_is_reported_clearly(marts_warehouse):  # noqa: F811
         holder.wait(timeout=30)
     assert result.returncode == 2
     assert "写锁" in result.stderr and "locked by a running pipeline" in result.stderr
+    assert "povwatch run" in result.stderr             # who holds it, from the run lock file
     assert "Traceback" not in result.stderr and result.stdout == ""
