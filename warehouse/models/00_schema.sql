@@ -164,7 +164,8 @@ SELECT s.problem_key, s.code, s.subject_id, s.household_key, s.township_code, s.
 FROM mart.ledger_states(upto) s
 JOIN mart.rules r USING (code)
 LEFT JOIN mart.departments d ON d.code = s.responsible_dept
-QUALIFY row_number() OVER (PARTITION BY s.code, s.subject_id ORDER BY s.period DESC) = 1;
+-- every problem has a state row in every built period from its first sighting on
+WHERE s.period = (SELECT max(period) FROM mart.policy_used WHERE period <= upto);
 
 -- Problems open at the end of a period (rules.md: first seen <= period, not closed since).
 CREATE OR REPLACE MACRO mart.problems_open_in(p) AS TABLE

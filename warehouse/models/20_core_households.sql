@@ -30,13 +30,16 @@ FROM eff_shouru s;
 -- One assessment per registry household: by household_id first, else by head id (rows without
 -- a household_id that say 建档立卡户).
 CREATE OR REPLACE TEMP TABLE reg_income AS
-SELECT h.household_id, s.*  EXCLUDE (household_id), s.household_id AS s_household_id
-FROM reg_households h
-JOIN shouru_income s
-  ON s.household_id = h.household_id
-  OR (s.household_id IS NULL AND s.object_type = '建档立卡户' AND s.head_id_number = h.head_id)
-QUALIFY row_number() OVER (PARTITION BY h.household_id
-                           ORDER BY (s.household_id IS NULL), s.source_file, s.source_row) = 1;
+WITH candidates AS (   -- two equi-joins, not one OR-join (which would be a nested loop)
+    SELECT h.household_id, 0 AS pref, s.*  EXCLUDE (household_id), s.household_id AS s_household_id
+    FROM reg_households h JOIN shouru_income s ON s.household_id = h.household_id
+    UNION ALL
+    SELECT h.household_id, 1 AS pref, s.*  EXCLUDE (household_id), s.household_id AS s_household_id
+    FROM reg_households h JOIN shouru_income s ON s.head_id_number = h.head_id
+    WHERE s.household_id IS NULL AND s.object_type = '建档立卡户'
+)
+SELECT * EXCLUDE (pref) FROM candidates
+QUALIFY row_number() OVER (PARTITION BY household_id ORDER BY pref, source_file, source_row) = 1;
 
 CREATE OR REPLACE TEMP TABLE households AS
 WITH reg AS (

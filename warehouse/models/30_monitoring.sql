@@ -76,10 +76,10 @@ DELETE FROM mart.monitoring WHERE period = (SELECT period FROM policy);
 INSERT INTO mart.monitoring
 WITH reasons AS (
     SELECT household_key,
-           list(DISTINCT reason ORDER BY reason) AS reasons,
-           to_json(list({'reason': reason, 'dept': dept, 'period': period,
-                         'source_file': source_file, 'source_row': source_row, 'note': note}
-                        ORDER BY reason, dept, source_file, source_row)) AS evidence
+           list_sort(list(DISTINCT reason)) AS reasons,
+           to_json(list_sort(list({'reason': reason, 'dept': dept, 'period': period,
+                                   'source_file': source_file, 'source_row': source_row,
+                                   'note': note}))) AS evidence
     FROM reason_evidence GROUP BY household_key
 )
 SELECT p.period, c.household_key, c.category,

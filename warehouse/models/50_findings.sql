@@ -127,9 +127,9 @@ INSERT INTO mart.problem_findings
 SELECT p.period, f.code, f.subject_id, r.subject_type,
        min(f.household_key), left(min(f.village_code), 9), min(f.village_code),
        r.responsible_dept, d.name, dl.days,
-       string_agg(DISTINCT f.detail, '；' ORDER BY f.detail),
-       to_json(list(DISTINCT {'dept': f.dept, 'period': ep.eff_period,
-                              'source_file': f.file, 'source_row': f.row}))
+       array_to_string(list_sort(list(DISTINCT f.detail)), '；'),
+       to_json(list_sort(list(DISTINCT {'dept': f.dept, 'period': ep.eff_period,
+                                        'source_file': f.file, 'source_row': f.row})))
 FROM raw_findings f
 CROSS JOIN policy p
 JOIN mart.rules r USING (code)

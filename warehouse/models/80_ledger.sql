@@ -4,7 +4,15 @@
 CREATE OR REPLACE TEMP TABLE states AS SELECT * FROM mart.ledger_states(getvariable('upto'));
 
 DELETE FROM mart.problem_ledger;
-INSERT INTO mart.problem_ledger SELECT * FROM mart.ledger_as_of(getvariable('upto'));
+INSERT INTO mart.problem_ledger
+SELECT s.problem_key, s.code, s.subject_id, s.household_key, s.township_code, s.village_code,
+       s.responsible_dept, s.status, s.first_seen_period, s.last_seen_period, s.deadline,
+       s.overdue, s.closed_period, s.reopen_count, s.detail,
+       d.name, r.subject_type, r.rule_name, s.opened_period, s.period
+FROM states s
+JOIN mart.rules r USING (code)
+LEFT JOIN mart.departments d ON d.code = s.responsible_dept
+WHERE s.period = getvariable('upto');   -- every problem has a row in every period from its first
 
 DELETE FROM mart.problem_events;
 INSERT INTO mart.problem_events
