@@ -230,15 +230,17 @@ class _quiet_transport:
         return False
 
 
-def _send(url: str, title: str, body: str) -> tuple[bool, int, str | None]:
+def _send(url: str, title: str, body: str, severity: str = "error") -> tuple[bool, int, str | None]:
     """Send to one channel with a few quick attempts. Never raises; errors carry no secrets."""
     with _quiet_transport():
-        return _send_quietly(url, title, body)
+        return _send_quietly(url, title, body, severity)
 
 
-def _send_quietly(url: str, title: str, body: str) -> tuple[bool, int, str | None]:
+def _send_quietly(url: str, title: str, body: str, severity: str) -> tuple[bool, int, str | None]:
     import apprise
 
+    notify_type = {"error": apprise.NotifyType.FAILURE,
+                   "warning": apprise.NotifyType.WARNING}.get(severity, apprise.NotifyType.INFO)
     label = channel_label(url)
     ap = apprise.Apprise()
     if not ap.add(_with_timeouts(url)):
@@ -246,7 +248,7 @@ def _send_quietly(url: str, title: str, body: str) -> tuple[bool, int, str | Non
     error = None
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            if ap.notify(body=body, title=title):
+            if ap.notify(body=body, title=title, notify_type=notify_type):
                 return True, attempt, None
             error = f"{label} 投递失败"
         except Exception as exc:  # a plugin bug must not break the run
@@ -331,7 +333,7 @@ def alert_on_outcomes(warehouse: Path, run_id: str, outcomes: list[dict]) -> lis
                 if url is None:
                     delivered, attempts, error = False, 0, "未配置告警渠道（POVWATCH_ALERT_URLS）"
                 else:
-                    delivered, attempts, error = _send(url, title, body)
+                    delivered, attempts, error = _send(url, title, body, severity)
                 alert_id = uuid.uuid4().hex
                 with db.write_lock:
                     con.execute(
@@ -354,6 +356,6 @@ def notify_run_failure(run_id: str, message: str) -> None:
     body = _mask(f"运行 {run_id} 未能完成：\n{message}")[:MAX_TEXT]
     for url in channel_urls():
         try:
-            _send(url, title, body)
+            _send(url, title, body, "error")
         except Exception:  # pragma: no cover - _send does not raise
             log.warning("run-failure alert to %s failed", channel_label(url))

@@ -104,6 +104,7 @@ def test_receiver_gets_one_masked_chinese_alert_and_a_rerun_does_not_resend(
 
     assert len(receiver.posts) == 1
     payload = json.loads(receiver.posts[0]["body"])
+    assert payload["type"] == "failure"
     text = payload["title"] + "\n" + payload["message"]
     for expected in ("住建局", "zhujian", "2020-03", "住建_东乡.xlsx", "unique_head_id_number", "2 行",
                      "110105********002X", "第8行", "继续使用上期数据", "datadocs/index.html"):
