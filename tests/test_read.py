@@ -1,0 +1,207 @@
+"""Reading delivered files: every encoding and format the contract names, as text, with the
+clerk's row numbers. Files are built here (polars, pyarrow, xlsxwriter); nothing binary is
+committed."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import xlsxwriter
+
+from tasks.contracts import load_contract
+from tasks.read import CERTIFICATE, ReadError, detect_encoding, normalize_header, read_file
+
+FUPIN = load_contract("fupin")
+CAIZHENG = load_contract("caizheng")
+CANLIAN = load_contract("canlian")
+
+HEADER = ["身份证号", "姓名", "工作单位", "入职日期"]
+ROWS = [
+    ["11010519491231002X", "𠮷祥", "城关镇人民政府", "2010-01-15"],   # 𠮷: GB18030 only, not GBK
+    ["110105194912310029", "王芳", "县财政局", "2011/2/3"],
+    ["110105194912310037", "李娜", "县医院", ""],
+]
+
+
+def csv_bytes(header, rows, encoding: str) -> bytes:
+    text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+    return text.encode(encoding)
+
+
+# --- CSV encodings --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("encoding,expected", [
+    ("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("gb18030", "gb18030")])
+def test_csv_encodings_detected_and_read_as_text(tmp_path: Path, encoding: str, expected: str) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(csv_bytes(HEADER, ROWS, encoding))
+    got = read_file(path, CAIZHENG)
+    assert got.encoding == expected
+    assert got.frame["name"].to_list() == ["𠮷祥", "王芳", "李娜"]
+    assert got.frame["id_number"].to_list() == [r[0] for r in ROWS]
+    assert got.frame["hired_on"].to_list() == ["2010-01-15", "2011/2/3", None]
+    assert got.frame["source_row"].to_list() == [2, 3, 4]          # header on line 1
+    assert all(dtype == pl.Utf8 for name, dtype in got.frame.schema.items() if name != "source_row")
+
+
+def test_gbk_file_is_read_as_gb18030(tmp_path: Path) -> None:
+    rows = [[r[0], "张三" if i == 0 else r[1], *r[2:]] for i, r in enumerate(ROWS)]
+    path = tmp_path / "gbk.csv"
+    path.write_bytes(csv_bytes(HEADER, rows, "gbk"))
+    with pytest.raises(UnicodeDecodeError):
+        path.read_bytes().decode("utf-8")
+    got = read_file(path, CAIZHENG)
+    assert got.encoding == "gb18030"
+    assert got.frame["name"].to_list() == ["张三", "王芳", "李娜"]
+    assert "𠮷".encode("gb18030").decode("gb18030") == "𠮷"
+    with pytest.raises(UnicodeEncodeError):
+        "𠮷".encode("gbk")   # why GBK files are decoded as GB18030
+
+
+def test_numbers_stay_text(tmp_path: Path) -> None:
+    path = tmp_path / "fupin.csv"
+    path.write_bytes(csv_bytes(
+        ["户编号", "姓名", "证件号码", "与户主关系", "村代码", "贫困户属性", "脱贫状态", "人均纯收入"],
+        [["0012", "张三", "110105194912310029", "户主", "620523100201", "一般贫困户", "未脱贫", "3000.50"]],
+        "utf-8"))
+    frame = read_file(path, FUPIN).frame
+    assert frame["household_id"][0] == "0012"
+    assert frame["id_number"][0] == "110105194912310029"
+    assert frame["per_capita_income"][0] == "3000.50"
+
+
+def test_undecodable_bytes_are_refused_in_chinese() -> None:
+    with pytest.raises(ReadError, match="编码"):
+        detect_encoding("身份证号\n".encode("utf-8") + b"\x80\xff\x80\xff\n")
+    assert detect_encoding(b"\xef\xbb\xbfabc") == "utf-8-sig"
+    assert detect_encoding("abc".encode()) == "utf-8"
+
+
+@pytest.mark.parametrize("data,fragment", [
+    (b"", "0字节"),
+    ("身份证号,姓名,工作单位,入职日期\n".encode(), "没有数据行"),
+    ("身份证号,工作单位,入职日期\n1,2,3\n".encode(), "姓名"),
+    ("身份证号,姓名,工作单位,身份证号\n1,2,3,4\n".encode(), "同一列"),
+])
+def test_broken_csv_raises_read_error(tmp_path: Path, data: bytes, fragment: str) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(data)
+    with pytest.raises(ReadError, match=fragment):
+        read_file(path, CAIZHENG)
+
+
+def test_ragged_csv_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_bytes(csv_bytes(HEADER, [ROWS[0], ROWS[1][:2], ROWS[2]], "utf-8"))
+    with pytest.raises(ReadError, match="第3行"):
+        read_file(path, CAIZHENG)
+
+
+# --- headers --------------------------------------------------------------------------------
+
+def test_headers_by_name_synonym_width_and_marks(tmp_path: Path) -> None:
+    header = ["＊姓名 ", "「身份证号」", "与户主关系", "*户编号", "村代码", "贫困户属性", "脱贫状态", "备注"]
+    row = ["张三", "110105194912310029", "户主", "H1", "620523100201", "一般贫困户", "未脱贫", "x"]
+    path = tmp_path / "f.csv"
+    path.write_bytes(csv_bytes(header, [row], "utf-8"))
+    got = read_file(path, FUPIN)
+    assert {"name", "id_number", "household_id"} <= set(got.frame.columns)
+    assert got.extra_columns == ["备注"]
+    assert got.headers["id_number"] == "「身份证号」"
+    assert normalize_header(" 「 证件号码」* ") == "证件号码"
+    assert normalize_header("ＡＢＣ") == "ABC"
+
+
+def test_canlian_certificate_header_replaces_three_columns(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes(csv_bytes(["残疾证号", "困难残疾人生活补贴", "重度残疾人护理补贴"],
+                               [["11010519491231002X14", "是", "否"]], "utf-8"))
+    got = read_file(path, CANLIAN)
+    assert got.frame[CERTIFICATE][0] == "11010519491231002X14"
+
+
+# --- Excel ----------------------------------------------------------------------------------
+
+def _xlsx(path: Path, title_rows: int) -> None:
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet()
+    date_fmt = wb.add_format({"num_format": "yyyy-mm-dd"})
+    for t in range(title_rows):
+        ws.merge_range(t, 0, t, 3, f"2020年财政供养人员名单（表{t + 1}）")
+    h = title_rows
+    ws.write_row(h, 0, HEADER)
+    ws.write_string(h + 1, 0, "11010519491231002X")
+    ws.write_string(h + 1, 1, "张三")
+    ws.write_string(h + 1, 2, "县财政局")
+    ws.write_datetime(h + 1, 3, dt.datetime(2020, 3, 5), date_fmt)       # a date cell
+    ws.write_number(h + 2, 0, 110105194912310029)                        # id as a number
+    ws.write_string(h + 2, 1, "王芳")
+    ws.write_number(h + 2, 2, 3.0)                                       # integer-valued float
+    ws.write_number(h + 2, 3, 43831)                                     # serial, no date format
+    ws.write_number(h + 3, 0, 110105491231002)                           # 15 digits survive
+    ws.write_string(h + 3, 1, "李娜")
+    ws.write_string(h + 3, 2, "县医院")
+    # a blank row in between is no row; the row after it keeps its sheet number
+    ws.write_string(h + 5, 0, "110105194912310037")
+    ws.write_string(h + 5, 1, "赵敏")
+    ws.write_string(h + 5, 2, "乡卫生院")
+    wb.close()
+
+
+@pytest.mark.parametrize("title_rows", [0, 1, 2])
+def test_xlsx_with_title_rows(tmp_path: Path, title_rows: int) -> None:
+    path = tmp_path / "c.xlsx"
+    _xlsx(path, title_rows)
+    got = read_file(path, CAIZHENG)
+    f = got.frame
+    assert got.title_rows == title_rows
+    first = title_rows + 2                      # Excel rows: title rows, header, then data
+    assert f["source_row"].to_list() == [first, first + 1, first + 2, first + 4]
+    assert f["id_number"].to_list() == ["11010519491231002X", "1.10105E+17", "110105491231002",
+                                        "110105194912310037"]
+    assert f["hired_on"].to_list()[:2] == ["2020-03-05", "43831"]
+    assert f["employer"][1] == "3"
+    assert f["name"].to_list() == ["张三", "王芳", "李娜", "赵敏"]
+
+
+def test_xlsx_without_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    wb.add_worksheet().write_row(0, 0, ["甲", "乙"])
+    wb.close()
+    with pytest.raises(ReadError, match="表头"):
+        read_file(path, CAIZHENG)
+
+
+def test_corrupt_xlsx_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.xlsx"
+    _xlsx(path, 0)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ReadError, match="Excel"):
+        read_file(path, CAIZHENG)
+
+
+# --- Parquet --------------------------------------------------------------------------------
+
+def test_parquet_typed_columns_become_text(tmp_path: Path) -> None:
+    table = pa.table({
+        "身份证号": ["11010519491231002X", "110105194912310029"],
+        "姓名": ["张三", "王芳"],
+        "工作单位": ["县财政局", "县医院"],
+        "入职日期": pa.array([dt.date(2020, 3, 5), None], type=pa.date32()),
+        "人数": pa.array([3.0, 2.5]),
+    })
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    path = tmp_path / "c.parquet"
+    path.write_bytes(buf.getvalue())
+    got = read_file(path, CAIZHENG)
+    assert got.frame["hired_on"].to_list() == ["2020-03-05", None]
+    assert got.frame["人数"].to_list() == ["3", "2.5"]
+    assert got.frame["source_row"].to_list() == [1, 2]
+    assert got.extra_columns == ["人数"]
