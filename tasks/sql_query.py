@@ -31,7 +31,21 @@ MAX_TABLE_ROWS = 1000  # the aligned-text table is for reading; csv/json print e
 
 
 class QueryRefused(Exception):
-    pass
+    """A statement povwatch sql does not run; ``kind`` is write / files / multi."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+
+
+REFUSALS = {
+    "write": ("povwatch sql 只读，不允许写入仓库（INSERT/UPDATE/DELETE/CREATE/DROP/ATTACH 等）。",
+              "povwatch sql is read-only: statements that write the warehouse are refused."),
+    "files": ("povwatch sql 只查询仓库本身，不读写其他文件（COPY TO、EXPORT、read_csv、扩展等已禁用）。",
+              "povwatch sql queries the warehouse only: reading or writing other files "
+              "(COPY TO, EXPORT, read_csv, extensions) is disabled."),
+    "multi": ("一次只能执行一条语句。", "One statement at a time."),
+}
 
 
 def run_query(warehouse: Path, query: str) -> pl.DataFrame:
@@ -41,10 +55,11 @@ def run_query(warehouse: Path, query: str) -> pl.DataFrame:
         try:
             return pl.from_arrow(con.sql(query).to_arrow_table()) if _returns_rows(con, query) \
                 else _run_statement(con, query)
-        except (duckdb.InvalidInputException, duckdb.PermissionException) as exc:
-            text = str(exc)
-            if "read-only" in text or "read only" in text.lower() or "disabled by config" in text:
-                raise QueryRefused(text) from None
+        except duckdb.PermissionException as exc:
+            raise QueryRefused("files", str(exc)) from None
+        except duckdb.InvalidInputException as exc:
+            if "read-only" in str(exc) or "read only" in str(exc).lower():
+                raise QueryRefused("write", str(exc)) from None
             raise
     finally:
         con.close()
@@ -53,7 +68,7 @@ def run_query(warehouse: Path, query: str) -> pl.DataFrame:
 def _returns_rows(con: duckdb.DuckDBPyConnection, query: str) -> bool:
     statements = con.extract_statements(query)
     if len(statements) != 1:
-        raise QueryRefused("一次只能执行一条语句 / one statement at a time")
+        raise QueryRefused("multi", f"{len(statements)} statements")
     return statements[0].type.name in ("SELECT", "EXPLAIN", "PRAGMA", "SHOW", "DESCRIBE")
 
 
@@ -70,9 +85,8 @@ def run_cli_query(query: str, fmt: str, warehouse: Path) -> int:
     except WarehouseUnavailable as err:
         return fail(err)
     except QueryRefused as err:
-        print("错误：povwatch sql 只读，不允许写入仓库或其他文件（INSERT/UPDATE/DELETE/CREATE/COPY TO/"
-              "ATTACH 等）。\nError: povwatch sql is read-only: writes to the warehouse or to files "
-              f"are refused.\n({err})", file=sys.stderr)
+        zh, en = REFUSALS[err.kind]
+        print(f"错误：{zh}\nError: {en}\n({err})", file=sys.stderr)
         return 2
     except duckdb.Error as exc:
         print(f"查询出错 / query failed: {exc}", file=sys.stderr)

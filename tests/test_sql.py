@@ -62,22 +62,25 @@ def test_json_handles_dates_and_decimals(marts_warehouse):  # noqa: F811
     assert json.loads(result.output) == [{"d": "2020-10-31", "m": 1.5, "n": None}]
 
 
-@pytest.mark.parametrize("statement", [
-    "INSERT INTO audit.runs (run_id) VALUES ('x')",
-    "DELETE FROM mart.monitoring",
-    "CREATE TABLE mart.x AS SELECT 1",
-    "DROP TABLE mart.monitoring",
-    "COPY mart.household_status TO '{out}'",
-    "ATTACH '{out}.duckdb' AS other",
+@pytest.mark.parametrize("statement, says", [
+    ("INSERT INTO audit.runs (run_id) VALUES ('x')", "read-only"),
+    ("DELETE FROM mart.monitoring", "read-only"),
+    ("CREATE TABLE mart.x AS SELECT 1", "read-only"),
+    ("DROP TABLE mart.monitoring", "read-only"),
+    ("COPY mart.household_status TO '{out}'", "other files"),
+    ("EXPORT DATABASE '{out}.d'", "other files"),
+    ("ATTACH '{out}.duckdb' AS other", "other files"),
+    ("SELECT 1; DELETE FROM mart.monitoring", "One statement"),
 ])
-def test_writes_are_refused_and_nothing_changes(marts_warehouse, tmp_path, statement):  # noqa: F811
+def test_writes_are_refused_and_nothing_changes(marts_warehouse, tmp_path, statement, says):  # noqa: F811
     before = _digest(marts_warehouse)
     out = tmp_path / "leak.csv"
     result = _sql(marts_warehouse, statement.format(out=out))
     assert result.exit_code == 2
-    assert "只读" in result.output and "read-only" in result.output
+    assert says in result.output and "错误：" in result.output
     assert "Traceback" not in result.output
     assert not out.exists() and not Path(f"{out}.duckdb").exists()
+    assert not Path(f"{out}.d").exists()
     assert _digest(marts_warehouse) == before
 
 
