@@ -72,8 +72,10 @@ WITH reg AS (
 ), hh AS (
     SELECT * FROM reg UNION ALL BY NAME SELECT * FROM nonreg
 ), housing AS (
-    SELECT head_id_number, arg_min(grade, source_row) AS grade,
-           arg_min(renovation, source_row) AS renovation,
+    SELECT head_id_number,
+           bool_and(grade IN ('A', 'B') OR (grade IN ('C', 'D')
+                                            AND coalesce(renovation = '已竣工', false))) AS ok,
+           arg_min(grade, source_row) AS grade, arg_min(renovation, source_row) AS renovation,
            arg_min(source_file, source_row) AS file, min(source_row) AS row
     FROM eff_zhujian GROUP BY head_id_number
 ), water AS (
@@ -92,9 +94,7 @@ SELECT hh.*,
             THEN hh.total_income >= p.poverty_line * hh.declared_members END AS income_ok,
        CASE WHEN hh.total_income IS NOT NULL
             THEN hh.total_income < p.monitoring_line * hh.declared_members END AS below_monitoring,
-       CASE WHEN hz.head_id_number IS NOT NULL
-                 THEN hz.grade IN ('A', 'B')
-                      OR (hz.grade IN ('C', 'D') AND coalesce(hz.renovation = '已竣工', false))
+       CASE WHEN hz.head_id_number IS NOT NULL THEN hz.ok
             WHEN hh.registry THEN false END AS housing_ok,
        hz.grade, hz.renovation, hz.file AS housing_file, hz.row AS housing_row,
        CASE WHEN w.head_id_number IS NOT NULL THEN w.ok
