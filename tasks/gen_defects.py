@@ -55,8 +55,17 @@ def base_text(contract: Contract, frame: pl.DataFrame, date_format: str) -> pl.D
     return frame.select(exprs)
 
 
-def _pick_column(cols: list[str], r: np.ndarray) -> np.ndarray:
-    return np.asarray(cols, dtype=object)[r % len(cols)] if cols else np.full(len(r), None, dtype=object)
+def _scatter(text: pl.DataFrame, col: str, idx: np.ndarray, values: pl.Series) -> pl.DataFrame:
+    if len(idx) == 0:
+        return text
+    series = text[col].clone()
+    series.scatter(idx, values.cast(pl.Utf8))
+    return text.with_columns(series)
+
+
+def _on(frame: pl.DataFrame, idx: np.ndarray, expr: pl.Expr) -> pl.Series:
+    """``expr`` evaluated on the rows ``idx`` of ``frame`` only (a handful of rows, not all)."""
+    return frame[idx].select(expr).to_series()
 
 
 def render(contract: Contract, canon: pl.DataFrame, rng: np.random.Generator, rate: float,
@@ -66,6 +75,7 @@ def render(contract: Contract, canon: pl.DataFrame, rng: np.random.Generator, ra
 
     ``allow_unrepairable``: the columns that may be blanked / set outside the list (default: every
     required column); ``no_repair``: columns never touched (e.g. a 残疾证号 built later).
+    Every change is computed on the chosen rows only and scattered back.
     """
     n = canon.height
     text = base_text(contract, canon, date_format)
@@ -76,6 +86,7 @@ def render(contract: Contract, canon: pl.DataFrame, rng: np.random.Generator, ra
     req = [c for c, col in cols.items() if col.required and (allow_unrepairable is None or c in allow_unrepairable)]
     req_codes = [c for c in req if cols[c].type == "code"]
     id_col = id_cols[0] if id_cols else None
+    label = {c: col.header for c, col in cols.items()}
 
     u = rng.random(n)
     kind = rng.integers(0, 1 << 30, n)
@@ -86,93 +97,84 @@ def render(contract: Contract, canon: pl.DataFrame, rng: np.random.Generator, ra
     unrep = (u >= rate * 0.70) & (u < rate * 0.90) & ~protect
     dup = (u >= rate * 0.90) & (u < rate)
 
-    # ---------------- repairable ----------------
+    # ---------------- repairable: 0-3 id, 4-5 date, 6-7 money (families present only) ----------
     families = (["id"] * 4 if id_col else []) + (["date"] * 2 if date_cols else []) + (["money"] * 2 if money_cols else [])
-    fam = np.asarray(families or ["none"], dtype=object)[kind % max(1, len(families))]
+    fam_codes = np.asarray([{"id": 0, "date": 1, "money": 2}[f] for f in families] or [-1])
+    fam = fam_codes[kind % len(fam_codes)]
     sub = (kind // 16) % 5
-    upd: dict[str, pl.Expr] = {}
     if id_col:
+        idx = np.flatnonzero(repair & (fam == 0))
         v = pl.col(id_col)
-        m_id = pl.lit(pl.Series(repair & (fam == "id")))
-        s = pl.lit(pl.Series(sub))
-        born19 = v.str.slice(6, 2) == "19"
         full = v
         for d in "0123456789":
             full = full.str.replace_all(d, d.translate(_FULL), literal=True)
-        upd[id_col] = (
-            pl.when(m_id & (s == 0) & v.str.ends_with("X")).then(v.str.to_lowercase())
-            .when(m_id & (s <= 1)).then(full)
-            .when(m_id & (s == 2)).then(v.str.slice(0, 6) + " " + v.str.slice(6, 8) + " " + v.str.slice(14))
-            .when(m_id & born19).then(v.str.slice(0, 6) + v.str.slice(8, 9))
-            .when(m_id).then(pl.lit(" ") + v + pl.lit(" "))
-            .otherwise(v))
-    for dc in date_cols:
-        canon_v = pl.col("__d_" + dc)
-        m = pl.lit(pl.Series(repair & (fam == "date") & (_pick_column(date_cols, kind // 64) == dc)))
-        s = pl.lit(pl.Series(sub))
-        alt = pl.when(s == 0).then(canon_v.dt.strftime("%Y/%-m/%-d")).when(s == 1).then(canon_v.dt.strftime("%Y%m%d")) \
-            .when(s == 2).then(canon_v.dt.strftime("%Y年%-m月%-d日")).when(s == 3).then(canon_v.dt.strftime("%Y-%m-%d")) \
-            .otherwise((canon_v - EXCEL_EPOCH).dt.total_days().cast(pl.Utf8))
-        upd[dc] = pl.when(m & canon_v.is_not_null()).then(alt).otherwise(pl.col(dc))
-    for mc in money_cols:
-        cv = pl.col("__m_" + mc)
-        m = pl.lit(pl.Series(repair & (fam == "money") & (_pick_column(money_cols, kind // 64) == mc)))
-        s = pl.lit(pl.Series(sub % 2))
-        yuan = (cv // 100)
+        s = pl.lit(pl.Series(sub[idx]))
+        new = _on(canon, idx, pl.when((s == 0) & v.str.ends_with("X")).then(v.str.to_lowercase())
+                  .when(s <= 1).then(full)
+                  .when(s == 2).then(v.str.slice(0, 6) + " " + v.str.slice(6, 8) + " " + v.str.slice(14))
+                  .when(v.str.slice(6, 2) == "19").then(v.str.slice(0, 6) + v.str.slice(8, 9))
+                  .otherwise(pl.lit(" ") + v + pl.lit(" ")))
+        text = _scatter(text, id_col, idx, new)
+    for i, dc in enumerate(date_cols):
+        idx = np.flatnonzero(repair & (fam == 1) & ((kind // 64) % len(date_cols) == i))
+        idx = idx[canon[dc].gather(idx).is_not_null().to_numpy()] if len(idx) else idx
+        v, s = pl.col(dc), pl.lit(pl.Series(sub[idx]))
+        new = _on(canon, idx, pl.when(s == 0).then(v.dt.strftime("%Y/%-m/%-d")).when(s == 1).then(v.dt.strftime("%Y%m%d"))
+                  .when(s == 2).then(v.dt.strftime("%Y年%-m月%-d日")).when(s == 3).then(v.dt.strftime("%Y-%m-%d"))
+                  .otherwise((v - EXCEL_EPOCH).dt.total_days().cast(pl.Utf8)))
+        text = _scatter(text, dc, idx, new)
+    for i, mc in enumerate(money_cols):
+        idx = np.flatnonzero(repair & (fam == 2) & ((kind // 64) % len(money_cols) == i))
+        idx = idx[canon[mc].gather(idx).is_not_null().to_numpy()] if len(idx) else idx
+        v, s = pl.col(mc), pl.lit(pl.Series(sub[idx] % 2))
+        yuan = v // 100
         thousands = (pl.when(yuan >= 1000).then((yuan // 1000).cast(pl.Utf8) + "," + (yuan % 1000).cast(pl.Utf8).str.zfill(3))
-                     .otherwise(yuan.cast(pl.Utf8)) + "." + (cv % 100).cast(pl.Utf8).str.zfill(2))
-        plain = (cv.cast(pl.Float64) / 100).round(2).cast(pl.Utf8) + "元"
-        upd[mc] = pl.when(m & cv.is_not_null()).then(pl.when(s == 0).then(thousands).otherwise(plain)).otherwise(pl.col(mc))
-    helpers = [canon[c].alias("__d_" + c) for c in date_cols] + [canon[c].alias("__m_" + c) for c in money_cols]
-    text = text.with_columns(helpers).with_columns(**upd).drop([h.name for h in helpers]) if upd else text
+                     .otherwise(yuan.cast(pl.Utf8)) + "." + (v % 100).cast(pl.Utf8).str.zfill(2))
+        plain = (v.cast(pl.Float64) / 100).round(2).cast(pl.Utf8) + "元"
+        text = _scatter(text, mc, idx, _on(canon, idx, pl.when(s == 0).then(thousands).otherwise(plain)))
 
-    # ---------------- unrepairable ----------------
+    # ---------------- unrepairable: one per row ----------------
     base = text
-    ufam_choices = (["float", "check"] if id_col else []) + (["blank"] if req else []) + (["code"] if req_codes else [])
-    ufam = np.asarray(ufam_choices or ["none"], dtype=object)[(kind // 4096) % max(1, len(ufam_choices))]
-    unrep &= ufam != "none"
+    ufam_codes = np.asarray(([0, 1] if id_col else []) + ([2] if req else []) + ([3] if req_codes else []) or [-1])
+    ufam = ufam_codes[(kind // 4096) % len(ufam_codes)]
+    unrep &= ufam >= 0
     reason = np.full(n, None, dtype=object)
-    blank_col = _pick_column(req, kind // 65536)
-    code_col = _pick_column(req_codes, kind // 65536)
-    label = {c: col.header for c, col in cols.items()}
-    if id_col:
-        reason[unrep & (ufam == "float")] = reasons.cell_reason(label[id_col], reasons.ID_SCIENTIFIC)
-        reason[unrep & (ufam == "check")] = reasons.cell_reason(label[id_col], reasons.ID_CHECK_DIGIT)
-    for c in req:
-        reason[unrep & (ufam == "blank") & (blank_col == c)] = reasons.cell_reason(label[c], reasons.REQUIRED_BLANK)
-    for c in req_codes:
-        reason[unrep & (ufam == "code") & (code_col == c)] = reasons.cell_reason(label[c], reasons.CODE_NOT_IN_LIST)
-    # a blank cell that is already blank (optional value) is no defect; required values never are
-    upd = {}
-    if id_col:
+    pick = kind // 65536
+    blank_i = pick % max(1, len(req))
+    code_i = pick % max(1, len(req_codes))
+
+    def wrong_check(idx: np.ndarray) -> pl.Series:
         v = pl.col(id_col)
-        f = pl.lit(pl.Series(unrep & (ufam == "float")))
-        ck = pl.lit(pl.Series(unrep & (ufam == "check")))
-        shift = pl.lit(pl.Series((kind // 8) % 10 + 1))
-        cv = pl.col(id_col)
-        wrong_s = canon.select(pl.lit(CHECK_CHARS).str.slice(
-            ((cv.str.slice(17, 1).replace_strict({ch: i for i, ch in enumerate(CHECK_CHARS)}, default=0)
-              + shift) % 11).cast(pl.Int64), 1)).to_series()
-        wrong = pl.lit(wrong_s)
-        cid = pl.lit(canon[id_col])
-        upd[id_col] = (pl.when(f).then(cid.str.slice(0, 1) + "." + cid.str.slice(1, 5) + "E+17")
-                       .when(ck).then(cid.str.slice(0, 17) + wrong).otherwise(v))
-    for c in req:
-        b = pl.lit(pl.Series(unrep & (ufam == "blank") & (blank_col == c)))
-        o = pl.lit(pl.Series(unrep & (ufam == "code") & (code_col == c)))
-        upd[c] = pl.when(b).then(pl.lit(None, dtype=pl.Utf8)).when(o).then(pl.lit("未知")).otherwise(upd.get(c, pl.col(c)))
-    if upd:
-        text = text.with_columns(**upd)
+        shift = pl.lit(pl.Series((kind[idx] // 8) % 10 + 1))
+        digit = v.str.slice(17, 1).replace_strict({ch: i for i, ch in enumerate(CHECK_CHARS)}, default=0)
+        return _on(canon, idx, v.str.slice(0, 17) + pl.lit(CHECK_CHARS).str.slice(((digit + shift) % 11).cast(pl.Int64), 1))
+
+    if id_col:
+        idx = np.flatnonzero(unrep & (ufam == 0))
+        reason[idx] = reasons.cell_reason(label[id_col], reasons.ID_SCIENTIFIC)
+        v = pl.col(id_col)
+        text = _scatter(text, id_col, idx, _on(canon, idx, v.str.slice(0, 1) + "." + v.str.slice(1, 5) + "E+17"))
+        idx = np.flatnonzero(unrep & (ufam == 1))
+        reason[idx] = reasons.cell_reason(label[id_col], reasons.ID_CHECK_DIGIT)
+        text = _scatter(text, id_col, idx, wrong_check(idx))
+    for i, c in enumerate(req):
+        idx = np.flatnonzero(unrep & (ufam == 2) & (blank_i == i))
+        reason[idx] = reasons.cell_reason(label[c], reasons.REQUIRED_BLANK)
+        text = _scatter(text, c, idx, pl.Series([None] * len(idx), dtype=pl.Utf8))
+    for i, c in enumerate(req_codes):
+        idx = np.flatnonzero(unrep & (ufam == 3) & (code_i == i))
+        reason[idx] = reasons.cell_reason(label[c], reasons.CODE_NOT_IN_LIST)
+        text = _scatter(text, c, idx, pl.Series(["未知"] * len(idx), dtype=pl.Utf8))
     if id_col and unrep.any():
         # a damaged row must not be identical to another row (two "6.20523E+17" with the same other
         # cells would read as a duplicate too): those get a wrong check character instead
-        clash = text.select(pl.struct(text.columns).is_duplicated()).to_series().to_numpy() & unrep
-        if clash.any():
+        clash = np.flatnonzero(text.select(pl.struct(text.columns).is_duplicated()).to_series().to_numpy() & unrep)
+        if len(clash):
             reason[clash] = reasons.cell_reason(label[id_col], reasons.ID_CHECK_DIGIT)
-            fix = pl.lit(pl.Series(clash))
-            restore = [pl.when(fix).then(pl.lit(base[c])).otherwise(pl.col(c)).alias(c) for c in req if c != id_col]
-            text = text.with_columns(
-                pl.when(fix).then(cid.str.slice(0, 17) + wrong).otherwise(pl.col(id_col)).alias(id_col), *restore)
+            for c in req:
+                if c != id_col:
+                    text = _scatter(text, c, clash, base[c].gather(clash))
+            text = _scatter(text, id_col, clash, wrong_check(clash))
     text = text.with_columns(pl.Series("_src", np.arange(n)), pl.Series("_q", reason.tolist(), dtype=pl.Utf8))
 
     # ---------------- duplicates: an exact copy right after the original ----------------

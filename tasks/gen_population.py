@@ -33,8 +33,13 @@ def _pick(rng: np.random.Generator, items: list[str], n: int, p=None) -> np.ndar
     return np.asarray(items, dtype=object)[rng.choice(len(items), size=n, p=p)]
 
 
+def labels(items: list[str], codes: np.ndarray) -> pl.Series:
+    """Text from integer codes without Python objects (fast for millions)."""
+    return pl.Series(items, dtype=pl.Utf8).gather(np.asarray(codes, dtype=np.int64))
+
+
 def make_ids(rng: np.random.Generator, county: str, birth: np.ndarray, male: np.ndarray,
-             taken: np.ndarray | None = None) -> np.ndarray:
+             taken: pl.Series | None = None) -> pl.Series:
     """Unique valid 18-character numbers agreeing with birth date and sex (odd sequence = male).
 
     ``taken``: numbers already issued (never reissued).
@@ -63,17 +68,21 @@ def make_ids(rng: np.random.Generator, county: str, birth: np.ndarray, male: np.
             break
         seq[todo] = rng.integers(1, 500, size=len(todo)) * 2 - 1 + (~male[todo]).astype(np.int64)
     frame = pl.DataFrame({"id17": prefix + seq}).with_columns(pl.col("id17").cast(pl.Utf8))
-    return frame.select(pl.col("id17") + check_char(pl.col("id17"))).to_series().to_numpy()
+    return frame.select(pl.col("id17") + check_char(pl.col("id17"))).to_series()
 
 
-def make_names(rng: np.random.Generator, surname: np.ndarray, male: np.ndarray) -> np.ndarray:
+def make_names(rng: np.random.Generator, surname: np.ndarray, male: np.ndarray) -> pl.Series:
+    """Names from surname codes (indexes into SURNAMES)."""
     n = len(surname)
-    first = np.where(male, _pick(rng, MALE_CHARS + SHARED_CHARS, n), _pick(rng, FEMALE_CHARS + SHARED_CHARS, n))
-    second = np.where(male, _pick(rng, MALE_CHARS, n), _pick(rng, FEMALE_CHARS, n))
+    m1, f1 = MALE_CHARS + SHARED_CHARS, FEMALE_CHARS + SHARED_CHARS
+    a_m, a_f = rng.integers(0, len(m1), n), rng.integers(0, len(f1), n)
+    b_m, b_f = rng.integers(0, len(MALE_CHARS), n), rng.integers(0, len(FEMALE_CHARS), n)
     two = rng.random(n) < 0.7
-    return pl.DataFrame({"s": surname, "a": first, "b": second, "two": two}).select(
+    first = labels(m1 + f1, np.where(male, a_m, len(m1) + a_f))
+    second = labels(MALE_CHARS + FEMALE_CHARS, np.where(male, b_m, len(MALE_CHARS) + b_f))
+    return pl.DataFrame({"s": labels(SURNAMES, surname), "a": first, "b": second, "two": two}).select(
         pl.col("s") + pl.col("a") + pl.when(pl.col("two")).then(pl.col("b")).otherwise(pl.lit(""))
-    ).to_series().to_numpy()
+    ).to_series()
 
 
 def birth_dates(rng: np.random.Generator, ref: dt.date, age: np.ndarray) -> np.ndarray:
@@ -85,7 +94,7 @@ def birth_dates(rng: np.random.Generator, ref: dt.date, age: np.ndarray) -> np.n
 
 def build_population(rng: np.random.Generator, county: str, villages: pl.DataFrame,
                      n_registry: int, ref: dt.date,
-                     taken: np.ndarray | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+                     taken: pl.Series | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(households, persons) of one county.
 
     households: hh, village_code, township_code, registry, household_id, size, household_type,
@@ -143,43 +152,41 @@ def build_population(rng: np.random.Generator, county: str, villages: pl.DataFra
         [head_male[hh], ~head_male[hh]],
         default=rng.random(total) < 0.51,
     )
-    relation = np.select(
+    relation = labels(["户主", "配偶", "之父", "之母", "之孙子", "之孙女", "之子", "之女", "其他"], np.select(
         [is_head, is_spouse, is_parent & male, is_parent, is_grand & male, is_grand,
-         is_child & male, is_child],
-        ["户主", "配偶", "之父", "之母", "之孙子", "之孙女", "之子", "之女"],
-        default="其他",
-    ).astype(object)
+         is_child & male, is_child], [0, 1, 2, 3, 4, 5, 6, 7], default=8))
     birth = birth_dates(rng, ref, age)
 
     # surnames: the head's line (head, children, grandchildren, father) share it
     own_line = is_head | is_child | is_grand | (is_parent & male)
-    surname = np.where(own_line, np.asarray(SURNAMES, dtype=object)[surname_idx[hh]],
-                       _pick(rng, SURNAMES, total, p=SURNAME_WEIGHTS / SURNAME_WEIGHTS.sum()))
+    surname = np.where(own_line, surname_idx[hh],
+                       rng.choice(len(SURNAMES), size=total, p=SURNAME_WEIGHTS / SURNAME_WEIGHTS.sum()))
     names = make_names(rng, surname, male)
     ids = make_ids(rng, county, birth, male, taken)
 
     # health, disability, labour
     r = rng.random(total)
     old = age >= 50
-    health = np.select(
+    health_code = np.select(
         [r < np.where(old, 0.16, 0.05), r < np.where(old, 0.20, 0.07), r < np.where(old, 0.26, 0.11)],
-        ["长期慢性病", "患有大病", "残疾"], default="健康").astype(object)
-    dis_level = np.where(health == "残疾", rng.choice([1, 2, 3, 4], size=total, p=[.1, .2, .35, .35]), 0)
-    dis_cat = _pick(rng, ["视力", "听力", "言语", "肢体", "智力", "精神", "多重"], total,
-                    p=[.12, .12, .04, .45, .12, .10, .05])
+        [0, 1, 2], default=3)
+    health = labels(["长期慢性病", "患有大病", "残疾", "健康"], health_code)
+    dis_level = np.where(health_code == 2, rng.choice([1, 2, 3, 4], size=total, p=[.1, .2, .35, .35]), 0)
+    dis_cat = labels(["视力", "听力", "言语", "肢体", "智力", "精神", "多重"],
+                     rng.choice(7, size=total, p=[.12, .12, .04, .45, .12, .10, .05]))
+    healthy = health_code == 3
     lr = rng.random(total)
     working = (age >= 16) & (age <= 59)
     labor = np.select(
         [age < 16,
-         working & (health == "健康") & (lr < 0.80),
-         working & (health == "健康") & (lr < 0.95),
+         working & healthy & (lr < 0.80),
+         working & healthy & (lr < 0.95),
          working & (lr < 0.5),
          working,
          lr < 0.45,
          lr < 0.8],
-        ["无劳动力", "普通劳动力", "技能劳动力", "弱劳动力或半劳动力", "丧失劳动力",
-         "弱劳动力或半劳动力", "丧失劳动力"],
-        default="无劳动力").astype(object)
+        [0, 1, 2, 3, 4, 3, 4], default=0)
+    labor = labels(["无劳动力", "普通劳动力", "技能劳动力", "弱劳动力或半劳动力", "丧失劳动力"], labor)
 
     persons = pl.DataFrame({
         "pid": np.arange(total), "hh": hh, "k": k, "relation": relation,
@@ -192,15 +199,17 @@ def build_population(rng: np.random.Generator, county: str, villages: pl.DataFra
     )
 
     # --- household attributes ---
-    vill = villages["code"].to_numpy()[village_idx]
-    hh_type = np.where(rng.random(n_hh) < 0.25, "低保贫困户", "一般贫困户").astype(object)
+    vill = villages["code"].gather(village_idx)
+    hh_code = np.where(rng.random(n_hh) < 0.25, 1, 0)
     elderly_small = (size <= 2) & (head_age >= 60)
-    hh_type = np.where(elderly_small & (rng.random(n_hh) < 0.5), "特困供养贫困户", hh_type)
-    status = np.where(rng.random(n_hh) < 0.05, "未脱贫", "已脱贫").astype(object)
-    exit_year = np.where(status == "已脱贫", rng.integers(2014, 2020, size=n_hh), 0)
+    hh_code = np.where(elderly_small & (rng.random(n_hh) < 0.5), 2, hh_code)
+    hh_type = labels(["一般贫困户", "低保贫困户", "特困供养贫困户"], hh_code)
+    exited = rng.random(n_hh) >= 0.05
+    status = labels(["未脱贫", "已脱贫"], exited.astype(np.int64))
+    exit_year = np.where(exited, rng.integers(2014, 2020, size=n_hh), 0)
     causes = ["因病", "因残", "因学", "因灾", "缺土地", "缺水", "缺技术", "缺劳力", "缺资金",
               "交通条件落后", "自身发展动力不足"]
-    cause = _pick(rng, causes, n_hh, p=[.2, .1, .08, .04, .06, .05, .15, .1, .12, .04, .06])
+    cause = labels(causes, rng.choice(len(causes), size=n_hh, p=[.2, .1, .08, .04, .06, .05, .15, .1, .12, .04, .06]))
     households = pl.DataFrame({
         "hh": np.arange(n_hh), "village_code": vill, "registry": registry, "size": size,
         "household_type": hh_type, "poverty_status": status, "exit_year": exit_year,
@@ -220,14 +229,15 @@ def build_population(rng: np.random.Generator, county: str, villages: pl.DataFra
 
 
 def make_departed(rng: np.random.Generator, county: str, n: int, first_month: int, last_month: int,
-                  pid_offset: int, taken: np.ndarray) -> pl.DataFrame:
+                  pid_offset: int, taken: pl.Series) -> pl.DataFrame:
     """People whose registration was cancelled (died, moved away, ...): they are in no other extract.
 
     Months are month indexes (year*12 + month-1); every cancellation falls in [first, last].
     """
-    reason = _pick(rng, ["死亡", "迁出", "服兵役", "其他"], n, p=[.45, .40, .05, .10])
-    age = np.where(reason == "死亡", rng.integers(55, 98, size=n),
-                   np.where(reason == "服兵役", rng.integers(18, 23, size=n), rng.integers(1, 70, size=n)))
+    reason_code = rng.choice(4, size=n, p=[.45, .40, .05, .10])
+    reason = labels(["死亡", "迁出", "服兵役", "其他"], reason_code)
+    age = np.where(reason_code == 0, rng.integers(55, 98, size=n),
+                   np.where(reason_code == 2, rng.integers(18, 23, size=n), rng.integers(1, 70, size=n)))
     month = rng.integers(first_month, last_month + 1, size=n)
     day = rng.integers(1, 29, size=n)
     years = month // 12
@@ -237,7 +247,7 @@ def make_departed(rng: np.random.Generator, county: str, n: int, first_month: in
     ref = dt.date(int(last_month // 12), int(last_month % 12) + 1, 1)
     birth = birth_dates(rng, ref, age)
     male = rng.random(n) < 0.5
-    surname = _pick(rng, SURNAMES, n, p=SURNAME_WEIGHTS / SURNAME_WEIGHTS.sum())
+    surname = rng.choice(len(SURNAMES), size=n, p=SURNAME_WEIGHTS / SURNAME_WEIGHTS.sum())
     return pl.DataFrame({
         "pid": np.arange(pid_offset, pid_offset + n),
         "id_number": make_ids(rng, county, birth, male, taken),

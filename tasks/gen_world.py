@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from tasks.gen_population import RARE_NAME, build_population, make_departed
+from tasks.gen_population import RARE_NAME, build_population, labels, make_departed
 
 ABLE = ("普通劳动力", "技能劳动力")
 
@@ -85,7 +85,7 @@ class Plant:
 class CountyWorld:
     def __init__(self, rng: np.random.Generator, county: str, county_name: str,
                  villages: pl.DataFrame, townships: pl.DataFrame, n_registry: int,
-                 first_period: str, periods: int, taken: np.ndarray | None = None,
+                 first_period: str, periods: int, taken: pl.Series | None = None,
                  rare_name: bool = True):
         self.rng = rng
         self.county, self.county_name = county, county_name
@@ -98,8 +98,8 @@ class CountyWorld:
         self.village_names = dict(zip(villages["code"], villages["name"]))
         n_departed = max(20, int(len(P) * 0.012 * (12 + periods + 2) / 12))
         self.departed = make_departed(rng, county, n_departed, self.m0 - 12, self.m0 + periods - 1,
-                                      len(P), P["id_number"].to_numpy() if taken is None else
-                                      np.concatenate([taken, P["id_number"].to_numpy()]))
+                                      len(P), P["id_number"] if taken is None else
+                                      pl.concat([taken, P["id_number"]]))
         self.H, self.P = H, P
         self._plant()
         self._base(rare_name)
@@ -120,8 +120,9 @@ class CountyWorld:
         members = P.filter(pl.col("registry")).join(H.select("hh", "household_type"), on="hh", how="left")
         able_hh = np.zeros(len(H), dtype=bool)
         able_hh[members.filter(pl.col("labor").is_in(ABLE))["hh"].to_numpy()] = True
-        htype = H["household_type"].to_numpy()
-        hstatus = H["poverty_status"].to_numpy()
+        is_general = (H["household_type"] == "一般贫困户").to_numpy()
+        is_exited = (H["poverty_status"] == "已脱贫").to_numpy()
+        is_not_exited = (H["poverty_status"] == "未脱贫").to_numpy()
         hsize = H["size"].to_numpy()
 
         def take_households(n: int, mask: np.ndarray | None = None) -> np.ndarray:
@@ -153,31 +154,31 @@ class CountyWorld:
         add("P04", take_households(count(.006)), 3)
         add("P05", take_households(count(.006)), 5)
         # P06: the first ones in 未脱贫 households, so not_exited_below_line is always there
-        p06a = take_households(max(2, count(.004) // 2), hstatus == "未脱贫")
+        p06a = take_households(max(2, count(.004) // 2), is_not_exited)
         p06b = take_households(count(.004))
         add("P06", np.concatenate([p06a, p06b]), 2)
         self.plants["P06"].variant[:len(p06a)] = 0
         self.plants["P06"].variant[1] = 1 if len(p06a) > 2 else 0
         add("P08", take_persons(count(.002), members.filter((pl.col("age") >= 22) & (pl.col("age") <= 55))), 1)
         add("P09", take_persons(count(.004), members.filter(pl.col("health") == "残疾")), 2)
-        add("P10", take_households(count(.006), hstatus == "已脱贫"), 2)
+        add("P10", take_households(count(.006), is_exited), 2)
         adults_nonhead = members.filter((pl.col("k") > 0) & (pl.col("age") >= 18))
         p11 = add("P11", take_persons(count(.003), adults_nonhead), 2)
         p11.extra["other_hh"] = take_households(len(p11.target))
-        add("P12", take_households(count(.004), (htype == "一般贫困户") & (hsize <= 3)), 1)
+        add("P12", take_households(count(.004), (is_general) & (hsize <= 3)), 1)
         p13 = add("P13", take_households(count(.005), hsize >= 2), 3)
         p13.variant[:] = np.where(np.arange(len(p13.target)) == 2, 2, np.arange(len(p13.target)) % 2)
         # sudden hardship: registry (exited) and watched non-registry households
-        add("SH", take_households(count(.004), hstatus == "已脱贫"), 3)
+        add("SH", take_households(count(.004), is_exited), 3)
         # clearance: flagged in the first period only, then clean (风险消除 after risk_clear_months)
-        clear = take_households(max(2, N // 5000), (hstatus == "已脱贫") & able_hh)
+        clear = take_households(max(2, N // 5000), (is_exited) & able_hh)
         self.plants["CLEAR"] = Plant("CLEAR", clear, np.ones(len(clear), dtype=np.int64),
                                      (np.arange(T) == 0)[None, :].repeat(len(clear), axis=0))
         # edge cases (static): exact lines, the 5000 registry medical alert
         self.edge = {
-            "pci_4000": take_households(1, hstatus == "未脱贫"),
-            "pci_6000": take_households(1, (hstatus == "已脱贫") & able_hh),
-            "oop_5000": take_households(1, (hstatus == "已脱贫") & (hsize >= 2)),
+            "pci_4000": take_households(1, is_not_exited),
+            "pci_6000": take_households(1, (is_exited) & able_hh),
+            "oop_5000": take_households(1, (is_exited) & (hsize >= 2)),
         }
         # deaths of registry members (P07 / P07b): every month from two months before the first
         # period, about N/3000 a month (at least 2): half in 低保 households whose 低保 goes on
@@ -210,25 +211,25 @@ class CountyWorld:
         dis_kids = p01.target[p01.variant == 3]
         p09 = pl_["P09"]
         care_case = p09.target[p09.variant == 1]
-        lvl = P["disability_level"].to_numpy().copy()
-        health = P["health"].to_numpy().copy()
-        lvl[dis_kids] = 2
-        health[dis_kids] = "残疾"
-        lvl[care_case] = np.minimum(np.maximum(lvl[care_case], 1), 2)
-        labor = P["labor"].to_numpy().copy()
-        hh_of = P["hh"].to_numpy()
-        p12_members = np.isin(hh_of, pl_["P12"].target)
-        labor[p12_members] = np.where(P["age"].to_numpy()[p12_members] < 16, "无劳动力",
-                                      np.where(rng.random(p12_members.sum()) < .5, "丧失劳动力", "弱劳动力或半劳动力"))
-        names = P["name"].to_numpy().copy()
+        kids = pl.col("pid").is_in(dis_kids.tolist())
+        care = pl.col("pid").is_in(care_case.tolist())
+        in_p12 = pl.col("hh").is_in(pl_["P12"].target.tolist())
+        rare_pid = -1
         if rare_name:
             # an adult registry member in a 低保 household: the name reaches fupin, minzheng, yibao
             cand = P.filter(pl.col("registry") & (pl.col("k") == 1) & (pl.col("age") >= 30)).join(
-                H.filter(pl.col("household_type") == "低保贫困户").select("hh"), on="hh")
+                H.filter(pl.col("household_type") == "低保贫困户").select("hh"), on="hh").sort("pid")
             if len(cand):
-                names[int(cand["pid"][0])] = RARE_NAME
-        P = P.with_columns(pl.Series("disability_level", lvl), pl.Series("health", health),
-                           pl.Series("labor", labor), pl.Series("name", names))
+                rare_pid = int(cand["pid"][0])
+        P = P.with_columns(
+            pl.when(kids).then(2).when(care).then(pl.col("disability_level").clip(1, 2))
+            .otherwise(pl.col("disability_level")).alias("disability_level"),
+            pl.when(kids).then(pl.lit("残疾")).otherwise(pl.col("health")).alias("health"),
+            pl.when(in_p12 & (pl.col("age") < 16)).then(pl.lit("无劳动力"))
+            .when(in_p12 & (pl.col("pid") % 2 == 0)).then(pl.lit("丧失劳动力"))
+            .when(in_p12).then(pl.lit("弱劳动力或半劳动力")).otherwise(pl.col("labor")).alias("labor"),
+            pl.when(pl.col("pid") == rare_pid).then(pl.lit(RARE_NAME)).otherwise(pl.col("name")).alias("name"),
+        )
         P = P.with_columns(pl.when(pl.col("disability_level") > 0).then(pl.col("disability_level"))
                            .alias("disability_level"))
 
@@ -384,20 +385,20 @@ class CountyWorld:
         has_w = regp | ill | (age >= 65) | (age <= 6) | (rng.random(n_p) < 0.35)
         contracted = np.where(regp, ill | (rng.random(n_p) < 0.95), rng.random(n_p) < np.where(ill, 0.8, 0.65))
         w_mi = self.m0 - rng.integers(2, 30, n_p)
-        self.weijian_base = P.select("pid", "hh", "township_code", "_protect", "id_number").with_columns(
+        self.weijian_base = P.select("pid", "hh", "township_code", "_protect", "id_number", "health").with_columns(
             pl.Series("contracted", contracted),
             pl.when(pl.Series(contracted)).then(_dates(w_mi, rng.integers(1, 29, n_p))).alias("contracted_on"),
-            pl.Series("disease_class", np.select([P["health"].to_numpy() == "长期慢性病",
-                                                   P["health"].to_numpy() == "患有大病"], ["慢性病", "大病"], "无")),
+            pl.col("health").replace_strict({"长期慢性病": "慢性病", "患有大病": "大病"}, default="无")
+            .alias("disease_class"),
             pl.Series("has", has_w),
-        ).filter(pl.col("has")).drop("has")
+        ).filter(pl.col("has")).drop("has", "health")
         # --- renshe base ---
         able = P["labor"].is_in(ABLE).to_numpy() & (age >= 16) & (age <= 59)
         works = able & (rng.random(n_p) < 0.75)
         months = np.where(rng.random(n_p) < 0.15, rng.integers(1, 6, n_p), rng.integers(6, 13, n_p))
-        place = np.asarray(["县内", "县外省内", "省外"], dtype=object)[rng.choice(3, n_p, p=[.3, .3, .4])]
+        place = labels(["县内", "县外省内", "省外"], rng.choice(3, n_p, p=[.3, .3, .4]))
         self.renshe_base = P.select("pid", "hh", "township_code", "_protect", "id_number").with_columns(
-            pl.Series("work_place", place, dtype=pl.Utf8), pl.Series("months", months),
+            place.alias("work_place"), pl.Series("months", months),
             pl.Series("monthly_wage", rng.integers(2200, 6500, n_p) * 100),
             pl.Series("public_job", regp & (rng.random(n_p) < 0.08)),
             pl.Series("has", works),
@@ -407,21 +408,22 @@ class CountyWorld:
         employers = [f"{self.county_name}第一中学", f"{self.county_name}人民医院", f"{self.county_name}人民政府办公室",
                      f"{self.county_name}财政局", f"{self.county_name}教育局", f"{self.county_name}公安局",
                      f"{self.county_name}农业农村局", f"{self.county_name}自然资源局"]
-        emp = np.asarray(employers, dtype=object)[rng.integers(0, len(employers), n_p)]
-        town_emp = P["township_code"].replace_strict(self.town_names, default="").to_numpy() + "人民政府"
+        emp = labels(employers, rng.integers(0, len(employers), n_p))
+        town_emp = P["township_code"].replace_strict(self.town_names, default="") + "人民政府"
         self.caizheng_base = P.select("pid", "hh", "township_code", "_protect", "id_number", "name").with_columns(
-            pl.Series("employer", np.where(rng.random(n_p) < .4, town_emp, emp), dtype=pl.Utf8),
+            pl.when(pl.Series(rng.random(n_p) < .4)).then(town_emp).otherwise(emp).alias("employer"),
             _dates(self.m0 - rng.integers(12, 360, n_p), rng.integers(1, 29, n_p)).alias("hired_on"),
             pl.Series("has", payroll),
         ).filter(pl.col("has")).drop("has")
         # --- yibao base (per person; the year is the period's) ---
         no_yibao = (~regp) & (rng.random(n_p) < 0.003)
-        ystat = np.where((~regp) & (rng.random(n_p) < 0.01), np.where(rng.random(n_p) < .5, "未参保", "停保"), "已参保")
+        ystat_code = np.where((~regp) & (rng.random(n_p) < 0.01), np.where(rng.random(n_p) < .5, 1, 2), 0)
+        ystat = labels(["已参保", "未参保", "停保"], ystat_code)
         inpatient = rng.random(n_p) < 0.04
         tot = np.round(rng.uniform(2000, 40000, n_p)) * 100
         self.yibao_base = P.select("pid", "hh", "township_code", "_protect", "name", "id_number").with_columns(
-            pl.Series("status", ystat, dtype=pl.Utf8),
-            pl.when(pl.Series(regp & (ystat == "已参保"))).then(
+            ystat.alias("status"),
+            pl.when(pl.Series(regp & (ystat_code == 0))).then(
                 pl.Series(np.where(rng.random(n_p) < .5, 22000, 32000))).alias("subsidy"),
             pl.when(pl.Series(inpatient)).then(pl.Series(tot.astype(np.int64))).alias("inpatient_total"),
             pl.when(pl.Series(inpatient)).then(

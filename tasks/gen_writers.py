@@ -86,18 +86,20 @@ def write_xlsx(path: Path, frame: pl.DataFrame, numeric: set[str] = frozenset(),
     head_rows.append(f'<row r="{hr}">' + "".join(
         _text_cell(f"{_col_letter(i)}{hr}", c) for i, c in enumerate(frame.columns)) + "</row>")
     first = hr + 1
-    rownum = (pl.int_range(pl.len()) + first).cast(pl.Utf8)
+    escape = {c for c in frame.columns if frame[c].str.contains(r"[&<>]").any()}
+    body = frame.with_columns((pl.int_range(pl.len()) + first).cast(pl.Utf8).alias("__rn"))
+    rownum = pl.col("__rn")
     cells = []
     for i, c in enumerate(frame.columns):
         v = pl.col(c)
         ref = pl.lit(f'<c r="{_col_letter(i)}') + rownum
-        text = ref + pl.lit('" t="inlineStr"><is><t>') + _escape(v) + pl.lit("</t></is></c>")
+        text = ref + pl.lit('" t="inlineStr"><is><t>') + (_escape(v) if c in escape else v) + pl.lit("</t></is></c>")
         if c in numeric:
             cell = pl.when(v.str.contains(_NUMBER)).then(ref + pl.lit('"><v>') + v + pl.lit("</v></c>")).otherwise(text)
         else:
             cell = text
         cells.append(pl.when(v.is_null() | (v == "")).then(pl.lit("")).otherwise(cell))
-    rows = frame.select(
+    rows = body.select(
         (pl.lit('<row r="') + rownum + pl.lit('">') + pl.concat_str(cells) + pl.lit("</row>")).alias("x")
     ).to_series().str.join("").item() if frame.height else ""
     merge = (f'<mergeCells count="{len(titles)}">' + "".join(

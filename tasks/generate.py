@@ -118,8 +118,8 @@ class Generator:
                 raise ValueError(f"区划表中 {code} 没有村级区划")
             w = CountyWorld(np.random.default_rng([self.seed, i]), code, name, villages, towns,
                             self.households, self.periods[0], len(self.periods), taken, rare_name=(i == 0))
-            ids = w.P["id_number"].to_numpy()
-            taken = ids if taken is None else np.concatenate([taken, ids, w.departed["id_number"].to_numpy()])
+            issued = pl.concat([w.P["id_number"], w.departed["id_number"]])
+            taken = issued if taken is None else pl.concat([taken, issued])
             worlds.append(w)
         monitoring, problems, households = [], [], []
         for t, period in enumerate(self.periods):
