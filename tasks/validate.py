@@ -114,6 +114,10 @@ def suite_definition(dept: str) -> dict:
     if not _DEPT.match(dept):
         raise ValueError(f"bad department code {dept!r}")
     path = EXPECTATIONS_DIR / f"{dept}.json"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no expectation suite for department {dept!r}: {path} "
+            f"(start one with: python scripts/build_suites.py --dept {dept})")
     raw = _suite_json(dept, path.stat().st_mtime_ns)
     names = set()
     for exp in raw["expectations"]:

@@ -82,6 +82,32 @@ def validations(con, period: str, dept: str) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in rows}
 
 
+def test_every_contract_has_a_suite_that_covers_it():
+    """A contract edited without its suite would reject every extract in production: catch it here."""
+    from tasks.contracts import LINEAGE_COLUMNS, all_contracts
+    from tasks.validate import suite_definition
+
+    for dept, contract in all_contracts().items():
+        suite = suite_definition(dept)
+        by_name = {e["meta"]["name"]: e for e in suite["expectations"]}
+        columns = by_name["columns_match_contract"]["kwargs"]["column_set"]
+        assert set(columns) == {c.name for c in contract.columns} | set(LINEAGE_COLUMNS), dept
+        for col in contract.columns:
+            if col.required:
+                assert f"{col.name}_not_null" in by_name, (dept, col.name)
+            if col.codes:
+                assert by_name[f"{col.name}_in_list"]["kwargs"]["value_set"] == list(col.codes), (dept, col.name)
+            if col.type == "id":
+                assert f"{col.name}_check_char" in by_name, (dept, col.name)
+        for key in contract.unique:
+            assert "unique_" + "_".join(key) in by_name, (dept, key)
+        for exp in suite["expectations"]:
+            meta = exp["meta"]
+            assert meta["severity"] in ("blocking", "warning")
+            assert exp["severity"] == ("critical" if meta["severity"] == "blocking" else "warning")
+            assert exp.get("description"), meta["name"]
+
+
 def minzheng_rows(n: int) -> list[dict]:
     return [{"name": f"人{i}", "id_number": make_id(i), "assistance": "低保", "monthly_amount": "300.00",
              "start_month": "2020-01-01", "end_month": None, "village_code": village(i)} for i in range(n)]
