@@ -109,8 +109,8 @@ class CountyWorld:
         rng, H, P, T = self.rng, self.H, self.P, self.T
         N = self.n_registry
 
-        def count(rate: float, minimum: int = 4) -> int:
-            return max(minimum, int(round(N * rate)))
+        def count(rate: float) -> int:
+            return max(4 if N >= 300 else 2, int(round(N * rate)))
 
         reg_hh = H.filter(pl.col("registry"))
         order = rng.permutation(reg_hh["hh"].to_numpy())
@@ -148,8 +148,8 @@ class CountyWorld:
             return p
 
         school_kids = members.filter((pl.col("age") >= 7) & (pl.col("age") <= 14))
-        add("P01", take_persons(count(.006), school_kids), 4, n_always=4)
-        add("P02", take_persons(count(.008), members), 4, n_always=4)
+        add("P01", take_persons(count(.006), school_kids), 4, n_always=min(4, count(.006)))
+        add("P02", take_persons(count(.008), members), 4, n_always=min(4, count(.008)))
         add("P03", take_persons(count(.006), members.filter(pl.col("health").is_in(["长期慢性病", "患有大病"]))), 2)
         add("P04", take_households(count(.006)), 3)
         add("P05", take_households(count(.006)), 5)

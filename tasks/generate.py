@@ -253,6 +253,13 @@ class Generator:
             m = ", ".join(f"{c}={n}" for _, c, n in mc.filter(pl.col("period") == period).iter_rows())
             lines.append(f"{period} 问题：{p}")
             lines.append(f"{period} 监测：{m}")
+        codes = ["P01", "P02", "P03", "P04", "P05", "P06", "P07", "P07b", "P08", "P09", "P10", "P11", "P12", "P13"]
+        categories = ["not_exited_below_line", "unstable_exited", "marginal", "sudden_hardship"]
+        for period in self.periods:
+            missing = (set(codes) - set(pc.filter(pl.col("period") == period)["code"])) | (
+                set(categories) - set(mc.filter(pl.col("period") == period)["category"]))
+            if missing:
+                lines.append(f"注意：{period} 未能种下 {', '.join(sorted(missing))}（户数太少？）")
         lines.append(f"风险消除建议（truth/clearance.csv）：{self.clearance.height} 户")
         return "\n".join(lines)
 
