@@ -59,9 +59,8 @@ WITH reg AS (
            s.total_income, s.prev_per_capita_income AS prev_pci, s.medical_out_of_pocket AS oop,
            s.period AS income_period, s.source_file AS income_file, s.source_row AS income_row,
            NULL::BOOLEAN AS education_ok, NULL::BOOLEAN AS medical_ok,
-           -- labour of a non-registry household is known only from its head's work record
-           (SELECT count(*) FROM eff_renshe r
-            WHERE r.id_number = s.head_id_number AND r.months > 0)::INTEGER AS labour_able_members,
+           -- labour ability is recorded only in the registry: unknown for other households
+           NULL::INTEGER AS labour_able_members,
            NULL::BIGINT AS head_rows, NULL::DECIMAL(14,2) AS registry_pci,
            NULL::VARCHAR AS head_file, NULL::INTEGER AS head_row
     FROM shouru_income s
