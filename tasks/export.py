@@ -40,6 +40,8 @@ KINDS = ("monitoring", "ledger", "spot-check")
 WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_numbers": False,
                     "strings_to_urls": False}
 FORMULA_START = r"^[=+\-@\t\r]"
+HISTORY_STATUS_SQL = ("CASE h.status WHEN 'monitoring' THEN '监测中' WHEN 'proposed_clear' "
+                      "THEN '拟风险消除' WHEN 'manual_review' THEN '需人工评估' ELSE h.status END")
 STRATUM_LABELS = {"未脱贫": "未脱贫", "已脱贫": "已脱贫", "non_registry": "非建档立卡",
                   "非建档立卡": "非建档立卡", "not_exited": "未脱贫", "exited": "已脱贫"}
 
@@ -113,7 +115,8 @@ def _monitoring(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
                    AS per_capita_income,
                {'coalesce(col.label, s.color)' if has['household_status'] else 'NULL'} AS color,
                m.categories, m.reasons, {plan} AS measures,
-               {'h.entered_period' if has['monitoring_history'] else 'NULL'} AS entered_period
+               {'h.entered_period' if has['monitoring_history'] else 'NULL'} AS entered_period,
+               {HISTORY_STATUS_SQL if has['monitoring_history'] else 'NULL'} AS monitoring_status
         FROM m
         {'LEFT JOIN mart.household_status s USING (period, household_key) '
          'LEFT JOIN colors col ON col.color = s.color' if has['household_status'] else ''}
@@ -150,7 +153,10 @@ def _ledger(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
         df = pl.DataFrame()
     else:
         df = frame(con, f"""
-            WITH depts(code, name) AS (VALUES {dept_names_sql_values()}),
+            WITH depts(code, name, ord) AS (
+                SELECT code, name, row_number() OVER ()
+                FROM (VALUES {dept_names_sql_values()}) v(code, name)
+            ),
             problems(code, label) AS (VALUES {problems}),
             s AS ({state})
             SELECT coalesce(d.name, l.responsible_dept, '（未指定）') AS dept,
@@ -169,7 +175,7 @@ def _ledger(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
             LEFT JOIN problems pr ON pr.code = l.code
             {rules_join}
             WHERE l.open_now OR l.closed_in
-            ORDER BY dept, overdue DESC, l.deadline, l.problem_key
+            ORDER BY d.ord NULLS LAST, dept, overdue DESC, l.deadline, l.problem_key
         """, {"p": period})
     path = out_dir / f"ledger-{period}.xlsx"
     with _workbook(path) as wb:

@@ -53,6 +53,7 @@ LABELS: dict[str, str] = {
     "last_flagged_period": "最近识别期次",
     "clean_periods": "连续无风险期数",
     "proposed_clear_period": "拟风险消除期次",
+    "monitoring_status": "监测状态",
     "status": "状态",
     "problem_key": "问题编号",
     "code": "问题代码",
