@@ -13,7 +13,8 @@ from __future__ import annotations
 from html import escape
 from typing import Sequence
 
-PALETTE = ("#2f6db5", "#e07b39", "#3a9e5f", "#c2413b", "#8a63b8", "#7f7f7f", "#b8a23a", "#2aa3a3")
+PALETTE = ("#2f6db5", "#e07b39", "#3a9e5f", "#c2413b", "#8a63b8", "#7f7f7f", "#b8a23a", "#2aa3a3",
+           "#e377c2", "#8c564b", "#17becf", "#1a1a6e")  # twelve: one per department
 FONT = ("font-family=\"'Microsoft YaHei','PingFang SC','Noto Sans CJK SC','WenQuanYi Micro Hei',"
         "'Source Han Sans SC',sans-serif\"")
 
@@ -32,13 +33,34 @@ def _text_width(text: str, size: float = 12) -> float:
     return sum(size if ord(c) > 0x2E80 else size * 0.58 for c in text)
 
 
-def _legend(names: Sequence[str], x: float, y: float) -> list[str]:
-    parts, cx = [], x
+LEGEND_ROW = 20
+
+
+def _legend_rows(names: Sequence[str], x: float, width: float) -> list[list[tuple[float, int]]]:
+    """Legend entries laid out in rows that fit the chart: [(x, index), ...] per row."""
+    rows, row, cx = [], [], x
     for k, name in enumerate(names):
-        colour = PALETTE[k % len(PALETTE)]
-        parts.append(f'<rect x="{cx:.1f}" y="{y - 10:.1f}" width="12" height="12" fill="{colour}"/>')
-        parts.append(f'<text x="{cx + 16:.1f}" y="{y:.1f}" font-size="12">{escape(name)}</text>')
-        cx += 28 + _text_width(name)
+        step = 28 + _text_width(name)
+        if row and cx + step > width - 4:
+            rows.append(row)
+            row, cx = [], x
+        row.append((cx, k))
+        cx += step
+    if row:
+        rows.append(row)
+    return rows
+
+
+def _legend(names: Sequence[str], x: float, y: float, width: float) -> list[str]:
+    parts = []
+    for r, row in enumerate(_legend_rows(names, x, width)):
+        ry = y + r * LEGEND_ROW
+        for cx, k in row:
+            colour = PALETTE[k % len(PALETTE)]
+            parts.append(f'<rect x="{cx:.1f}" y="{ry - 10:.1f}" width="12" height="12" '
+                         f'fill="{colour}"/>')
+            parts.append(f'<text x="{cx + 16:.1f}" y="{ry:.1f}" font-size="12">'
+                         f'{escape(names[k])}</text>')
     return parts
 
 
@@ -56,7 +78,8 @@ def bar_chart(categories: Sequence[str], series: dict[str, Sequence[float | None
     label_w = min(220.0, max(_text_width(c) for c in categories) + 12)
     bar_h, gap = (14, 10) if len(categories) * len(names) <= 30 else (10, 8)
     group_h = bar_h * len(names) + gap
-    top = 34 + (20 if len(names) > 1 else 0)
+    legend_rows = len(_legend_rows(names, label_w, width)) if len(names) > 1 else 0
+    top = 34 + LEGEND_ROW * legend_rows
     height = top + group_h * len(categories) + 10
     vmax = max([max(v) for v in values if v] + [0])
     vmin = min([min(v) for v in values if v] + [0])
@@ -68,7 +91,7 @@ def bar_chart(categories: Sequence[str], series: dict[str, Sequence[float | None
            f"<title>{escape(title)}</title>",
            f'<text x="4" y="18" font-size="14" font-weight="bold">{escape(title)}</text>']
     if len(names) > 1:
-        out += _legend(names, label_w, 40)
+        out += _legend(names, label_w, 40, width)
     for i, cat in enumerate(categories):
         y0 = top + i * group_h
         colour = "#c2413b" if highlight and highlight[i] else "#333"
@@ -97,7 +120,9 @@ def line_chart(x_labels: Sequence[str], series: dict[str, Sequence[float | None]
     names = list(series)
     if not x_labels:
         return _empty(title, width)
-    left, right, top, bottom = 56, 20, 34 + (22 if len(names) > 1 else 0), 34
+    legend_rows = len(_legend_rows(names, 56, width)) if len(names) > 1 else 0
+    left, right, top, bottom = 56, 20, 36 + LEGEND_ROW * legend_rows, 34
+    height += LEGEND_ROW * max(0, legend_rows - 1)
     plot_w, plot_h = width - left - right, height - top - bottom
     all_values = [v for n in names for v in series[n] if v is not None]
     vmax = max(all_values + [0]) or 1
@@ -113,7 +138,7 @@ def line_chart(x_labels: Sequence[str], series: dict[str, Sequence[float | None]
            f"<title>{escape(title)}</title>",
            f'<text x="4" y="18" font-size="14" font-weight="bold">{escape(title)}</text>']
     if len(names) > 1:
-        out += _legend(names, left, 40)
+        out += _legend(names, left, 40, width)
     for frac in (0, 0.5, 1):
         v = vmin + span * frac
         _, y = xy(0, v)
