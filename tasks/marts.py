@@ -199,11 +199,14 @@ def build_marts(warehouse: Path, period: str, run_id: str, policy_year: int | No
             _load_divisions(con)
             _refresh_deliveries(con, depts)
 
-            built = dict(con.execute(
-                "SELECT period, arg_max(policy_year, built_at) FROM mart.policy_used "
-                "WHERE period > ? GROUP BY period", [period]).fetchall())
+            # later periods already built are rebuilt with the policy year and seed they had
+            later = con.execute(
+                "SELECT period, arg_max(policy_year, built_at), "
+                "arg_max(json_extract(\"values\", '$.spot_check_seed')::BIGINT, built_at) "
+                "FROM mart.policy_used WHERE period > ? GROUP BY period ORDER BY period",
+                [period]).fetchall()
             plan = [(period, policy_year or _year(period), seed)]
-            plan += [(p, y, None) for p, y in sorted(built.items())]
+            plan += [(p, y, s) for p, y, s in later]
             used = {}
             for p, year, p_seed in plan:
                 policy = load_policy(year)

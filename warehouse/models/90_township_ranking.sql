@@ -25,6 +25,8 @@ WITH periods AS (
            coalesce(pr.closed_problems, 0) AS closed_problems,
            coalesce(hh.monitored_households, 0) AS monitored_households
     FROM hh FULL JOIN pr USING (period, township_code)
+), ranked_set AS (   -- townships with registry households or problems take part
+    SELECT * FROM t WHERE households > 0 OR open_problems + closed_problems > 0
 ), scored AS (
     SELECT *,
            CASE WHEN closed_problems + open_problems = 0 THEN 1.0
@@ -33,7 +35,7 @@ WITH periods AS (
                - 5 * overdue_problems * 100.0 / greatest(households, 1)
                + 20 * CASE WHEN closed_problems + open_problems = 0 THEN 1.0
                            ELSE closed_problems / (closed_problems + open_problems) END AS score
-    FROM t
+    FROM ranked_set
 ), ranked AS (
     SELECT s.*, p.i,
            rank() OVER (PARTITION BY period ORDER BY score DESC)::INTEGER AS rank,
