@@ -509,7 +509,8 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
             meta = cfg.meta or {}
             name = meta["name"]
             count = _unexpected_count(r)
-            keys_sql = failing_rows_sql(cfg, params, batch_sql) if not r.success else None
+            error = _exception_message(r)
+            keys_sql = failing_rows_sql(cfg, params, batch_sql) if not (r.success or error) else None
             if keys_sql:
                 # One scan per failed check: its failing rows' keys, then sample and quarantine
                 # read the small temp table.
@@ -528,7 +529,6 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
                     and row_count and meta.get("reject_above_share") is not None
                     and count / row_count > float(meta["reject_above_share"])):
                 escalated = True
-            error = _exception_message(r)
             if error:
                 # An expectation GX could not evaluate is a broken check: never silently passed.
                 blocking, escalated = True, False

@@ -352,3 +352,28 @@ def test_blocking_outcome_reaches_a_webhook_masked(wh, monkeypatch):
     assert "公安局" in message and "2020-06" in message and "unique_id_number_cancelled_on_reason" in message
     assert "2 行" in message and "620523********" in message and "datadocs" in message
     assert _valid_ids_in(message) == []
+
+
+def test_an_expectation_gx_cannot_evaluate_blocks(wh, monkeypatch):
+    """A broken check (here custom SQL naming a column that does not exist) is never a pass."""
+    import copy
+
+    from tasks import validate
+
+    path, con = wh
+    suite = copy.deepcopy(validate.suite_definition("caizheng"))
+    suite["expectations"].append({
+        "type": "unexpected_rows_expectation",
+        "kwargs": {"unexpected_rows_query": "SELECT period, source_file, source_row FROM {batch} WHERE no_such_column > 0"},
+        "description": "坏的自定义校验", "severity": "warning",
+        "meta": {"name": "broken_check", "severity": "warning", "row_level": True, "quarantine": True},
+    })
+    monkeypatch.setattr(validate, "suite_definition", lambda dept: suite)
+    insert(con, "caizheng", "2020-07", [{"id_number": make_id(i), "name": f"人{i}", "employer": "县财政局"}
+                                        for i in range(5)])
+    outcome = validate.validate_extract(path, "2020-07", "caizheng", "run-broken")
+    assert outcome.blocking_failed
+    failure = next(f for f in outcome.failures if f["expectation"] == "broken_check")
+    assert failure["blocking"] and failure["error"]
+    assert validations(con, "2020-07", "caizheng")["broken_check"][:2] == (True, False)
+    assert outcome.quarantined_rows == 0
