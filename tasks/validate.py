@@ -474,10 +474,12 @@ def _sample_rows(con, dept: str, keys_sql: str, columns: list[str], period: str)
 
 
 def _row_json_sql(dept: str) -> str:
-    """The pending row as JSON keyed by the contract's Chinese headers (what quarantine keeps)."""
+    """The row as delivered (raw.<dept> text, with its extra columns), JSON keyed by the contract's
+    Chinese headers, as the conformer's quarantine keeps it; the typed value where raw has none."""
     contract = load_contract(dept)
-    parts = ", ".join(f"'{c.header}', CAST(p.\"{c.name}\" AS VARCHAR)" for c in contract.columns)
-    return f"CAST(json_object({parts}) AS VARCHAR)"
+    parts = ", ".join(f"'{c.header}', coalesce(r.\"{c.name}\", CAST(p.\"{c.name}\" AS VARCHAR))"
+                      for c in contract.columns)
+    return f"CAST(json_merge_patch(json_object({parts}), coalesce(r.extra, '{{}}')) AS VARCHAR)"
 
 
 def _exception_message(result) -> str | None:
@@ -605,7 +607,9 @@ def _quarantine(con, dept: str, period: str, run_id: str, keys: list[tuple[str, 
         f"INSERT INTO quarantine.rows (run_id, period, dept, file, row_number, reasons, stage, row_data) "
         f"SELECT ?, p.period, ?, p.source_file, p.source_row, f.reasons, 'validate', {_row_json_sql(dept)} "
         f"FROM pending.{dept} p JOIN _validate_flagged f "
-        f"ON p.source_file = f.source_file AND p.source_row = f.source_row WHERE p.period = ?",
+        f"ON p.source_file = f.source_file AND p.source_row = f.source_row "
+        f"LEFT JOIN raw.{dept} r ON r.period = p.period AND r.source_file = p.source_file "
+        f"AND r.source_row = p.source_row WHERE p.period = ?",
         [run_id, dept, period])
     moved = con.execute(
         f"DELETE FROM pending.{dept} p USING _validate_flagged f WHERE p.period = ? "

@@ -192,6 +192,9 @@ def test_row_level_checks_count_like_hand_sql_and_quarantine_by_name(wh):
     assert any("end_month_not_before_start" in r for r in q[10])
     assert sorted(len(r) for r in q.values())[-1] == 2 and len(q[13]) == 2
     assert any("终止年月" in r for r in q[13])
+    row_data = con.execute("SELECT row_data FROM quarantine.rows WHERE period = ? AND row_number = 13",
+                           [period]).fetchall()[0][0]
+    assert json.loads(row_data)["救助类型"] == "救济"        # the row, keyed by the Chinese headers
     left = con.execute("SELECT count(*) FROM pending.minzheng WHERE period = ?", [period]).fetchall()[0][0]
     assert left == 60 - 9
     # a sample names file and row, identity numbers masked
