@@ -157,6 +157,8 @@ def _world() -> dict:
     rs["fupin"][1]["health"] = "长期慢性病"
     rs["weijian"] = [{"id_number": _i("ill_ok"), "contracted": True, "disease_class": "慢性病"}]
     sets.append(rs)
+    # a township the divisions table does not know
+    sets.append(good_household("H_UNKNOWN_TWP", _i("unknown_twp"), village="620523999001"))
     world: dict[str, list] = {}
     for s in sets:
         for d, rows in s.items():
@@ -378,3 +380,13 @@ def test_interface_columns_in_order(wh):
         got = [r[0] for r in wh.query("SELECT column_name FROM duckdb_columns() WHERE schema_name="
                                       "'mart' AND table_name=? ORDER BY column_index", [table])]
         assert got[:len(cols.split())] == cols.split(), table
+
+
+def test_township_names_from_divisions_else_the_code(wh):
+    names = dict(wh.query("SELECT township_code, township_name FROM mart.township_ranking "
+                          "WHERE period = ?", [P6]))
+    assert names["620523999"] == "620523999"
+    known = wh.query("SELECT name FROM read_csv('warehouse/reference/divisions.csv', "
+                     "all_varchar = true) WHERE code = '620523101'")
+    if known:
+        assert names["620523101"] == known[0][0]
