@@ -41,7 +41,11 @@ def write_report(warehouse: Path, period: str | None = None, run_id: str | None 
         html = render_report(con, warehouse, period, _report_dir(warehouse, period))
     folder = _report_dir(warehouse, period)
     stamp = _safe(run_id) if run_id else datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = write_private(folder / f"report-{stamp}.html", html)
+    path, n = folder / f"report-{stamp}.html", 1
+    while path.exists():  # two reports in one second (or a rerun of a run id): keep both
+        n += 1
+        path = folder / f"report-{stamp}-{n}.html"
+    path = write_private(path, html)
     latest = folder / "latest.html"
     shutil.copyfile(path, latest)
     os.chmod(latest, 0o600)

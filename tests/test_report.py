@@ -30,7 +30,9 @@ def test_report_is_kept_per_run_with_a_stable_latest_copy(marts_warehouse, repor
     assert latest.read_bytes() == report.read_bytes()
     again = write_report(marts_warehouse, run_id="run 7/x")
     assert again.name == "report-run_7_x.html" and report.exists()
-    for path in (report, latest, again):
+    rerun = write_report(marts_warehouse, run_id="run 7/x")
+    assert rerun.name == "report-run_7_x-2.html" and again.exists()
+    for path in (report, latest, again, rerun):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -113,7 +115,7 @@ def test_report_renders_offline_in_headless_chromium(report, tmp_path):
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-             f"--proxy-server=127.0.0.1:{_closed_port()}", "--window-size=1200,4000"]
+             f"--proxy-server=127.0.0.1:{_closed_port()}", "--window-size=1200,2400"]
     url = report.resolve().as_uri()
     dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True,
                          timeout=90).stdout
