@@ -131,7 +131,7 @@ def _monitoring(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
                .sort("township_name", nulls_last=True))
     path = out_dir / f"monitoring-{period}.xlsx"
     with _workbook(path) as wb:
-        _about_sheet(wb, "监测对象名单", period, about, sensitive=True, notes=[
+        _about_sheet(wb, "监测对象名单", period, about, sensitive="风险类型（因病、因残等）", notes=[
             "每户一行；一户可同时属于多个监测类别、有多项风险类型。",
             "“建议措施”来自一户一策（mart.household_plan），括号内为责任单位。",
             "按乡镇筛选：点击表头“乡镇”的筛选按钮。"])
@@ -179,7 +179,7 @@ def _ledger(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
         """, {"p": period})
     path = out_dir / f"ledger-{period}.xlsx"
     with _workbook(path) as wb:
-        _about_sheet(wb, "问题台账", period, about, notes=[
+        _about_sheet(wb, "问题台账", period, about, sensitive="问题说明（含大病、残疾等情况）", notes=[
             f"含截至 {end} 未整改的问题和本期销号的问题；每个责任单位一张工作表。",
             f"逾期 = 截至 {end} 未整改且已过整改期限，整行标红。"])
         if df.height:
@@ -190,7 +190,8 @@ def _ledger(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
                        .rename({"dept": "责任单位"}))
             _data_sheet(wb, "汇总", summary, labels)
             for (dept,), part in df.partition_by("dept", as_dict=True, maintain_order=True).items():
-                _data_sheet(wb, dept, part.drop("dept"), labels, flag_column="overdue")
+                _data_sheet(wb, dept, part.drop("dept"), labels, flag_column="overdue",
+                            sensitive=True)
         else:
             _data_sheet(wb, "问题台账", pl.DataFrame({"说明": ["本期没有未整改或销号的问题"]}), labels)
     return path
@@ -350,7 +351,7 @@ def _data_sheet(wb, name: str, df: pl.DataFrame, labels: dict[str, str], *,
     ws.set_footer("&L身份证号已脱敏&R第 &P / &N 页")
 
 
-def _about_sheet(wb, title: str, period: str, about: pl.DataFrame, *, sensitive: bool = False,
+def _about_sheet(wb, title: str, period: str, about: pl.DataFrame, *, sensitive: str | None = None,
                  notes: list[str] = ()) -> None:
     ws = wb.add_worksheet(_sheet_name(wb, "说明"))
     ws.write_string(0, 0, f"{title}（{period}）", wb.fmt["title"])
@@ -363,7 +364,7 @@ def _about_sheet(wb, title: str, period: str, about: pl.DataFrame, *, sensitive:
     row = 2
     if sensitive:
         ws.write_string(row, 0, "敏感信息", wb.fmt["warn"])
-        ws.write_string(row, 1, "本表含风险类型（因病、因残等），仅供帮扶工作使用，不得外传、公开或张贴。",
+        ws.write_string(row, 1, f"本表含{sensitive}，仅供帮扶和整改工作使用，不得外传、公开或张贴。",
                         wb.fmt["warn"])
         row += 1
     for key, value in lines:

@@ -55,9 +55,10 @@ def test_every_workbook_starts_with_what_it_was_built_from(workbooks):
         assert f"{PERIOD}/fupin/fupin_{PERIOD}.xlsx" in text
         assert f"沿用{PERIODS[-2]}" in text           # 水利 did not deliver: its older file
         assert "run-" not in text and "已脱敏" in text
-    about = " ".join(str(c.value) for _, c in _all_cells(workbooks["monitoring"])
-                     if c.parent.title == "说明" and c.value)
-    assert "敏感" in about                             # the export that acts on 因病 / 因残
+    for kind, sensitive in (("monitoring", True), ("ledger", True), ("spot-check", False)):
+        about = " ".join(str(c.value) for _, c in _all_cells(workbooks[kind])
+                         if c.parent.title == "说明" and c.value)
+        assert ("敏感" in about) is sensitive          # the exports that act on 因病 / 因残
 
 
 def test_monitoring_one_row_per_household_with_reasons_and_measures(workbooks, marts_warehouse):  # noqa: F811
