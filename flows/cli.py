@@ -111,8 +111,10 @@ def report(period, warehouse) -> None:
 
 @main.command()
 @click.option("--kind", type=click.Choice(["weekly", "dekad"]), default="weekly")
-@click.option("--since", default=None, help="YYYY-MM-DD (default: one week / dekad ago).")
-@click.option("--until", default=None, help="YYYY-MM-DD (default: today).")
+@click.option("--since", default=None,
+              help="YYYY-MM-DD, inclusive (default: start of the last complete week / dekad).")
+@click.option("--until", default=None,
+              help="YYYY-MM-DD, inclusive (default: end of the last complete week / dekad).")
 @WAREHOUSE_OPTION
 def bulletin(kind, since, until, warehouse) -> None:
     """周调度 (weekly) or 旬通报 (dekad): what opened, closed, became overdue."""
