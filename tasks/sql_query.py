@@ -136,20 +136,34 @@ def _width(text: str) -> int:
     return sum(2 if ord(c) > 0x2E80 else 1 for c in text)
 
 
+def _clip(text: str, limit: int = 60) -> str:
+    """Cut text to ``limit`` display columns, with an ellipsis."""
+    if _width(text) <= limit:
+        return text
+    out, used = [], 0
+    for ch in text:  # one cell's characters, not rows
+        w = _width(ch)
+        if used + w > limit - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…"
+
+
 def _table(df: pl.DataFrame) -> str:
-    """Aligned text with CJK characters counted as two columns wide."""
+    """Aligned text, CJK characters counted two columns wide, numbers right-aligned."""
     if not df.columns:
         return "（无结果 / no result）\n"
     shown = df.head(MAX_TABLE_ROWS)
-    rows = [tuple(df.columns)] + _text_rows(shown)
+    rows = [tuple(df.columns)] + [tuple(_clip(v) for v in r) for r in _text_rows(shown)]
     widths = [max(_width(r[i]) for r in rows) for i in range(len(df.columns))]
-    widths = [min(w, 60) for w in widths]
+    numeric = [dtype.is_numeric() for dtype in df.dtypes]
 
     def line(r):
         cells = []
-        for value, w in zip(r, widths):
-            value = value if _width(value) <= 60 else value[:57] + "…"
-            cells.append(value + " " * max(0, w - _width(value)))
+        for value, w, right in zip(r, widths, numeric):
+            pad = " " * max(0, w - _width(value))
+            cells.append(pad + value if right else value + pad)
         return " | ".join(cells).rstrip()
 
     out = [line(rows[0]), "-+-".join("-" * w for w in widths)] + [line(r) for r in rows[1:]]
