@@ -24,18 +24,24 @@ _FLOAT_TAIL = r"^[0-9]{15,18}\.[0-9]*$"
 
 
 def check_char(first17: pl.Expr) -> pl.Expr:
-    """The MOD 11-2 check character of a 17-digit string expression."""
-    total = pl.sum_horizontal(
-        first17.str.slice(i, 1).cast(pl.Int32, strict=False) * w for i, w in enumerate(WEIGHTS)
-    )
-    remainder = (total % 11).cast(pl.Int64)
-    return pl.lit(CHECK_CHARS).str.slice(remainder, 1)
+    """The MOD 11-2 check character of a 17-digit string expression (null if not 17 digits).
+
+    The 17 digits are parsed once into an integer and taken apart arithmetically (a struct
+    field, so polars materialises the integer instead of re-parsing it per digit): several
+    times faster than 17 string slices.
+    """
+    digits = pl.when(first17.str.contains(r"^[0-9]{17}$")).then(first17.cast(pl.Int64, strict=False))
+    total = pl.struct(digits.alias("n")).struct.with_fields(
+        pl.sum_horizontal(
+            ((pl.field("n") // 10 ** (16 - i)) % 10) * w for i, w in enumerate(WEIGHTS)
+        ).alias("total")
+    ).struct.field("total")
+    return (total % 11).replace_strict(list(range(11)), list(CHECK_CHARS), default=None,
+                                       return_dtype=pl.Utf8)
 
 
 def _to_half_width(expr: pl.Expr) -> pl.Expr:
-    for full, half in zip(_FULL_WIDTH, _HALF_WIDTH):
-        expr = expr.str.replace_all(full, half, literal=True)
-    return expr
+    return expr.str.replace_many(list(_FULL_WIDTH), list(_HALF_WIDTH))
 
 
 REPAIR_DTYPE = pl.Struct({"id_number": pl.Utf8, "repair": pl.Utf8, "error": pl.Utf8})
@@ -59,9 +65,15 @@ def repair_series(raw: pl.Series) -> pl.Series:
     """:func:`repair_expr` on a Series: vectorised, one small expression per step."""
     col = pl.col
     f = pl.DataFrame({"text": raw.cast(pl.Utf8)})
-    f = f.with_columns(col("text").str.replace_all(r"[\s\u3000]+", "").alias("no_spaces"))
-    f = f.with_columns(_to_half_width(col("no_spaces")).alias("half"))
-    f = f.with_columns(col("half").str.to_uppercase().alias("upper"))
+    # Most numbers need no clean-up: only the others go through it (null-masked, so cheap).
+    f = f.with_columns(col("text").str.contains(r"^[0-9]{17}[0-9X]$").fill_null(False).alias("plain"))
+    messy = pl.when(~col("plain")).then(col("text"))
+    f = f.with_columns(pl.coalesce(messy.str.replace_all(r"[\s\u3000]+", ""), col("text"))
+                       .alias("no_spaces"))
+    messy = pl.when(~col("plain")).then(col("no_spaces"))
+    f = f.with_columns(pl.coalesce(_to_half_width(messy), col("no_spaces")).alias("half"))
+    messy = pl.when(~col("plain")).then(col("half"))
+    f = f.with_columns(pl.coalesce(messy.str.to_uppercase(), col("half")).alias("upper"))
     f = f.with_columns(col("upper").str.contains(r"^[0-9]{15}$").alias("is15"))
     f = f.with_columns(pl.when(col("is15")).then(
         col("upper").str.slice(0, 6) + "19" + col("upper").str.slice(6, 9)).alias("upgraded17"))
