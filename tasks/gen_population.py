@@ -224,7 +224,7 @@ def build_population(rng: np.random.Generator, county: str, villages: pl.DataFra
             + (pl.int_range(pl.len()).over("village_code", "registry") + 1).cast(pl.Utf8).str.zfill(4)
         ).alias("household_id")
     )
-    persons = persons.join(households.select("hh", "registry"), on="hh", how="left")
+    persons = persons.join(households.select("hh", "registry"), on="hh", how="left", maintain_order="left")
     return households, persons
 
 

@@ -117,7 +117,7 @@ class CountyWorld:
         used = np.zeros(len(H), dtype=bool)
         self.protect_hh: set[int] = set()
 
-        members = P.filter(pl.col("registry")).join(H.select("hh", "household_type"), on="hh", how="left")
+        members = P.filter(pl.col("registry")).join(H.select("hh", "household_type"), on="hh", how="left", maintain_order="left")
         able_hh = np.zeros(len(H), dtype=bool)
         able_hh[members.filter(pl.col("labor").is_in(ABLE))["hh"].to_numpy()] = True
         is_general = (H["household_type"] == "一般贫困户").to_numpy()
@@ -133,7 +133,7 @@ class CountyWorld:
 
         def take_persons(n: int, frame: pl.DataFrame) -> np.ndarray:
             """n persons from ``frame`` (registry members), one per household, households unused."""
-            frame = frame.filter(pl.Series(~used[frame["hh"].to_numpy()]))
+            frame = frame.filter(pl.Series(~used[frame["hh"].to_numpy()])).sort("pid")
             frame = frame.sample(fraction=1.0, shuffle=True, seed=int(rng.integers(2**31)))
             frame = frame.unique("hh", keep="first", maintain_order=True).head(n)
             used[frame["hh"].to_numpy()] = True
@@ -312,9 +312,9 @@ class CountyWorld:
         # the head of each household, joined once
         heads = P.select(pl.col("pid").alias("head_pid"), pl.col("id_number").alias("head_id"),
                          pl.col("name").alias("head_name"))
-        H = H.join(heads, on="head_pid", how="left")
+        H = H.join(heads, on="head_pid", how="left", maintain_order="left")
         P = P.join(H.select("hh", "village_code", "township_code", "household_id", "household_type",
-                            "poverty_status", "exit_year", "cause", "object_type"), on="hh", how="left")
+                            "poverty_status", "exit_year", "cause", "object_type"), on="hh", how="left", maintain_order="left")
         P = P.with_columns(pl.col("hh").is_in(list(self.protect_hh)).alias("_protect"))
         H = H.with_columns(pl.col("hh").is_in(list(self.protect_hh)).alias("_protect"))
         self.H, self.P = H, P
@@ -465,7 +465,7 @@ class CountyWorld:
         # members shrink when a deceased person is taken off the registry
         if len(removed):
             dec = P.filter(pl.col("pid").is_in(removed)).group_by("hh").len()
-            Hh = Hh.join(dec.rename({"len": "dead"}), on="hh", how="left").with_columns(
+            Hh = Hh.join(dec.rename({"len": "dead"}), on="hh", how="left", maintain_order="left").with_columns(
                 (pl.col("members") - pl.col("dead").fill_null(0)).alias("members")).drop("dead")
         # P06: income below the line (0) or no assessment at all (1)
         tg, vr = on("P06")
@@ -499,13 +499,13 @@ class CountyWorld:
         # ---------- fupin ----------
         reg = P.filter(pl.col("registry") & ~pl.col("pid").is_in(removed))
         school = self._school(mi)
-        reg = reg.join(school.select("pid", "stage", "grade"), on="pid", how="left").with_columns(
+        reg = reg.join(school.select("pid", "stage", "grade"), on="pid", how="left", maintain_order="left").with_columns(
             pl.when(pl.col("stage").is_null()).then(pl.lit("非在校生"))
             .when(pl.col("stage") == "学前").then(pl.lit("学前教育"))
             .when(pl.col("stage") == "初中").then(pl.concat_str(
                 pl.col("grade").replace_strict({7: "七", 8: "八", 9: "九"}, default="九"), pl.lit("年级")))
             .otherwise(pl.col("stage")).alias("in_school"))
-        reg = reg.join(Hh.select("hh", "registry_pci"), on="hh", how="left")
+        reg = reg.join(Hh.select("hh", "registry_pci"), on="hh", how="left", maintain_order="left")
         fupin = reg.select(
             "household_id",
             (pl.col("household_id") + (pl.col("k") + 1).cast(pl.Utf8).str.zfill(2)).alias("person_no"),
@@ -534,7 +534,7 @@ class CountyWorld:
                 pl.col("poverty_status").alias("_os"), pl.col("exit_year").alias("_oe"),
                 pl.col("township_code").alias("_otown"))
             extra_rows = extra_rows.with_columns(pl.Series("_v", vr_rows), pl.Series("_ohh", oth_rows)).join(
-                other_h, on="_ohh", how="left").with_columns(
+                other_h, on="_ohh", how="left", maintain_order="left").with_columns(
                 pl.when(pl.col("_v") == 0).then(pl.col("_oid")).otherwise(pl.col("household_id")).alias("household_id"),
                 pl.when(pl.col("_v") == 0).then(pl.lit("其他")).otherwise(pl.col("relation")).alias("relation"),
                 pl.when(pl.col("_v") == 0).then(pl.col("_ov")).otherwise(pl.col("village_code")).alias("village_code"),
@@ -546,7 +546,7 @@ class CountyWorld:
                 pl.when(pl.col("_v") == 0).then(pl.col("_otown")).otherwise(pl.col("_town")).alias("_town"),
             ).with_columns((pl.col("household_id") + pl.lit("99")).alias("person_no"))
             extra_rows = extra_rows.join(Hh.select(pl.col("hh").alias("_hh"), pl.col("registry_pci").alias("_rp")),
-                                         on="_hh", how="left").with_columns(
+                                         on="_hh", how="left", maintain_order="left").with_columns(
                 pl.col("_rp").alias("per_capita_income")).select(fupin.columns)
             fupin = pl.concat([fupin, extra_rows.with_columns(pl.lit(True).alias("_protect"))])
         out["fupin"] = fupin.sort("household_id", "person_no")
@@ -616,7 +616,7 @@ class CountyWorld:
         if len(stop_now):
             ends = stop_now.select("pid", _dates(stop_now["month"].to_numpy(),
                                                  np.ones(len(stop_now), dtype=np.int64)).alias("_end"))
-            mz = mz.join(ends, on="pid", how="left").with_columns(
+            mz = mz.join(ends, on="pid", how="left", maintain_order="left").with_columns(
                 pl.coalesce("end_month", "_end").alias("end_month")).drop("_end")
         # P12 households: covered by 低保 while not active
         p12 = pl_["P12"]
@@ -709,8 +709,10 @@ class CountyWorld:
                         pl.col("household_id").str.slice(12).cast(pl.Int64), "_pid"]
             elif d == "gongan":
                 keys = ["cancelled_on", "_pid"]
-            elif d in ("minzheng", "yibao"):
-                keys = keys + [pl.col("start_month" if d == "minzheng" else "year")]
+            elif d == "minzheng":
+                keys = keys + ["start_month", "assistance"]
+            elif d == "yibao":
+                keys = keys + ["year"]
             return f.sort(keys)
         return {d: ordered(d, f) for d, f in out.items()}
 
