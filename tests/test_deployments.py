@@ -184,3 +184,95 @@ def test_failing_run_reaches_webhook_through_automation(served, api, webhook):
     hits = [json.loads(r) for r in received if str(flow_run.name) in r]
     assert hits, f"no webhook call for {flow_run.name}: {received}"
     assert "运行失败" in hits[0]["title"] and "disk on fire" in hits[0]["text"]
+
+
+MART_TABLES = ("household_status", "monitoring", "problem_ledger", "township_ranking")
+
+
+def _marts(warehouse: Path) -> dict[str, list]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    out = {}
+    try:
+        for table in MART_TABLES:
+            cols = [c for (c,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name='mart' AND table_name=? "
+                "AND column_name NOT IN ('run_id', 'built_at', 'created_at', 'recorded_at')",
+                [table]).fetchall()]
+            select = ", ".join(f'"{c}"' for c in cols)
+            out[table] = con.execute(f"SELECT {select} FROM mart.{table} ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+    return out
+
+
+@pytest.fixture(scope="session")
+def two_counties(tmp_path_factory):
+    try:
+        from tasks.generate import generate
+    except ImportError:
+        pytest.skip("tasks.generate not available")
+    inbox = tmp_path_factory.mktemp("counties") / "inbox"
+    generate(inbox, period="2020-06", periods=1, households=60, counties=2)
+    return inbox
+
+
+def test_county_partitions_conformed_on_two_dask_workers(prefect_server, api, two_counties,
+                                                         tmp_path, monkeypatch):
+    """The scale-out pass alone: every (department, county) partition of a two-county inbox is
+    read and conformed on a local Dask cluster of 2 worker processes, against the real server;
+    the Parquet partitions equal what the same task writes in this process."""
+    import polars as pl
+    from distributed import LocalCluster
+    from prefect_dask import DaskTaskRunner
+
+    from flows.scaleout import conform_counties_flow, conform_county, county_groups
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)   # for the worker processes
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        rows = conform_counties_flow.with_options(
+            task_runner=DaskTaskRunner(address=cluster.scheduler_address))(
+            inbox=str(two_counties), period="2020-06", warehouse=str(tmp_path / "dask" / "wh.duckdb"))
+    finally:
+        cluster.close()
+    assert {r["county"] for r in rows} == {"620521", "620523"}
+    assert len({r["worker"] for r in rows}) == 2, "tasks ran in both Dask workers"
+    assert all(r["worker"].startswith("tcp://") and not r["errors"] for r in rows)
+    for (dept, county), files in county_groups(two_counties, "2020-06").items():
+        local = conform_county.fn(inbox=str(two_counties), period="2020-06", dept=dept, county=county,
+                                  files=files, out_root=str(tmp_path / "local"))
+        part = f"period=2020-06/dept={dept}/county={county}/part-0.parquet"
+        on_dask = pl.read_parquet(tmp_path / "dask" / "parquet" / part)
+        assert on_dask.equals(pl.read_parquet(tmp_path / "local" / part)), (dept, county)
+        assert on_dask.height == local["rows_conformed"] > 0
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(os.environ.get("POVWATCH_E2E") != "1",
+                    reason="end to end with the real pipeline twice (minutes): set POVWATCH_E2E=1")
+def test_two_counties_on_dask_workers_match_thread_pool(prefect_server, api, two_counties,
+                                                          tmp_path, monkeypatch):
+    """The whole run with POVWATCH_TASK_RUNNER=dask against the real server: partitions
+    conformed on both workers, and the marts equal a thread-pool (local mode) run's."""
+    from prefect.artifacts import Artifact
+
+    from flows.pipeline import run_inbox
+
+    monkeypatch.setenv("POVWATCH_SETTLE_SECONDS", "0")
+    monkeypatch.setenv("POVWATCH_OUTPUT", str(tmp_path / "output"))
+    thread_wh, dask_wh = tmp_path / "thread" / "wh.duckdb", tmp_path / "dask" / "wh.duckdb"
+    assert run_inbox(two_counties, None, thread_wh, mode="local") in (0, 3)
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)   # for the worker processes
+    monkeypatch.setenv("POVWATCH_TASK_RUNNER", "dask")
+    monkeypatch.setenv("POVWATCH_DASK_WORKERS", "2")
+    assert run_inbox(two_counties, None, dask_wh, mode="prefect") in (0, 3)
+
+    table = Artifact.get("povwatch-2020-06-partitions")
+    rows = table.data if isinstance(table.data, list) else json.loads(table.data)
+    assert {r["county"] for r in rows} == {"620521", "620523"}
+    assert len({r["worker"] for r in rows}) == 2, "tasks ran in both Dask workers"
+    assert all(r["worker"].startswith("tcp://") for r in rows)
+    parts = sorted((dask_wh.parent / "parquet" / "period=2020-06").glob("dept=*/county=*/*.parquet"))
+    assert len(parts) == len(rows)
+    assert _marts(dask_wh) == _marts(thread_wh)
