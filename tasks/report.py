@@ -82,6 +82,7 @@ def render_report(con: duckdb.DuckDBPyConnection, warehouse: Path, period: str,
         "period_end": period_end(period).isoformat(),
         "previous": prev,
         "generated_at": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M"),
+        "area": _area(con, period),
         "provenance": provenance(con, period),
         "datadocs": _datadocs_link(warehouse, report_dir),
     }
@@ -96,6 +97,16 @@ def render_report(con: duckdb.DuckDBPyConnection, warehouse: Path, period: str,
     env.filters["num"] = _num
     env.filters["signed"] = lambda v: "—" if v is None else (f"+{v}" if v > 0 else f"{v}")
     return env.get_template("report.html.j2").render(**ctx)
+
+
+def _area(con, period: str) -> str:
+    """The counties the period covers, by name (for the title)."""
+    if not table_exists(con, "mart.household_status"):
+        return ""
+    names = con.execute(f"""
+        SELECT DISTINCT {place_sql('county_code')} AS name FROM mart.household_status
+        WHERE period = ? AND county_code IS NOT NULL ORDER BY name""", [period]).fetchall()
+    return "、".join(n for (n,) in names[:5]) + ("等" if len(names) > 5 else "")
 
 
 def _num(value) -> str:
