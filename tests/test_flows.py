@@ -197,3 +197,22 @@ def test_reader_gets_a_clear_message_while_a_run_writes(tmp_path):
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_status_shows_runs_rejections_and_open_alerts(env):
+    from tasks.status import status_text
+
+    fakes.REJECT.add("minzheng")
+    inbox = fakes.make_inbox(env)
+    warehouse = env / "wh.duckdb"
+    assert pipeline.run_inbox(inbox, None, warehouse, mode="local") == 3
+    con = duckdb.connect(str(warehouse))
+    con.execute("INSERT INTO audit.alerts (alert_id, run_id, severity, dept, period, summary, channel,"
+                " delivered) VALUES ('a1', 'r', 'error', 'minzheng', '2026-01', '民政数据被退回', 'none', false)")
+    con.close()
+    text = status_text(warehouse)
+    assert "rejected_extracts" in text and "2026-01" in text
+    lines = text.splitlines()
+    by_period = lines[lines.index("各期数据 extracts by period") + 3]
+    assert by_period.split()[:3] == ["2026-01", "2", "1"] and "minzheng" in by_period
+    assert "民政数据被退回" in text and "未送达 not sent" in text
