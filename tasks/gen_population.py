@@ -53,16 +53,16 @@ def make_ids(rng: np.random.Generator, county: str, birth: np.ndarray, male: np.
     prefix = (addr * 10**8 + years * 10**4 + months * 100 + days) * 1000   # first 17 digits, as a number
     taken17 = (np.empty(0, dtype=np.int64) if taken is None or len(taken) == 0
                else pl.Series(taken).str.slice(0, 17).cast(pl.Int64).to_numpy())
+    taken17 = np.sort(taken17)
     seq = rng.integers(1, 500, size=n) * 2 - 1 + (~male).astype(np.int64)
     for _ in range(60):
         key = prefix + seq
-        both = np.concatenate([taken17, key])
-        _, first_idx, counts = np.unique(both, return_index=True, return_counts=True)
-        first = np.zeros(len(both), dtype=bool)
-        first[first_idx] = True
-        clash = ~first[len(taken17):]
-        # a key equal to an already-taken one is a clash even if it came first
-        clash |= np.isin(key, taken17) if len(taken17) else False
+        _, first_idx = np.unique(key, return_index=True)
+        clash = np.ones(n, dtype=bool)
+        clash[first_idx] = False            # later copies of a number drawn twice
+        if len(taken17):                    # numbers already issued elsewhere
+            pos = np.minimum(np.searchsorted(taken17, key), len(taken17) - 1)
+            clash |= taken17[pos] == key
         todo = np.flatnonzero(clash)
         if len(todo) == 0:
             break
