@@ -107,8 +107,9 @@ def _set_policy(con: duckdb.DuckDBPyConnection, period: str, policy: dict, seed:
 
 # --------------------------------------------------------------------------------------- models
 
-def model_order(models_dir: Path = MODELS_DIR) -> dict[str, list[Path]]:
+def model_order(models_dir: Path | None = None) -> dict[str, list[Path]]:
     """The sections of ``ORDER``: setup, period, history -> model files."""
+    models_dir = models_dir or MODELS_DIR
     sections: dict[str, list[Path]] = {}
     current = None
     for line in (models_dir / "ORDER").read_text(encoding="utf-8").splitlines():

@@ -153,3 +153,27 @@ def test_same_seed_same_sample_and_seed_recorded(sample):
     other = sorted(sample.query("SELECT * FROM mart.spot_check"))
     assert other != sample.first and {r[5] for r in other} == {7}
     assert {r[5] for r in sample.first} == {2020}
+
+
+def test_policy_recorded_on_the_run(sample):
+    sample.con.execute("INSERT INTO audit.runs (run_id, status) VALUES ('with-run', 'running')")
+    sample.build("2020-06", run_id="with-run")
+    policy = sample.query("SELECT json_extract(policy, '$.poverty_line')::INT, "
+                          "json_extract(policy, '$.deadlines.P04')::INT FROM audit.runs "
+                          "WHERE run_id = 'with-run'")
+    assert policy == [(4000, 60)]
+
+
+def test_a_failing_model_leaves_the_marts_as_they_were(sample, tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    shutil.copytree(marts.MODELS_DIR, models)
+    (models / "99_broken.sql").write_text("SELECT * FROM no_such_table;", encoding="utf-8")
+    with (models / "ORDER").open("a", encoding="utf-8") as fh:
+        fh.write("99_broken.sql\n")
+    monkeypatch.setattr(marts, "MODELS_DIR", models)
+    before = sorted(sample.query("SELECT * FROM mart.spot_check"))
+    runs = sample.query("SELECT count(*) FROM mart.policy_used")
+    with pytest.raises(RuntimeError, match="99_broken"):
+        sample.build("2020-06", run_id="broken", seed=99)
+    assert sorted(sample.query("SELECT * FROM mart.spot_check")) == before
+    assert sample.query("SELECT count(*) FROM mart.policy_used") == runs
