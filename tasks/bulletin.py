@@ -184,10 +184,13 @@ def bulletin_data(con, since: date, until: date) -> dict:
         FROM f GROUP BY township_code {active}
         ORDER BY became_overdue DESC, overdue_end DESC, open_end DESC, township_code
     """, params)
+    rules = ("SELECT code, rule_name AS label FROM mart.rules" if table_exists(con, "mart.rules")
+             else "SELECT NULL AS code, NULL AS label WHERE false")
     by_code = frame(con, f"""
-        WITH problems(code, label) AS (VALUES {problems}), f AS ({flags})
-        SELECT f.code || ' ' || coalesce(p.label, '') AS name, {agg}
-        FROM f LEFT JOIN problems p USING (code) GROUP BY f.code, p.label {active}
+        WITH problems(code, label) AS (VALUES {problems}), rules AS ({rules}), f AS ({flags})
+        SELECT f.code || ' ' || coalesce(r.label, p.label, '') AS name, {agg}
+        FROM f LEFT JOIN problems p USING (code) LEFT JOIN rules r USING (code)
+        GROUP BY f.code, r.label, p.label {active}
         ORDER BY f.code
     """, params)
     totals = frame(con, f"WITH f AS ({flags}) SELECT {agg} FROM f", params).row(0, named=True)
