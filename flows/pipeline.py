@@ -460,12 +460,20 @@ def execute_run(steps, inbox: Path, warehouse: Path, period: str | None, run_id:
     inbox, warehouse = Path(inbox), Path(warehouse)
     with warehouse_lock(warehouse, timeout=lock_timeout, what=f"povwatch run {run_id}"):
         periods = [period] if period else pending_periods(inbox, warehouse)
+        # A run killed mid-way (SIGKILL, power cut) left files recorded as seen whose extracts
+        # may not be promoted, or marts not committed: its periods are redone.
+        redo = take_over_interrupted_runs(warehouse, run_id)
+        if not period:
+            periods = sorted(set(periods) | (set(redo) & set(inbox_periods(inbox))))
         already = loaded_periods(warehouse)
         late = [p for p in periods if already and p < already[-1] and p not in already]
         _record_run_start(warehouse, run_id, inbox, periods, flow_run_id)
         try:
             results = [run_period(inbox=str(inbox), period=p, warehouse=str(warehouse), run_id=run_id)
                        for p in periods]
+            built = {r["period"] for r in results if r.get("marts")}
+            for p in sorted(set(redo) & set(loaded_periods(warehouse)) - built):
+                steps.call(build_marts_step, warehouse=str(warehouse), period=p, run_id=run_id)
             # A period delivered late: build_marts rewrites the per-period marts of every later
             # built period and replays the history marts (ledger, events, ranking) in order.
             replayed = sorted({p for r in results for p in r.get("periods_built", [])} - set(periods))
@@ -475,6 +483,31 @@ def execute_run(steps, inbox: Path, warehouse: Path, period: str | None, run_id:
         summary = summarise_run(run_id, periods, results, late, replayed)
         _record_run_end(warehouse, run_id, summary["status"], summary["message"])
     return summary
+
+
+def take_over_interrupted_runs(warehouse: Path, run_id: str) -> list[str]:
+    """Periods of runs recorded as 'running' that no process runs any more; they become 'failed'.
+
+    Called while holding the warehouse lock: a run still marked running was killed.
+    """
+    if not Path(warehouse).exists():
+        return []
+    from tasks.db import open_warehouse, write_lock
+
+    with write_lock:
+        con = open_warehouse(warehouse)
+        try:
+            rows = con.execute("SELECT run_id, periods FROM audit.runs "
+                               "WHERE status = 'running' AND run_id <> ?", [run_id]).fetchall()
+            if rows:
+                con.execute(
+                    "UPDATE audit.runs SET status = 'failed', finished_at = current_timestamp, "
+                    "message = ? WHERE status = 'running' AND run_id <> ?",
+                    [f"运行中断（进程意外终止），已由 {run_id} 重做 / interrupted; redone by {run_id}",
+                     run_id])
+        finally:
+            con.close()
+    return sorted({p for _, periods in rows for p in (periods or "").split(",") if p})
 
 
 def summarise_run(run_id: str, periods: list[str], results: list[dict], late: list[str],
