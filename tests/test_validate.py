@@ -7,14 +7,12 @@ whole module: every test uses its own (department, period).
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
-import datetime as dt
-
 from stdnum.iso7064 import mod_11_2
 
 from tasks import db
@@ -307,9 +305,17 @@ def _valid_ids_in(text: str) -> list[str]:
 
 
 def test_data_docs_built_without_identity_numbers(wh):
+    """GX keeps unexpected values (here: duplicated identity numbers) in its results and renders
+    them in Data Docs; nothing under the output folder may hold a valid identity number."""
     from tasks.settings import output_dir
+    from tasks.validate import validate_extract
 
     path, con = wh
+    rows = [{"id_number": make_id(i), "contracted": "true", "disease_class": "无"} for i in range(8)]
+    rows[3]["id_number"] = rows[2]["id_number"]
+    insert(con, "weijian", "2020-08", rows)
+    outcome = validate_extract(path, "2020-08", "weijian", "run-docs")
+    assert outcome.blocking_failed and outcome.data_docs and outcome.data_docs.exists()
     out = output_dir(path)
     index = out / "datadocs" / "index.html"
     assert index.exists()
