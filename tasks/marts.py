@@ -173,6 +173,39 @@ def _set_departments(con: duckdb.DuckDBPyConnection) -> None:
     con.executemany("INSERT INTO mart.departments VALUES (?, ?)", rows)
 
 
+PERIOD_TABLES = ("household_status", "monitoring", "problem_findings", "household_plan",
+                 "spot_check")
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, schema_sql: Path) -> bool:
+    """Drop mart tables whose columns differ from the schema model's (marts are derived).
+
+    Returns True when a per-period table was dropped: every built period must then be rebuilt.
+    """
+    scratch = duckdb.connect()
+    try:
+        scratch.execute("CREATE SCHEMA mart; CREATE TABLE mart.departments (code VARCHAR, name VARCHAR)")
+        scratch.execute(schema_sql.read_text(encoding="utf-8"))
+        expected = _columns(scratch)
+    finally:
+        scratch.close()
+    present = _columns(con)
+    changed = [t for t, cols in present.items() if t in expected and cols != expected[t]]
+    for table in changed:
+        con.execute(f"DROP TABLE mart.{table}")
+    return any(t in PERIOD_TABLES for t in changed)
+
+
+def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
+    rows = con.execute("SELECT table_name, column_name, data_type FROM duckdb_columns() "
+                       "WHERE schema_name = 'mart' AND NOT internal "
+                       "ORDER BY table_name, column_index").fetchall()
+    out: dict[str, list[tuple[str, str]]] = {}
+    for table, column, dtype in rows:
+        out.setdefault(table, []).append((column, dtype))
+    return out
+
+
 def _year(period: str) -> int:
     return int(period[:4])
 
@@ -194,6 +227,7 @@ def build_marts(warehouse: Path, period: str, run_id: str, policy_year: int | No
         con = open_warehouse(warehouse)
         try:
             con.execute("BEGIN TRANSACTION")
+            schema_changed = _migrate(con, models["setup"][0])
             _set_departments(con)
             for path in models.get("setup", []):
                 _run_model(con, path)
@@ -204,10 +238,12 @@ def build_marts(warehouse: Path, period: str, run_id: str, policy_year: int | No
             later = con.execute(
                 "SELECT period, arg_max(policy_year, built_at), "
                 "arg_max(json_extract(\"values\", '$.spot_check_seed')::BIGINT, built_at) "
-                "FROM mart.policy_used WHERE period > ? GROUP BY period ORDER BY period",
-                [period]).fetchall()
+                "FROM mart.policy_used WHERE period > ? OR (? AND period <> ?) "
+                "GROUP BY period ORDER BY period",
+                [period, schema_changed, period]).fetchall()   # all of them after a schema change
             plan = [(period, policy_year or _year(period), seed)]
             plan += [(p, y, s) for p, y, s in later]
+            plan.sort(key=lambda item: item[0])
             used = {}
             for p, year, p_seed in plan:
                 policy = load_policy(year)

@@ -177,3 +177,13 @@ def test_a_failing_model_leaves_the_marts_as_they_were(sample, tmp_path, monkeyp
         sample.build("2020-06", run_id="broken", seed=99)
     assert sorted(sample.query("SELECT * FROM mart.spot_check")) == before
     assert sample.query("SELECT count(*) FROM mart.policy_used") == runs
+
+
+def test_a_mart_table_of_an_older_schema_is_rebuilt(sample):
+    sample.con.execute("ALTER TABLE mart.household_status DROP COLUMN monitored")
+    before = sample.query("SELECT count(*) FROM mart.household_status")
+    sample.build("2020-06", run_id="after-upgrade")
+    cols = [r[0] for r in sample.query("SELECT column_name FROM duckdb_columns() WHERE schema_name = "
+                                       "'mart' AND table_name = 'household_status'")]
+    assert "monitored" in cols
+    assert sample.query("SELECT count(*) FROM mart.household_status") == before
