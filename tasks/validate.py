@@ -502,6 +502,8 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
     con = db.connect(warehouse)
     try:
         row_count = con.execute(f"SELECT count(*) FROM pending.{dept} WHERE period = ?", [period]).fetchall()[0][0]
+        if row_count == 0:
+            return _empty_outcome(con, raw, period, dept, run_id)
         params, volume_info = suite_parameters(con, dept, period, raw.get("meta") or {})
         results, docs = run_suite(warehouse, dept, period, run_id, params)
 
@@ -591,6 +593,30 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
         return outcome
     finally:
         con.close()
+
+
+def _empty_outcome(con, raw: dict, period: str, dept: str, run_id: str) -> ValidationOutcome:
+    """No row for the period: GX has no batch to validate (its partitioner finds no such period).
+    Recorded as the suite's ``not_empty`` expectation failing; the extract is rejected."""
+    exp = next((e for e in raw["expectations"] if e["meta"]["name"] == "not_empty"),
+               {"description": "数据量：本期数据不能为空", "meta": {"name": "not_empty"}})
+    name = exp["meta"]["name"]
+    details = {"type": "expect_table_row_count_to_be_between", "description": exp.get("description"),
+               "meta": exp["meta"], "result": {"observed_value": 0},
+               "note": "no row for this period: the rest of the suite was not run"}
+    with db.write_lock:
+        con.execute(
+            "INSERT INTO audit.validations (run_id, period, dept, expectation, blocking, success, "
+            "unexpected_count, details) VALUES (?, ?, ?, ?, TRUE, FALSE, NULL, ?)",
+            [run_id, period, dept, name, json.dumps(details, ensure_ascii=False)])
+    outcome = ValidationOutcome(
+        period=period, dept=dept, blocking_failed=True,
+        failures=[{"expectation": name, "description": exp.get("description"), "blocking": True,
+                   "unexpected_count": None, "sample": 0, "escalated": False, "quarantine": False,
+                   "observed": 0, "error": None}],
+        quarantined_rows=0, data_docs=None, message=None, run_id=run_id, results=1, row_count=0)
+    outcome.message = summary_message(outcome)
+    return outcome
 
 
 def _quarantine(con, dept: str, period: str, run_id: str, keys: list[tuple[str, str]]) -> int:

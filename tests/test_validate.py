@@ -286,6 +286,17 @@ def test_conditional_required_and_percent_ranges(wh):
     assert fupin.quarantined_rows == 1 and shuili.quarantined_rows == 1
 
 
+def test_a_period_without_rows_is_rejected(wh):
+    """GX cannot make a batch of a period with no rows: recorded as not_empty failing, blocking."""
+    from tasks.validate import validate_extract
+
+    path, con = wh
+    outcome = validate_extract(path, "2019-12", "canlian", "run-empty")
+    assert outcome.blocking_failed and [f["expectation"] for f in outcome.failures] == ["not_empty"]
+    assert "实际 0 行" in outcome.message
+    assert validations(con, "2019-12", "canlian")["not_empty"][:2] == (True, False)
+
+
 def test_other_tasks_db_connections_keep_working(wh):
     """GX's connections and tasks.db's share one DuckDB instance in the process."""
     from tasks.validate import validate_extract
