@@ -6,6 +6,7 @@ writing process per file; inside one process, connections to the same file share
 from __future__ import annotations
 
 import os
+import time as _time
 from pathlib import Path
 
 import duckdb
@@ -15,17 +16,27 @@ from tasks.settings import WAREHOUSE_DIR
 
 
 def connect(warehouse: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse; a new one is created readable by its owner only."""
+    """Open the warehouse; a new one is created readable by its owner only.
+
+    DuckDB refuses a writer while another process has the file open, even read-only: a
+    ``povwatch sql`` or a report in the middle of a run. A read-write open therefore waits for
+    such a reader to let go, up to ``POVWATCH_DB_LOCK_WAIT`` seconds (default 60).
+    """
     warehouse = Path(warehouse)
     if read_only:
         return duckdb.connect(str(warehouse), read_only=True)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    old_umask = os.umask(0o077)  # personal data: owner-only file and WAL
-    try:
-        con = duckdb.connect(str(warehouse))
-    finally:
-        os.umask(old_umask)
-    return con
+    deadline = _time.monotonic() + float(os.environ.get("POVWATCH_DB_LOCK_WAIT", "60"))
+    while True:
+        old_umask = os.umask(0o077)  # personal data: owner-only file and WAL
+        try:
+            return duckdb.connect(str(warehouse))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or _time.monotonic() >= deadline:
+                raise
+        finally:
+            os.umask(old_umask)
+        _time.sleep(0.2)
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
