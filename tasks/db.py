@@ -6,6 +6,7 @@ writing process per file; inside one process, connections to the same file share
 from __future__ import annotations
 
 import os
+import re
 import time as _time
 from pathlib import Path
 
@@ -41,9 +42,37 @@ def connect(warehouse: Path | str, read_only: bool = False) -> duckdb.DuckDBPyCo
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every schema, audit table and department table that does not exist yet."""
-    con.execute((WAREHOUSE_DIR / "ddl.sql").read_text(encoding="utf-8"))
+    ddl = (WAREHOUSE_DIR / "ddl.sql").read_text(encoding="utf-8")
+    if _schema_present(con, ddl):
+        return  # every statement below would be a no-op ("IF NOT EXISTS")
+    con.execute(ddl)
     for contract in all_contracts().values():
         ensure_department_tables(con, contract)
+
+
+_DDL_SCHEMA = re.compile(r"CREATE\s+SCHEMA\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.IGNORECASE)
+_DDL_TABLE = re.compile(r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)\.(\w+)", re.IGNORECASE)
+
+
+def _schema_present(con: duckdb.DuckDBPyConnection, ddl: str) -> bool:
+    """True when every schema and table that ddl.sql and the contracts create already exists:
+    two catalog queries instead of ~300 CREATE ... IF NOT EXISTS statements, which cost
+    ~0.05 s of CPU on every open_warehouse (a run opens the warehouse dozens of times)."""
+    statements = [t.strip() for t in re.sub(r"--[^\n]*", "", ddl).split(";") if t.strip()]
+    if not all(re.match(r"CREATE\s+(SCHEMA|TABLE)\s+IF\s+NOT\s+EXISTS\s", t, re.IGNORECASE)
+               for t in statements):
+        return False  # ddl.sql does more than create what is missing: always run it
+    schemas = {s.lower() for s in _DDL_SCHEMA.findall(ddl)}
+    tables = {(s.lower(), t.lower()) for s, t in _DDL_TABLE.findall(ddl)}
+    for code in all_contracts():
+        tables |= {(schema, code.lower()) for schema in ("raw", "pending", "staging")}
+    present_schemas = {r[0] for r in con.execute(
+        "SELECT lower(schema_name) FROM duckdb_schemas() WHERE database_name = current_database()"
+    ).fetchall()}
+    present_tables = set(con.execute(
+        "SELECT lower(schema_name), lower(table_name) FROM duckdb_tables() "
+        "WHERE database_name = current_database()").fetchall())
+    return schemas <= present_schemas and tables <= present_tables
 
 
 def ensure_department_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
