@@ -29,10 +29,6 @@ RARE_NAME = "𠮷春花"   # 𠮷 is in GB18030 but not GBK: whichever file carr
 RELATION_HEAD = "户主"
 
 
-def _pick(rng: np.random.Generator, items: list[str], n: int, p=None) -> np.ndarray:
-    return np.asarray(items, dtype=object)[rng.choice(len(items), size=n, p=p)]
-
-
 def labels(items: list[str], codes: np.ndarray) -> pl.Series:
     """Text from integer codes without Python objects (fast for millions)."""
     return pl.Series(items, dtype=pl.Utf8).gather(np.asarray(codes, dtype=np.int64))
