@@ -111,13 +111,32 @@ def _profile_has_api_url() -> bool:
         return False
 
 
-def prepare_prefect(mode: str) -> None:
-    """Environment for running flows: no analytics; a generous start-up time for a temporary server."""
+@contextlib.contextmanager
+def prefect_settings(mode: str):
+    """Settings for running flows: no analytics; a generous start-up time for a temporary server.
+
+    Prefect reads its settings when it is imported, so they are applied as temporary settings
+    (and exported to the environment, which a temporary server's subprocess inherits).
+    """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.settings import (PREFECT_SERVER_ANALYTICS_ENABLED,
+                                  PREFECT_SERVER_EPHEMERAL_ENABLED,
+                                  PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+                                  temporary_settings)
+
+    updates = {PREFECT_SERVER_ANALYTICS_ENABLED: False}
     if mode == "ephemeral":
-        os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
         # the first start on a fresh install migrates a new database: more than the default 20 s
-        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+        updates[PREFECT_SERVER_EPHEMERAL_ENABLED] = True
+        updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = int(
+            os.environ.get("POVWATCH_PREFECT_STARTUP_TIMEOUT", "120"))
+    with temporary_settings(updates=updates):
+        yield
+
+
+def prepare_prefect(mode: str) -> None:
+    """For long-running processes (serve): analytics off in the environment."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """Prefect's test harness (a temporary server and database, ~15 s): entered once per session."""
+    """Prefect's test harness (a temporary server and database, ~15 s idle, minutes under load): entered once per session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=300):
         yield
