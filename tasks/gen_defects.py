@@ -70,8 +70,12 @@ def _on(frame: pl.DataFrame, idx: np.ndarray, expr: pl.Expr) -> pl.Series:
 
 def render(contract: Contract, canon: pl.DataFrame, rng: np.random.Generator, rate: float,
            date_format: str = "%Y-%m-%d", allow_unrepairable: set[str] | None = None,
-           no_repair: set[str] = frozenset()) -> tuple[pl.DataFrame, pl.DataFrame]:
+           no_repair: set[str] = frozenset(), excel: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(delivered text + ``_src``/``_q``, canonical rows as loaded). See the module docstring.
+
+    ``excel``: the extract is an .xlsx: an identity number Excel turned into a float keeps its 15
+    significant digits ("6.22529199001011E+17", written as a number cell), where a CSV saved from
+    Excel holds what Excel displayed ("6.22529E+17").
 
     ``allow_unrepairable``: the columns that may be blanked / set outside the list (default: every
     required column); ``no_repair``: columns never touched (e.g. a 残疾证号 built later).
@@ -153,7 +157,8 @@ def render(contract: Contract, canon: pl.DataFrame, rng: np.random.Generator, ra
         idx = np.flatnonzero(unrep & (ufam == 0))
         reason[idx] = reasons.cell_reason(label[id_col], reasons.ID_SCIENTIFIC)
         v = pl.col(id_col)
-        text = _scatter(text, id_col, idx, _on(canon, idx, v.str.slice(0, 1) + "." + v.str.slice(1, 5) + "E+17"))
+        digits = 14 if excel else 5
+        text = _scatter(text, id_col, idx, _on(canon, idx, v.str.slice(0, 1) + "." + v.str.slice(1, digits) + "E+17"))
         idx = np.flatnonzero(unrep & (ufam == 1))
         reason[idx] = reasons.cell_reason(label[id_col], reasons.ID_CHECK_DIGIT)
         text = _scatter(text, id_col, idx, wrong_check(idx))

@@ -15,6 +15,7 @@ import polars as pl
 _NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _NUMBER = r"^-?(0|[1-9][0-9]{0,14})(\.[0-9]+)?$"
+_SCIENTIFIC = r"^[1-9]\.[0-9]+E\+[0-9]+$"
 
 _CONTENT_TYPES = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -71,11 +72,13 @@ def _text_cell(ref: str, value: str, style: int = 0) -> str:
 
 
 def write_xlsx(path: Path, frame: pl.DataFrame, numeric: set[str] = frozenset(),
-               titles: tuple[str, ...] = ()) -> None:
+               titles: tuple[str, ...] = (), floats: set[str] = frozenset()) -> None:
     """One sheet: ``titles`` (merged across the table) on the first rows, then header, then data.
 
     ``frame`` is all text (null = empty cell). Columns in ``numeric`` become number cells where
-    the text is a plain number (so "1,234.50" or "1234.5元" stay text, as a clerk typed them).
+    the text is a plain number (so "1,234.50" or "1234.5元" stay text, as a clerk typed them);
+    in ``floats`` (identity-number columns) values in scientific notation become number cells, as
+    Excel stores a long number typed into a General cell.
     """
     ncols = frame.width
     last = _col_letter(ncols - 1)
@@ -94,8 +97,9 @@ def write_xlsx(path: Path, frame: pl.DataFrame, numeric: set[str] = frozenset(),
         v = pl.col(c)
         ref = pl.lit(f'<c r="{_col_letter(i)}') + rownum
         text = ref + pl.lit('" t="inlineStr"><is><t>') + (_escape(v) if c in escape else v) + pl.lit("</t></is></c>")
-        if c in numeric:
-            cell = pl.when(v.str.contains(_NUMBER)).then(ref + pl.lit('"><v>') + v + pl.lit("</v></c>")).otherwise(text)
+        if c in numeric or c in floats:
+            pattern = _NUMBER if c in numeric else _SCIENTIFIC
+            cell = pl.when(v.str.contains(pattern)).then(ref + pl.lit('"><v>') + v + pl.lit("</v></c>")).otherwise(text)
         else:
             cell = text
         cells.append(pl.when(v.is_null() | (v == "")).then(pl.lit("")).otherwise(cell))

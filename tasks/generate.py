@@ -145,7 +145,7 @@ class Generator:
         how = DELIVERY[dept]
         if dept == "canlian":
             return self._deliver_canlian(canon, rng, period, t, world)
-        text, loaded = render(contract, canon, rng, self.defects, how.date_format)
+        text, loaded = render(contract, canon, rng, self.defects, how.date_format, excel=how.kind == "xlsx")
         text = text.with_columns(canon["_town"].gather(text["_src"]).alias("_town"))
         if how.per_township:
             for town, part in text.group_by("_town", maintain_order=True):
@@ -208,7 +208,8 @@ class Generator:
             elif how.titles:
                 titles = (f"{year}年农村低收入人口家庭收入测算表",)
             numeric = {headers[c] for c in _numeric_columns(dept) if c in headers}
-            write_xlsx(path, body, numeric=numeric, titles=titles)
+            ids = {headers[c.name] for c in contract.columns if c.type == "id" and c.name in cols}
+            write_xlsx(path, body, numeric=numeric, titles=titles, floats=ids)
             first_row = len(titles) + 2
         else:
             write_csv(path, body, how.encoding)

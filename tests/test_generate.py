@@ -48,6 +48,16 @@ def read_extract(path: Path) -> tuple[pl.DataFrame, int]:
         wanted = {h for c in contract.required for h in c.headers}
         header = next(i for i in range(top.height) if wanted & {v for v in top.row(i) if v})
         frame, first = pl.read_excel(path, read_options={"header_row": header}, infer_schema_length=0), header + 2
+        # an identity number stored as a number cell is an Excel float: show it as Excel does
+        ids = [h for c in contract.columns if c.type == "id" for h in c.headers if h in frame.columns]
+        if ids:
+            sheet = openpyxl.load_workbook(path, read_only=True).active
+            col = frame.columns.index(ids[0]) + 1
+            floats = [i for i, (cell,) in enumerate(sheet.iter_rows(min_row=first, min_col=col, max_col=col))
+                      if cell.data_type == "n" and cell.value is not None]
+            if floats:
+                sci = frame[ids[0]].gather(floats).str.slice(0, 1) + "." + frame[ids[0]].gather(floats).str.slice(1, 5) + "E+17"
+                frame = frame.with_columns(frame[ids[0]].scatter(floats, sci))
     else:
         frame, first = pl.read_csv(path, encoding=TEXT_ENCODING.get(dept, "utf8"), infer_schema_length=0), 2
     names = {h: c.name for c in contract.columns for h in c.headers}
