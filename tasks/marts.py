@@ -190,7 +190,9 @@ def _migrate(con: duckdb.DuckDBPyConnection, schema_sql: Path) -> bool:
     finally:
         scratch.close()
     present = _columns(con)
-    changed = [t for t, cols in present.items() if t in expected and cols != expected[t]]
+    # policy_used is the record of which periods were built: never dropped
+    changed = [t for t, cols in present.items()
+               if t in expected and cols != expected[t] and t != "policy_used"]
     for table in changed:
         con.execute(f"DROP TABLE mart.{table}")
     return any(t in PERIOD_TABLES for t in changed)
