@@ -8,7 +8,9 @@ new data, never half.
 - ``POVWATCH_TEST_KILL_AT=<stage>``: the process SIGKILLs itself on reaching the stage (as a power
   cut or the OOM killer would: no cleanup, no ``finally``, no atexit).
 - ``POVWATCH_TEST_PAUSE_AT=<stage>``: the process writes ``<stage>`` to the file named by
-  ``POVWATCH_TEST_PAUSE_SIGNAL`` (if set) and blocks, so that a test can kill it from outside.
+  ``POVWATCH_TEST_PAUSE_SIGNAL`` (if set) and blocks, so that a test can kill it from outside, or
+  act while it waits (another run, a reader); with ``POVWATCH_TEST_PAUSE_SECONDS=<s>`` it goes on
+  after that many seconds.
 
 Several stages may be named, comma-separated. A stage may also be named ``<stage>#<n>`` to act
 only the n-th time (1-based) the checkpoint is reached in the process.
@@ -24,6 +26,7 @@ from collections import Counter
 KILL_ENV = "POVWATCH_TEST_KILL_AT"
 PAUSE_ENV = "POVWATCH_TEST_PAUSE_AT"
 SIGNAL_ENV = "POVWATCH_TEST_PAUSE_SIGNAL"
+SECONDS_ENV = "POVWATCH_TEST_PAUSE_SECONDS"
 
 _seen: Counter[str] = Counter()
 _lock = threading.Lock()
@@ -54,5 +57,9 @@ def checkpoint(stage: str) -> None:
         if signal_file:
             with open(signal_file, "a", encoding="utf-8") as f:
                 f.write(stage + "\n")
+        seconds = os.environ.get(SECONDS_ENV)
+        if seconds:
+            time.sleep(float(seconds))
+            return
         while True:            # until killed
             time.sleep(3600)
