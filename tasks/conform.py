@@ -122,72 +122,109 @@ def _parse_month(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     return value, repair
 
 
-def _column_exprs(col: Column, text: pl.Expr) -> tuple[pl.Expr, pl.Expr | None, pl.Expr | None]:
-    """(typed value, error reason or null, repair or null) of one contract column's clean text."""
-    label = col.header
-    present = text.is_not_null()
-    repair: pl.Expr | None = None
-    error: pl.Expr | None = None
+def _p(name: str) -> str:
+    return f"__p_{name}"
+
+
+def _pr(name: str) -> str:
+    return f"__pr_{name}"
+
+
+def _prepare(col: Column, text: pl.Expr) -> list[pl.Expr]:
+    """Parsing of one column, materialised once (``__p_<name>`` value, ``__pr_<name>`` repair).
+
+    Each type first tries the form clean data has (ISO date, plain number, 是/否 ...) in one
+    pass; only the cells that fail it reach the slow path, whose input is null-masked so that
+    the string kernels skip the clean cells.
+    """
+    name = col.name
+    out: list[pl.Expr] = []
     if col.aliases and col.type != "id":
         aliased = text.replace(col.aliases)
-        alias_repair = pl.when(aliased != text).then(pl.lit(REPAIR_ALIAS))
+        out.append(pl.when(aliased != text).then(pl.lit(REPAIR_ALIAS)).alias(f"__pa_{name}"))
         text = aliased
-    else:
-        alias_repair = None
+
+    def slow(fast: pl.Expr) -> pl.Expr:
+        return pl.when(fast.is_null()).then(text)
 
     if col.type == "id":
-        fixed = repair_expr(text)
-        value = fixed.struct.field("id_number")
-        error = pl.when(fixed.struct.field("error").is_not_null()).then(
-            pl.lit(label + "：") + fixed.struct.field("error"))
-        repair = fixed.struct.field("repair")
+        out.append(repair_expr(text).alias(_p(name)))
     elif col.type == "village":
-        digits = _half_width(text).str.replace_all(r"\s+", "")
-        ok = digits.str.contains(r"^\d{12}$")
-        value = pl.when(ok).then(digits)
-        error = _err(present & ~ok, label, reasons.VILLAGE_FORMAT)
-        repair = pl.when(ok & (digits != text)).then(pl.lit(REPAIR_WIDTH))
+        fast = pl.when(text.str.contains(r"^\d{12}$")).then(text)
+        digits = _half_width(slow(fast)).str.replace_all(r"\s+", "")
+        fixed = pl.when(digits.str.contains(r"^\d{12}$")).then(digits)
+        out += [pl.coalesce(fast, fixed).alias(_p(name)),
+                pl.when(fixed.is_not_null()).then(pl.lit(REPAIR_WIDTH)).alias(_pr(name))]
     elif col.type == "code":
-        ok = text.is_in(list(col.codes)) if col.codes else pl.lit(True)
-        value = pl.when(ok).then(text)
-        error = _err(present & ~ok, label, reasons.CODE_NOT_IN_LIST)
+        out.append((pl.when(text.is_in(list(col.codes))).then(text) if col.codes else text).alias(_p(name)))
     elif col.type == "int":
-        number = _half_width(text).str.replace_all(r"\s+", "")
-        ok = number.str.contains(r"^[+-]?\d{1,9}(\.0*)?$")
-        value = pl.when(ok).then(number.str.replace(r"\.0*$", "").cast(pl.Int64, strict=False))
-        error = _err(present & ~ok, label, reasons.INT_UNPARSEABLE)
+        fast = text.cast(pl.Int64, strict=False)
+        number = _half_width(slow(fast)).str.replace_all(r"\s+", "")
+        fixed = pl.when(number.str.contains(r"^[+-]?\d{1,9}(\.0*)?$")).then(
+            number.str.replace(r"\.0*$", "").cast(pl.Int64, strict=False))
+        out.append(pl.coalesce(fast, fixed).alias(_p(name)))
     elif col.type == "money":
-        number = _half_width(text).str.replace_all(r"[\s,，元¥￥]", "").str.replace(r"^\+", "")
-        ok = number.str.contains(r"^-?(\d+(\.\d*)?|\.\d+)$")
-        value = pl.when(ok).then(number.cast(pl.Float64, strict=False).round(2))
-        error = _err(present & ~ok, label, reasons.MONEY_UNPARSEABLE)
-        repair = pl.when(ok & (number != text)).then(pl.lit(REPAIR_MONEY_FORMAT))
+        fast = pl.when(text.str.contains(r"^-?\d+(\.\d+)?$")).then(text.cast(pl.Float64, strict=False))
+        number = _half_width(slow(fast)).str.replace_all(r"[\s,，元¥￥]", "").str.replace(r"^\+", "")
+        fixed = pl.when(number.str.contains(r"^-?(\d+(\.\d*)?|\.\d+)$")).then(
+            number.cast(pl.Float64, strict=False))
+        out += [pl.coalesce(fast, fixed).round(2).alias(_p(name)),
+                pl.when(fixed.is_not_null()).then(pl.lit(REPAIR_MONEY_FORMAT)).alias(_pr(name))]
     elif col.type == "percent":
-        number = _half_width(text).str.replace_all(r"[\s%％]", "")
-        value = number.cast(pl.Float64, strict=False)
-        ok = value.is_not_null() & value.is_finite()
-        value = pl.when(ok).then(value)
-        error = _err(present & ~ok, label, reasons.NUMBER_UNPARSEABLE)
+        fast = text.cast(pl.Float64, strict=False)
+        fixed = _half_width(slow(fast)).str.replace_all(r"[\s%％]", "").cast(pl.Float64, strict=False)
+        value = pl.coalesce(fast, fixed)
+        out.append(pl.when(value.is_finite()).then(value).alias(_p(name)))
     elif col.type == "date":
-        parsed, repair = _parse_date(text)
+        fast = pl.when(text.str.len_bytes() == 10).then(text.str.to_date("%Y-%m-%d", strict=False))
+        parsed, repair = _parse_date(slow(fast))
+        out += [pl.coalesce(fast, parsed).alias(_p(name)), repair.alias(_pr(name))]
+    elif col.type == "month":
+        fast = pl.when(text.str.len_bytes() == 7).then(
+            (text + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False))
+        parsed, repair = _parse_month(slow(fast))
+        out += [pl.coalesce(fast, parsed).alias(_p(name)), repair.alias(_pr(name))]
+    elif col.type == "bool":
+        fast = text.replace_strict({"是": True, "否": False}, default=None, return_dtype=pl.Boolean)
+        word = _half_width(slow(fast)).str.to_uppercase()
+        fixed = pl.when(word.is_in(TRUE_WORDS)).then(True).when(word.is_in(FALSE_WORDS)).then(False)
+        out += [pl.coalesce(fast, fixed).alias(_p(name)),
+                pl.when(fixed.is_not_null()).then(pl.lit(REPAIR_BOOL_FORMAT)).alias(_pr(name))]
+    else:  # text
+        out.append(pl.when(text.str.len_chars() <= MAX_TEXT_CHARS).then(text).alias(_p(name)))
+    return out
+
+
+def _column_exprs(col: Column, text: pl.Expr, prepared: set[str]) -> tuple[pl.Expr, pl.Expr | None, pl.Expr | None]:
+    """(typed value, error reason or null, repair or null), from the prepared columns."""
+    label = col.header
+    present = text.is_not_null()
+    name = col.name
+    parsed = pl.col(_p(name))
+    repair: pl.Expr | None = pl.col(_pr(name)) if _pr(name) in prepared else None
+    missing = present & parsed.is_null()
+    error: pl.Expr | None = None
+    value = parsed
+    if col.type == "id":
+        value = parsed.struct.field("id_number")
+        error = pl.when(parsed.struct.field("error").is_not_null()).then(
+            pl.lit(label + "：") + parsed.struct.field("error"))
+        repair = parsed.struct.field("repair")
+    elif col.type == "date":
         plausible = parsed.is_between(EARLIEST_DATE, pl.lit(_today()))
         error = (
-            pl.when(present & parsed.is_null()).then(pl.lit(reasons.cell_reason(label, reasons.DATE_UNPARSEABLE)))
+            pl.when(missing).then(pl.lit(reasons.cell_reason(label, reasons.DATE_UNPARSEABLE)))
             .when(present & ~plausible).then(pl.lit(reasons.cell_reason(label, reasons.OUT_OF_RANGE)))
         )
         value = pl.when(plausible).then(parsed)
-    elif col.type == "month":
-        value, repair = _parse_month(text)
-        error = _err(present & value.is_null(), label, reasons.MONTH_UNPARSEABLE)
-    elif col.type == "bool":
-        word = _half_width(text).str.to_uppercase()
-        value = pl.when(word.is_in(TRUE_WORDS)).then(True).when(word.is_in(FALSE_WORDS)).then(False)
-        error = _err(present & value.is_null(), label, reasons.BOOL_UNPARSEABLE)
-        repair = pl.when(value.is_not_null() & ~text.is_in(["是", "否"])).then(pl.lit(REPAIR_BOOL_FORMAT))
-    else:  # text
-        too_long = text.str.len_chars() > MAX_TEXT_CHARS
-        value = pl.when(~too_long).then(text)
-        error = _err(present & too_long, label, reasons.TEXT_TOO_LONG)
+    else:
+        what = {
+            "village": reasons.VILLAGE_FORMAT, "code": reasons.CODE_NOT_IN_LIST,
+            "int": reasons.INT_UNPARSEABLE, "money": reasons.MONEY_UNPARSEABLE,
+            "percent": reasons.NUMBER_UNPARSEABLE, "month": reasons.MONTH_UNPARSEABLE,
+            "bool": reasons.BOOL_UNPARSEABLE, "text": reasons.TEXT_TOO_LONG,
+        }[col.type]
+        error = _err(missing, label, what)
 
     if col.min is not None or col.max is not None:
         low = value >= col.min if col.min is not None else pl.lit(True)
@@ -196,7 +233,8 @@ def _column_exprs(col: Column, text: pl.Expr) -> tuple[pl.Expr, pl.Expr | None, 
         range_error = _err(out, label, reasons.OUT_OF_RANGE)
         error = range_error if error is None else pl.coalesce(error, range_error)
         value = pl.when(~out).then(value)
-    if alias_repair is not None:
+    if f"__pa_{name}" in prepared:
+        alias_repair = pl.col(f"__pa_{name}")
         repair = alias_repair if repair is None else pl.coalesce(repair, alias_repair)
     return value, error, repair
 
@@ -233,9 +271,12 @@ def conform(raw: pl.DataFrame, contract: Contract) -> Conformed:
     with_cert = "__cert_present" in frame.columns
     replaced = set(contract.certificate.get("replaces", ())) if with_cert else set()
 
+    prepare = [e for col in contract.columns for e in _prepare(col, pl.col(col.name))]
+    frame = frame.with_columns(prepare)
+    prepared = set(frame.columns)
     exprs: list[pl.Expr] = []
     for col in contract.columns:
-        value, error, repair = _column_exprs(col, pl.col(col.name))
+        value, error, repair = _column_exprs(col, pl.col(col.name), prepared)
         if col.name in replaced and error is not None:
             # a defect of a value taken from the certificate is reported under 残疾证号
             error = pl.when(pl.col("__from_cert")).then(
@@ -261,22 +302,26 @@ def conform(raw: pl.DataFrame, contract: Contract) -> Conformed:
     error_cols = [_e(n) for n in names]
     if with_cert:
         error_cols.insert(0, "__cert_error")
-    cell_errors = pl.concat_list(error_cols).list.drop_nulls()
+    # Lists are costly: decide which rows are bad with a cheap horizontal test, then build the
+    # reasons only for those, and the repairs text only for the rows that load.
     frame = frame.with_columns(
-        pl.when(pl.col("__dup") & (cell_errors.list.len() == 0)).then(pl.lit([reasons.DUPLICATE_ROW]))
-        .otherwise(cell_errors).alias(REASONS),
-        pl.concat_str(
-            [pl.when(pl.col(_r(n)).is_not_null()).then(pl.lit(f"{n}:") + pl.col(_r(n))) for n in names],
-            separator="; ", ignore_nulls=True,
-        ).alias(REPAIRS),
-    )
-    bad = pl.col(REASONS).list.len() > 0
+        pl.any_horizontal([pl.col(e).is_not_null() for e in error_cols]).alias("__has_error"))
+    bad = pl.col("__has_error") | pl.col("__dup")
+    repaired = [_r(n) for n in names if frame[_r(n)].null_count() < frame.height]
     staged = frame.filter(~bad).select(
         *[pl.col(_v(n)).alias(n) for n in names],
         pl.col(FILE), pl.col(ROW),
-        pl.when(pl.col(REPAIRS) != "").then(pl.col(REPAIRS)).alias(REPAIRS),
+        (pl.concat_str(
+            [pl.when(pl.col(r).is_not_null()).then(pl.lit(f"{r[4:]}:") + pl.col(r)) for r in repaired],
+            separator="; ", ignore_nulls=True,
+        ) if repaired else pl.lit("")).alias(REPAIRS),
+    ).with_columns(pl.when(pl.col(REPAIRS) != "").then(pl.col(REPAIRS)).alias(REPAIRS))
+    flagged = frame.filter(bad).select(
+        FILE, ROW,
+        pl.when(pl.col("__has_error")).then(pl.concat_list(error_cols).list.drop_nulls())
+        .otherwise(pl.lit([reasons.DUPLICATE_ROW])).alias(REASONS),
     )
-    quarantined = raw_quarantine(raw, frame.filter(bad).select(FILE, ROW, REASONS))
+    quarantined = raw_quarantine(raw, flagged)
     return Conformed(staged=staged, quarantined=quarantined)
 
 

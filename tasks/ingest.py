@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +34,11 @@ import polars as pl
 
 from tasks import reasons
 from tasks.conform import FILE, REASONS, Conformed, conform
-from tasks.contracts import Contract, load_contract
-from tasks.db import open_warehouse, write_lock
+from tasks.contracts import Contract, department_codes, load_contract
+from tasks.db import connect, ensure_schema, write_lock
 from tasks.read import CERTIFICATE, ROW, SUPPORTED_SUFFIXES, FileRead, ReadError, read_file
 
+log = logging.getLogger(__name__)
 PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 REJECTED_PREFIX = "整批退回："
 STAGE_CONFORM = "conform"
@@ -203,7 +206,7 @@ def stage_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: 
         message = f"文件夹“{period}/{dept}”指向收件箱以外的位置，出于安全考虑不予读取"
         results = [FileResult(f"{period}/{dept}", "", 0, 0, 0, message)]
         with write_lock:
-            con = open_warehouse(warehouse)
+            con = _open(warehouse)
             try:
                 _write_audit(con, run_id, period, dept, results, "rejected")
             finally:
@@ -216,7 +219,7 @@ def stage_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: 
     blobs = [(path, _read_bytes(path)) for path in files]
     hashed = [(path, hashlib.sha256(data or b"").hexdigest()) for path, data in blobs]
     with write_lock:
-        con = open_warehouse(warehouse)
+        con = _open(warehouse)
         try:
             accepted = _accepted_shas(con, period, dept)
             if accepted is not None and sorted(accepted) == sorted(s for _, s in hashed):
@@ -228,13 +231,16 @@ def stage_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: 
         finally:
             con.close()
 
+    t_read = time.perf_counter()
     delivered = _read_all(inbox, blobs, [sha for _, sha in hashed], contract)
     del blobs
     broken = [d for d in delivered if d.error]
     readable = [d for d in delivered if d.read]
     conformed: Conformed | None = None
+    t_conform = time.perf_counter()
     if readable:
         conformed = conform(_combined(readable), contract)
+    t_prepare = time.perf_counter()
     message = "；".join(d.error for d in broken) if broken else None
 
     quarantined = conformed.quarantined if conformed else None
@@ -278,8 +284,9 @@ def stage_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: 
     if staged is not None and staged.height:
         pending = staged.with_columns(pl.lit(period).alias("period"), pl.lit(run_id).alias("run_id"))
 
+    t_write = time.perf_counter()
     with write_lock:
-        con = open_warehouse(warehouse)
+        con = _open(warehouse)
         try:
             con.execute("BEGIN TRANSACTION")
             con.execute(f"DELETE FROM raw.{dept} WHERE period = ?", [period])
@@ -304,7 +311,21 @@ def stage_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: 
             raise
         finally:
             con.close()
+    t_end = time.perf_counter()
+    log.debug("stage %s %s: read %.2f s, conform %.2f s, prepare %.2f s, write %.2f s", period, dept,
+              t_conform - t_read, t_prepare - t_conform, t_write - t_prepare, t_end - t_write)
     return ExtractResult(period, dept, status, results, message)
+
+
+def _open(warehouse: Path):
+    """Connect; create the tables only when they are missing (the DDL of 36 tables is not free)."""
+    con = connect(warehouse)
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema IN "
+        "('raw', 'pending', 'staging', 'quarantine', 'audit')").fetchall()[0][0]
+    if found < 3 * len(department_codes()) + 3:
+        ensure_schema(con)
+    return con
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -377,7 +398,7 @@ def promote_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Ext
     """
     load_contract(dept)  # an unknown department fails here, not in SQL
     with write_lock:
-        con = open_warehouse(warehouse)
+        con = _open(warehouse)
         try:
             current = _audit_result(con, run_id, period, dept)
             if current is None:
@@ -421,7 +442,7 @@ def reject_extract(warehouse: Path, period: str, dept: str, run_id: str, message
     contract = load_contract(dept)
     reason = REJECTED_PREFIX + message
     with write_lock:
-        con = open_warehouse(warehouse)
+        con = _open(warehouse)
         try:
             current = _audit_result(con, run_id, period, dept)
             if current is None:

@@ -159,24 +159,6 @@ def detect_encoding(data: bytes) -> str:
         ) from None
 
 
-def _utf8_bytes(data: bytes) -> tuple[bytes, str]:
-    """The file's bytes as UTF-8 without BOM, and the encoding they were in (decoded once)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        body = data[3:]
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ReadError("文件带UTF-8标记(BOM)，但内容不是有效的UTF-8编码") from None
-        return body, "utf-8-sig"
-    try:
-        data.decode("utf-8")
-        return data, "utf-8"
-    except UnicodeDecodeError:
-        pass
-    encoding = detect_encoding(data)  # raises with the line of the first bad byte
-    return data.decode(encoding).encode("utf-8"), encoding
-
-
 # --------------------------------------------------------------------------------------------
 # formats
 
@@ -209,17 +191,44 @@ def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
     cells = [c for c in frame.columns if c != ROW]
     if not cells:
         return frame
-    blank = pl.all_horizontal(
-        [pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells]
-    )
-    return frame.filter(~blank)
+    # Cheap first: rows with every cell null. Only if some row has no non-blank cell at all
+    # after trimming (",  , ,") is the trimming pass paid for.
+    blank = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.len_bytes() == 0) for c in cells])
+    frame = frame.filter(~blank)
+    maybe = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.len_bytes() <= 8) for c in cells])
+    if frame.select(maybe.any()).item():
+        frame = frame.filter(~pl.all_horizontal(
+            [pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells]))
+    return frame
+
+
+class _NotUtf8(Exception):
+    pass
 
 
 def _read_csv(data: bytes, contract: Contract) -> FileRead:
-    body, encoding = _utf8_bytes(data)
+    """UTF-8 is tried first without a Python decode: pyarrow validates it while parsing. Bytes
+    that are not UTF-8 are then transcoded from GB18030 (once, in C) and parsed again."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        try:
+            return _read_csv_utf8(data[3:], "utf-8-sig", contract)
+        except _NotUtf8:
+            raise ReadError("文件带UTF-8标记(BOM)，但内容不是有效的UTF-8编码") from None
+    try:
+        return _read_csv_utf8(data, "utf-8", contract)
+    except _NotUtf8:
+        pass
+    encoding = detect_encoding(data)  # raises with the line of the first bad byte
+    return _read_csv_utf8(data.decode(encoding).encode("utf-8"), encoding, contract)
+
+
+def _read_csv_utf8(body: bytes, encoding: str, contract: Contract) -> FileRead:
     first_line_end = body.find(b"\n")
     header_line = body if first_line_end < 0 else body[:first_line_end]
-    header_text = header_line.decode("utf-8").rstrip("\r")
+    try:
+        header_text = header_line.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError:
+        raise _NotUtf8() from None
     if not header_text.strip():
         raise ReadError("第1行（表头）为空")
     raw_headers = next(csv.reader(io.StringIO(header_text)))
@@ -251,13 +260,18 @@ def _read_csv(data: bytes, contract: Contract) -> FileRead:
     try:
         try:
             table = parse(False, True)
-        except pa.ArrowInvalid:
+        except pa.ArrowInvalid as exc:
+            if "utf8" in str(exc).lower() or "utf-8" in str(exc).lower():
+                raise _NotUtf8() from None
             bad_rows.clear()
-            try:   # a quoted cell with a line break in it
-                table = parse(True, True)
-            except pa.ArrowInvalid:
-                bad_rows.clear()   # a row longer than a block (a pasted 50 MB cell): one block
-                table = parse(True, False, block_size=len(body) + 1)
+            if "straddl" in str(exc):   # a row longer than a block (a pasted 50 MB cell)
+                table = parse(False, True, block_size=len(body) + 1)
+            else:
+                try:   # a quoted cell with a line break in it
+                    table = parse(True, True)
+                except pa.ArrowInvalid:
+                    bad_rows.clear()
+                    table = parse(True, False, block_size=len(body) + 1)
         if bad_rows:
             bad_rows.clear()
             parse(b'"' in body and b"\n" in body, False)  # single-threaded: row numbers known
@@ -375,9 +389,6 @@ def _scientific(text: pl.Expr) -> pl.Expr:
     return mantissa + pl.lit("E+") + (digits - 1).cast(pl.Utf8)
 
 
-_CELL = re.compile(rb'<c r="([A-Z]{1,3})(\d+)"([^>]*?)(/?)>')
-
-
 def _xlsx_numeric_cells(data: bytes, columns: dict[str, str], header_row: int) -> dict[str, set[int]] | None:
     """Sheet rows whose cell under each given header is a number cell (no t="s"/"str"/...).
 
@@ -408,16 +419,13 @@ def _xlsx_numeric_cells(data: bytes, columns: dict[str, str], header_row: int) -
             return None
     except Exception:
         return None
-    wanted = {letter: name for name, letter in letters.items()}
-    found: dict[str, set[int]] = {name: set() for name in columns}
-    for match in _CELL.finditer(xml):
-        name = wanted.get(match.group(1))
-        if name is None or match.group(4):      # self-closing: an empty cell
-            continue
-        attrs = match.group(3)
-        if b" t=" in attrs and b't="n"' not in attrs:
-            continue
-        found[name].add(int(match.group(2)))
+    found: dict[str, set[int]] = {}
+    for name, letter in letters.items():
+        # A number cell of that column: no t= other than t="n", not self-closing (empty).
+        # One C-speed scan per column; only the (rare) matches reach Python.
+        pattern = re.compile(
+            rb'<c r="' + letter + rb'(\d+)"(?![^>]*\bt="(?!n")[^"]*")[^>]*(?<!/)>')
+        found[name] = {int(n) for n in pattern.findall(xml)}
     return found
 
 
