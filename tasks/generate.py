@@ -13,6 +13,8 @@ gen_oracle (rules.md over the data as it will be loaded).
 """
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -109,6 +111,7 @@ class Generator:
 
     def run(self) -> str:
         started = time.perf_counter()
+        self._clear_previous()
         worlds = []
         taken = None
         for i, (code, name) in enumerate(self.counties):
@@ -137,6 +140,16 @@ class Generator:
             households.append(h)
         self._write_truth(monitoring, problems, households)
         return self._summary(monitoring, problems, time.perf_counter() - started)
+
+    def _clear_previous(self) -> None:
+        """A folder generated before (it has truth/) is regenerated from scratch: its period
+        folders and truth/ go, so no stale extract of another run stays beside the new truth.
+        Nothing is removed from a folder without truth/."""
+        if not (self.out / "truth").is_dir():
+            return
+        for child in self.out.iterdir():   # a handful of folders
+            if child.is_dir() and (child.name == "truth" or re.fullmatch(r"\d{4}-\d{2}", child.name)):
+                shutil.rmtree(child)
 
     # ------------------------------------------------------------------ one extract
     def _deliver(self, dept: str, canon: pl.DataFrame, rng: np.random.Generator, period: str, t: int,

@@ -368,3 +368,12 @@ def test_oracle_deaths_p07_and_p07b():
     ended = minzheng.with_columns(pl.lit(dt.date(2020, 5, 1)).alias("end_month"))
     _, problems, _ = evaluate(_frames(gongan=gongan, minzheng=ended), "2020-06", DEFAULT_POLICY)
     assert problems["code"].to_list() == ["P07"]
+
+
+def test_regenerating_into_a_generated_folder_leaves_no_stale_periods(tmp_path):
+    out = tmp_path / "inbox"
+    generate(out, period="2020-06", periods=2, households=60, seed=1)
+    (out / "notes").mkdir()
+    generate(out, period="2021-01", periods=1, households=60, seed=1)
+    assert sorted(p.name for p in out.iterdir()) == ["2021-01", "notes", "truth"]
+    assert set(pl.read_csv(out / "truth" / "problems.csv", infer_schema_length=0)["period"]) == {"2021-01"}
