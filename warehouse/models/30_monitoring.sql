@@ -66,7 +66,17 @@ FROM households WHERE water_ok = false
 UNION ALL
 SELECT m.household_id, '因学', 'jiaoyu', NULL, m.enrol_file, m.enrol_row,
        coalesce(m.enrol_status, '无学籍')
-FROM members m WHERE m.out_of_school;
+FROM members m WHERE m.out_of_school
+UNION ALL
+-- the registry rows of the members behind member-based reasons
+SELECT household_id, '因学', 'fupin', src_period, source_file, source_row, NULL
+FROM members WHERE out_of_school
+UNION ALL
+SELECT household_id, '务工不稳', 'fupin', src_period, source_file, source_row, NULL
+FROM members WHERE unstable_work
+UNION ALL
+SELECT household_id, '因病', 'fupin', src_period, source_file, source_row, '未参保'
+FROM members WHERE NOT insured;
 
 -- Snapshot periods of the evidence rows: the effective period of the department.
 UPDATE reason_evidence e SET period = ep.eff_period
