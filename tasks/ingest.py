@@ -36,9 +36,10 @@ from tasks import reasons
 from tasks.conform import FILE, REASONS, Conformed, conform
 from tasks.contracts import Contract, department_codes, load_contract
 from tasks.db import connect, ensure_schema, write_lock
-from tasks.read import CERTIFICATE, ROW, SUPPORTED_SUFFIXES, FileRead, ReadError, read_file
+from tasks.read import ROW, FileRead, ReadError, read_file
 
 log = logging.getLogger(__name__)
+SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 REJECTED_PREFIX = "整批退回："
 STAGE_CONFORM = "conform"
@@ -93,10 +94,11 @@ def extract_files(inbox: Path, period: str, dept: str) -> list[Path]:
     folder = Path(inbox) / period / dept
     if not folder.is_dir():
         return []
+    # Every delivered file counts (an unsupported type is refused, not silently dropped), except
+    # what an operating system or Excel leaves beside them.
     return sorted(
         p for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-        and not p.name.startswith(("~$", "._"))   # Excel owner files, macOS resource forks
+        if p.is_file() and not p.name.startswith(("~$", "._")) and p.name not in SYSTEM_FILES
     )
 
 
@@ -447,7 +449,7 @@ def reject_extract(warehouse: Path, period: str, dept: str, run_id: str, message
             current = _audit_result(con, run_id, period, dept)
             if current is None:
                 return ExtractResult(period, dept, "missing", [], "本次运行未暂存该数据")
-            if current.status == "rejected":
+            if current.status != "staged":   # already decided (or unchanged): nothing to do
                 return current
             con.execute("BEGIN TRANSACTION")
             try:

@@ -302,20 +302,43 @@ def _find_header_row(contract: Contract, rows: list[list[object]]) -> int:
     return best
 
 
+def _present(contract: Contract, row: list[object]) -> set[str]:
+    mapping = header_map(contract)
+    return {mapping[normalize_header(v)] for v in row if v is not None and normalize_header(v) in mapping}
+
+
 def _read_excel(path: Path, data: bytes, contract: Contract) -> FileRead:
     import fastexcel
 
     try:
         reader = fastexcel.read_excel(data)
-        sheet = reader.load_sheet(0, header_row=None, skip_rows=0, dtypes="string")
-        table = sheet.to_arrow()
+        sheet_count = len(reader.sheet_names)
     except Exception as exc:  # calamine raises its own errors for corrupt / encrypted files
         raise ReadError(f"Excel文件无法打开（{type(exc).__name__}），请检查文件是否损坏或加密") from None
-    frame = pl.from_arrow(table)
-    if not isinstance(frame, pl.DataFrame) or frame.height == 0 or frame.width == 0:
+    # The data is on the first sheet whose first rows hold the required headers (a leading
+    # 说明 / 封面 sheet is skipped); failing that, the first sheet explains what is missing.
+    chosen = None
+    for sheet_index in range(max(sheet_count, 1)):
+        try:
+            table = reader.load_sheet(sheet_index, header_row=None, skip_rows=0,
+                                      dtypes="string").to_arrow()
+        except Exception as exc:
+            if sheet_index == 0:
+                raise ReadError(f"Excel文件无法打开（{type(exc).__name__}），请检查文件是否损坏或加密") from None
+            continue
+        candidate = pl.from_arrow(table)
+        if not isinstance(candidate, pl.DataFrame) or candidate.height == 0 or candidate.width == 0:
+            continue
+        scan = [list(r) for r in candidate.head(HEADER_SCAN_ROWS).rows()]
+        index = _find_header_row(contract, scan)
+        full = index >= 0 and not missing_required(contract, _present(contract, scan[index]))
+        if chosen is None or full:
+            chosen = (sheet_index, candidate, scan, index)
+        if full:
+            break
+    if chosen is None:
         raise ReadError("工作表为空")
-    scan = frame.head(HEADER_SCAN_ROWS).rows()
-    header_index = _find_header_row(contract, [list(r) for r in scan])
+    sheet_index, frame, scan, header_index = chosen
     if header_index < 0:
         needed = "、".join(c.header for c in contract.required)
         raise ReadError(f"前{HEADER_SCAN_ROWS}行中找不到表头（应含：{needed}）")
@@ -343,12 +366,12 @@ def _read_excel(path: Path, data: bytes, contract: Contract) -> FileRead:
     id_cols = [n for n in names if n in {c.name for c in contract.columns if c.type == "id"}
                or n == CERTIFICATE]
     if id_cols:
-        body = _mark_numeric_ids(data, body, names, headers, id_cols, header_index)
+        body = _mark_numeric_ids(data, body, names, headers, id_cols, header_index, sheet_index)
     return FileRead(body, headers, extras, title_rows=header_index)
 
 
 def _mark_numeric_ids(data: bytes, body: pl.DataFrame, names: list[str], headers: dict[str, str],
-                      id_cols: list[str], header_index: int) -> pl.DataFrame:
+                      id_cols: list[str], header_index: int, sheet_index: int = 0) -> pl.DataFrame:
     """Identity numbers stored as number cells become scientific text (6.20523E+17).
 
     calamine's text for a number cell ("620523198001011200") looks like a typed identity number,
@@ -362,10 +385,12 @@ def _mark_numeric_ids(data: bytes, body: pl.DataFrame, names: list[str], headers
         return body
     numeric = None
     if data[:2] == b"PK":
-        numeric = _xlsx_numeric_cells(data, {c: headers[c] for c in id_cols}, header_index + 1)
+        numeric = _xlsx_numeric_cells(data, {c: headers[c] for c in id_cols}, header_index + 1,
+                                      sheet_index)
     if numeric is None:
         positions = {n: i for i, n in enumerate(names)}
-        numeric = _xls_numeric_cells(data, {c: positions[c] for c in id_cols}, header_index)
+        numeric = _xls_numeric_cells(data, {c: positions[c] for c in id_cols}, header_index,
+                                     sheet_index)
     updates = []
     for col in id_cols:
         rows = numeric.get(col)
@@ -389,7 +414,8 @@ def _scientific(text: pl.Expr) -> pl.Expr:
     return mantissa + pl.lit("E+") + (digits - 1).cast(pl.Utf8)
 
 
-def _xlsx_numeric_cells(data: bytes, columns: dict[str, str], header_row: int) -> dict[str, set[int]] | None:
+def _xlsx_numeric_cells(data: bytes, columns: dict[str, str], header_row: int,
+                        sheet_index: int = 0) -> dict[str, set[int]] | None:
     """Sheet rows whose cell under each given header is a number cell (no t="s"/"str"/...).
 
     The column letter is found from the header cell itself in the sheet XML, so columns that
@@ -397,7 +423,7 @@ def _xlsx_numeric_cells(data: bytes, columns: dict[str, str], header_row: int) -
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            xml = zf.read(_first_sheet_path(zf))
+            xml = zf.read(_sheet_path(zf, sheet_index))
             shared = zf.read("xl/sharedStrings.xml") if "xl/sharedStrings.xml" in zf.namelist() else b""
         row_xml = re.search(rb'<row [^>]*?r="%d"[^>]*>(.*?)</row>' % header_row, xml, re.S)
         if not row_xml:
@@ -451,27 +477,29 @@ class _SharedStrings:
         return self._seen[index]
 
 
-def _first_sheet_path(zf: zipfile.ZipFile) -> str:
+def _sheet_path(zf: zipfile.ZipFile, index: int) -> str:
+    """The worksheet XML of the index-th sheet in workbook order."""
     workbook = zf.read("xl/workbook.xml")
     rels = zf.read("xl/_rels/workbook.xml.rels")
-    first = re.search(rb'<(?:\w+:)?sheet\b[^>]*?\br:id="([^"]+)"', workbook)
-    if first:
-        rid = re.escape(first.group(1))
+    sheets = re.findall(rb'<(?:\w+:)?sheet\b[^>]*?\br:id="([^"]+)"', workbook)
+    if index < len(sheets):
+        rid = re.escape(sheets[index])
         for rel in re.finditer(rb"<Relationship\b[^>]*>", rels):
             if re.search(rb'\bId="' + rid + rb'"', rel.group(0)):
                 target = re.search(rb'\bTarget="([^"]+)"', rel.group(0))
                 if target:
                     path = target.group(1).decode().lstrip("/")
                     return path if path.startswith("xl/") else "xl/" + path
-    return "xl/worksheets/sheet1.xml"
+    return f"xl/worksheets/sheet{index + 1}.xml"
 
 
-def _xls_numeric_cells(data: bytes, columns: dict[str, int], header_index: int) -> dict[str, set[int]]:
+def _xls_numeric_cells(data: bytes, columns: dict[str, int], header_index: int,
+                       sheet_index: int = 0) -> dict[str, set[int]]:
     import fastexcel
 
     reader = fastexcel.read_excel(data)
     idx = sorted(columns.values())
-    table = reader.load_sheet(0, header_row=None, skip_rows=0, use_columns=idx,
+    table = reader.load_sheet(sheet_index, header_row=None, skip_rows=0, use_columns=idx,
                               dtypes={i: "float" for i in idx}).to_arrow()
     frame = pl.from_arrow(table)
     frame.columns = [str(i) for i in idx]

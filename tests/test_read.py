@@ -205,3 +205,26 @@ def test_parquet_typed_columns_become_text(tmp_path: Path) -> None:
     assert got.frame["人数"].to_list() == ["3", "2.5"]
     assert got.frame["source_row"].to_list() == [1, 2]
     assert got.extra_columns == ["人数"]
+
+
+def test_data_on_a_later_sheet_after_a_cover_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "two_sheets.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    cover = wb.add_worksheet("说明")
+    cover.write(0, 0, "本表由县财政局填报")
+    data = wb.add_worksheet("名单")
+    data.write_row(0, 0, ["标题"])
+    data.write_row(1, 0, HEADER)
+    data.write_number(2, 0, 110105194912310029)
+    data.write_row(2, 1, ["王芳", "县医院", "2011-02-03"])
+    wb.close()
+    got = read_file(path, CAIZHENG)
+    assert got.frame["id_number"].to_list() == ["1.10105E+17"]      # numeric cell found on sheet 2
+    assert got.frame["source_row"].to_list() == [3]
+
+
+def test_unsupported_file_type_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "名单.docx"
+    path.write_bytes(b"PK\x03\x04 not a spreadsheet")
+    with pytest.raises(ReadError, match="不支持的文件类型"):
+        read_file(path, CAIZHENG)
