@@ -55,7 +55,8 @@ def inbox_watch(inbox: str, warehouse: str):
     if not periods:
         return Completed(message="没有新数据 / nothing new")
     print(f"新数据 new files for {', '.join(periods)}: starting a run")
-    return inbox_flow(inbox=inbox, warehouse=warehouse, return_state=True)
+    summary = inbox_flow(inbox=inbox, warehouse=warehouse)   # a failed run raises: the watch fails too
+    return Completed(message=summary["message"], data=summary)
 
 
 @flow(name="povwatch-bulletin", flow_run_name="{kind}", log_prints=True)

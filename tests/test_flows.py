@@ -216,3 +216,20 @@ def test_status_shows_runs_rejections_and_open_alerts(env):
     by_period = lines[lines.index("各期数据 extracts by period") + 3]
     assert by_period.split()[:3] == ["2026-01", "2", "1"] and "minzheng" in by_period
     assert "民政数据被退回" in text and "未送达 not sent" in text
+
+
+def test_inbox_watch_starts_a_run_only_when_a_department_delivers(env, prefect_harness):
+    from flows.deployments import inbox_watch
+
+    inbox = fakes.make_inbox(env)
+    warehouse = env / "wh.duckdb"
+    state = inbox_watch(inbox=str(inbox), warehouse=str(warehouse), return_state=True)
+    assert state.is_completed() and "every extract accepted" in state.message
+    assert state.result()["periods"] == ["2026-01"]
+    assert "nothing new" in inbox_watch(inbox=str(inbox), warehouse=str(warehouse),
+                                        return_state=True).message
+    with warehouse_lock(warehouse, what="a running run"):
+        (inbox / "2026-01" / "shouru" / "more.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+        assert "busy" in inbox_watch(inbox=str(inbox), warehouse=str(warehouse),
+                                     return_state=True).message
+    assert len(_runs(warehouse)) == 1
