@@ -77,7 +77,13 @@ def repair_series(raw: pl.Series) -> pl.Series:
     f = f.with_columns(col("upper").str.contains(r"^[0-9]{15}$").alias("is15"))
     f = f.with_columns(pl.when(col("is15")).then(
         col("upper").str.slice(0, 6) + "19" + col("upper").str.slice(6, 9)).alias("upgraded17"))
-    f = f.with_columns(check_char(col("upgraded17")).alias("upgraded_check"))
+    # 15-digit numbers are rare: the check character of their upgrade is computed for them only.
+    upgraded_check = pl.Series("upgraded_check", [None] * f.height, dtype=pl.Utf8)
+    rows15 = f["is15"].fill_null(False).arg_true()
+    if len(rows15):
+        checks = pl.DataFrame({"u": f["upgraded17"].gather(rows15)}).select(check_char(col("u")))
+        upgraded_check = upgraded_check.scatter(rows15, checks.to_series())
+    f = f.with_columns(upgraded_check)
     f = f.with_columns(pl.when(col("is15")).then(col("upgraded17") + col("upgraded_check"))
                        .otherwise(col("upper")).alias("candidate"))
     candidate = col("candidate")
