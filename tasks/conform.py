@@ -251,10 +251,7 @@ def conform(raw: pl.DataFrame, contract: Contract) -> Conformed:
     delivered = [c for c in frame.columns if c not in (FILE, ROW)]
 
     # As delivered, an identical earlier row makes this one a duplicate.
-    frame = frame.with_columns(
-        (~pl.struct(delivered).is_first_distinct()).alias("__dup") if delivered
-        else pl.lit(False).alias("__dup")
-    )
+    frame = frame.with_columns(_duplicates(frame, delivered).alias("__dup"))
 
     # Clean text: trimmed, blank -> null; canonical names now hold the clean text so that
     # required_when (SQL over canonical names) reads what the department meant.
@@ -323,6 +320,24 @@ def conform(raw: pl.DataFrame, contract: Contract) -> Conformed:
     )
     quarantined = raw_quarantine(raw, flagged)
     return Conformed(staged=staged, quarantined=quarantined)
+
+
+def _duplicates(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
+    """True for a row identical (in every given column) to an earlier row.
+
+    Rows are hashed first (cheap); only rows whose hash occurs twice are compared exactly, so a
+    hash collision can never make two different rows duplicates.
+    """
+    if not columns or frame.height == 0:
+        return pl.Series("__dup", [False] * frame.height, dtype=pl.Boolean)
+    hashed = frame.select(pl.struct(columns).hash(seed=7).alias("h"))["h"]
+    candidates = hashed.is_duplicated()
+    dup = pl.Series("__dup", [False] * frame.height, dtype=pl.Boolean) if not candidates.any() else None
+    if dup is not None:
+        return dup
+    subset = frame.with_row_index("__i").filter(candidates)
+    later = subset.filter(~pl.struct(columns).is_first_distinct())["__i"]
+    return pl.Series("__dup", pl.int_range(0, frame.height, eager=True).is_in(later.implode()))
 
 
 def raw_quarantine(raw: pl.DataFrame, bad: pl.DataFrame) -> pl.DataFrame:
