@@ -38,7 +38,7 @@ REPAIR_ALIAS = "文字转代码"
 REPAIR_BOOL_FORMAT = "是否格式转换"
 REPAIR_WIDTH = reasons.REPAIR_FULL_WIDTH
 
-EXCEL_EPOCH = pl.date(1899, 12, 30)   # serial 1 = 1900-01-01 (Excel's 1900 leap-year bug aside)
+EXCEL_EPOCH_OFFSET = 25569           # serial of 1970-01-01: serial 1 = 1900-01-01 (1900 leap bug aside)
 MAX_SERIAL = 73050                    # 2099-12-31
 
 EARLIEST_DATE = pl.date(1900, 1, 1)   # dates before it, or after today, are out of range
@@ -92,11 +92,9 @@ def _parse_date(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     unified = _half_width(no_time).str.replace_all(r"[/.年月]", "-").str.replace(r"日$", "")
     dashed = unified.str.to_date("%Y-%m-%d", strict=False)
     compact = pl.when(unified.str.contains(r"^\d{8}$")).then(unified.str.to_date("%Y%m%d", strict=False))
-    serial_text = unified.str.extract(r"^(\d{1,5})(?:\.0+)?$", 1)
-    serial = serial_text.cast(pl.Int64, strict=False)
-    from_serial = pl.when(serial.is_between(1, MAX_SERIAL)).then(
-        EXCEL_EPOCH + pl.duration(days=serial)
-    ).cast(pl.Date)
+    number = text.cast(pl.Float64, strict=False)          # integer arithmetic, no regex
+    serial = pl.when(number.is_between(1, MAX_SERIAL) & (number == number.floor())).then(number)
+    from_serial = (serial.cast(pl.Int32) - EXCEL_EPOCH_OFFSET).cast(pl.Date)
     value = pl.coalesce(dashed, compact, from_serial)
     iso = text.str.contains(r"^\d{4}-\d{2}-\d{2}$")
     repair = (
@@ -176,9 +174,22 @@ def _prepare(col: Column, text: pl.Expr) -> list[pl.Expr]:
         value = pl.coalesce(fast, fixed)
         out.append(pl.when(value.is_finite()).then(value).alias(_p(name)))
     elif col.type == "date":
-        fast = pl.when(text.str.len_bytes() == 10).then(text.str.to_date("%Y-%m-%d", strict=False))
-        parsed, repair = _parse_date(slow(fast))
-        out += [pl.coalesce(fast, parsed).alias(_p(name)), repair.alias(_pr(name))]
+        # Sequenced inside one struct so that each step is computed once: ISO, then 2020/3/5
+        # (a department's usual form), then the rest through the slow path.
+        f = pl.field
+        steps = pl.struct(text.alias("t")).struct.with_fields(
+            pl.when(f("t").str.len_bytes() == 10).then(f("t").str.to_date("%Y-%m-%d", strict=False))
+            .alias("iso"))
+        steps = steps.struct.with_fields(pl.when(f("iso").is_null()).then(f("t")).alias("rest"))
+        steps = steps.struct.with_fields(f("rest").str.to_date("%Y/%m/%d", strict=False).alias("slash"))
+        steps = steps.struct.with_fields(pl.when(f("slash").is_null()).then(f("rest")).alias("rest2"))
+        slow_value, slow_repair = _parse_date(f("rest2"))
+        steps = steps.struct.with_fields(slow_value.alias("slow"), slow_repair.alias("slow_repair"))
+        steps = steps.struct.with_fields(
+            pl.coalesce(f("iso"), f("slash"), f("slow")).alias("value"),
+            pl.when(f("slash").is_not_null()).then(pl.lit(REPAIR_DATE_FORMAT))
+            .otherwise(f("slow_repair")).alias("repair"))
+        out.append(steps.alias(f"__ps_{name}"))
     elif col.type == "month":
         fast = pl.when(text.str.len_bytes() == 7).then(
             (text + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False))
@@ -270,6 +281,12 @@ def conform(raw: pl.DataFrame, contract: Contract) -> Conformed:
 
     prepare = [e for col in contract.columns for e in _prepare(col, pl.col(col.name))]
     frame = frame.with_columns(prepare)
+    sequenced = [c for c in frame.columns if c.startswith("__ps_")]
+    if sequenced:
+        frame = frame.with_columns(
+            [pl.col(c).struct.field("value").alias(_p(c[5:])) for c in sequenced]
+            + [pl.col(c).struct.field("repair").alias(_pr(c[5:])) for c in sequenced]
+        ).drop(sequenced)
     prepared = set(frame.columns)
     exprs: list[pl.Expr] = []
     for col in contract.columns:
