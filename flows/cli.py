@@ -5,6 +5,7 @@ Each command is a thin shell over a function in ``flows`` or ``tasks``; imports 
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,9 @@ WAREHOUSE_OPTION = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """povwatch — 防返贫动态监测：部门数据入仓、校验、监测与问题台账。"""
+    # Everything povwatch writes holds or derives from personal data (warehouse, receipts, GX
+    # Data Docs and validation results, reports): owner-only, whichever library writes it.
+    os.umask(0o077)
 
 
 @main.command()

@@ -194,3 +194,4 @@ def _write_xlsx(path: Path, contract: Contract, period: str, detail: pl.DataFram
                            "comments": "请按“问题明细”逐行核改后重新报送（身份证号已脱敏）"})
     finally:
         wb.close()
+        Path(path).chmod(0o600)   # names and rows of a department: owner-only, like the exports
