@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import atexit
 import gzip
 import io
 import os
@@ -38,6 +39,7 @@ def generated_inbox(periods: int = 2, households: int = HOUSEHOLDS, seed: int = 
     from tasks.generate import generate
 
     out = Path(tempfile.mkdtemp(prefix="povwatch-robust-gen-"))
+    atexit.register(shutil.rmtree, out, True)
     generate(out, period=FIRST_PERIOD, periods=periods, households=households, seed=seed,
              defects=0.02, counties=1)
     return out

@@ -9,6 +9,7 @@ holds exactly rows_quarantined rows for the file.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import shutil
@@ -37,7 +38,9 @@ def _fresh_warehouse(path: Path) -> Path:
     if not _TEMPLATE:
         import tempfile
 
-        template = Path(tempfile.mkdtemp(prefix="povwatch-bad-")) / "template.duckdb"
+        folder = tempfile.mkdtemp(prefix="povwatch-bad-")
+        atexit.register(shutil.rmtree, folder, True)
+        template = Path(folder) / "template.duckdb"
         open_warehouse(template).close()
         _TEMPLATE.append(template)
     path.parent.mkdir(parents=True, exist_ok=True)
