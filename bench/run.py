@@ -546,9 +546,10 @@ def print_report(results: dict, overhead: dict, baseline: dict | None, baseline_
     row("  CPU s (user+sys)", lambda r: _fmt_s(r["run"].get("process_cpu", r["run"].get("cpu"))))
     row("peak RSS GB (tree)", lambda r: _gb(r["run"]["peak_rss"]))
     row("floor s (read only)", lambda r: _fmt_s(r["floor"]["whole"]))
-    row("  floor CPU s", lambda r: _fmt_s(r["floor"].get("process_cpu")))
+    row("  floor CPU s", lambda r: _fmt_s(r["floor"]["cpu"]))
     row("  floor peak GB", lambda r: _gb(r["floor"].get("peak_rss")))
     row("run ÷ floor", lambda r: f"{r['run']['whole'] / r['floor']['whole']:.1f}×")
+    row("  same, in CPU s", lambda r: f"{r['run']['process_cpu'] / r['floor']['cpu']:.1f}×")
     row("rows/s (whole run)", lambda r: f"{r['floor']['rows'] / r['run']['whole']:,.0f}")
     missed = []
     if "M" in results and "L" in results:
@@ -618,8 +619,12 @@ def extrapolate_L(results: dict) -> dict | None:
 
     run = {"whole": lin(s["run"]["whole"], m["run"]["whole"]),
            "peak_rss": lin(s["run"]["peak_rss"], m["run"]["peak_rss"]),
-           "stages": {st: lin(s["run"]["stages"][st], m["run"]["stages"][st]) for st in STAGES}}
+           "process_cpu": lin(s["run"]["process_cpu"], m["run"]["process_cpu"]),
+           "stages": {st: lin(s["run"]["stages"][st], m["run"]["stages"][st]) for st in STAGES},
+           "cpu_stages": {st: lin(s["run"]["cpu_stages"][st], m["run"]["cpu_stages"][st])
+                          for st in STAGES}}
     floor = {"whole": lin(s["floor"]["whole"], m["floor"]["whole"]), "rows": int(rl),
+             "cpu": lin(s["floor"]["cpu"], m["floor"]["cpu"]),
              "files": m["floor"]["files"] * counties, "bytes": m["floor"]["bytes"] * counties}
     return {"run": run, "floor": floor, "estimated": True}
 
