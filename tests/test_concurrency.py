@@ -66,7 +66,7 @@ def test_second_run_and_readers_during_a_run(tmp_path: Path) -> None:
                 p = rs.run_cli(["sql", READER_QUERY, "--format", "csv", "--warehouse", str(warehouse)],
                                env, tmp_path, timeout=120)
                 readings.append((p.returncode, p.stdout, p.stderr))
-            time.sleep(0.05)
+            time.sleep(0.3)
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
