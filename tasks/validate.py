@@ -343,17 +343,21 @@ def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: 
                 run_id=results.meta["run_id"], batch_identifier=f"{dept}-{period}")
             context.validation_results_store.set(vr_id, results)
             out = output_dir(Path(warehouse))
-            if out in _DEFERRED_INDEX:  # the index is built once, by data_docs_index_once
-                _DEFERRED_INDEX[out].append(vr_id)
-            docs = _build_docs(context, vr_id, build_index=out not in _DEFERRED_INDEX)
+            with _DEFERRED_LOCK:  # the index is built once, by data_docs_index_once
+                deferred = out in _DEFERRED_INDEX
+                if deferred:
+                    _DEFERRED_INDEX[out].append(vr_id)
+            docs = _build_docs(context, vr_id, build_index=not deferred)
         finally:
             _release(ds)
     return results, docs
 
 
 # Output folders whose Data Docs index a caller builds once (data_docs_index_once) -> the pages
-# rendered meanwhile. Guarded by _GX_LOCK.
+# rendered meanwhile. Its own lock: entering must not wait for _GX_LOCK, which GX's import holds
+# for seconds (flows.pipeline warms GX up in the background while departments are staged).
 _DEFERRED_INDEX: dict[Path, list] = {}
+_DEFERRED_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -364,16 +368,17 @@ def data_docs_index_once(warehouse: Path):
     the one thread GX runs on. Validations in other processes (Dask workers) build it as before."""
     warehouse = Path(warehouse).resolve()
     out = output_dir(warehouse)
-    with _GX_LOCK:
+    with _DEFERRED_LOCK:
         nested = out in _DEFERRED_INDEX
         _DEFERRED_INDEX.setdefault(out, [])
     try:
         yield
     finally:
         if not nested:
-            with _GX_LOCK:
+            with _DEFERRED_LOCK:
                 rendered = _DEFERRED_INDEX.pop(out, [])
-                if rendered:
+            if rendered:
+                with _GX_LOCK:
                     _build_docs(gx_context(warehouse), rendered[-1], build_index=True)
 
 
