@@ -6,7 +6,8 @@ Sizes (registry households per county x counties; one period each):
 
     S   3,000 x 1     (~145,000 extract rows)
     M  30,000 x 1     (~1.45 million extract rows, ~400,000 rural residents: one county)
-    L  30,000 x 10    (ten counties of M: a prefecture)
+    L  42,858 x 7     (ten counties' worth of M, 300,000 households: a prefecture; the demo
+                      division table has 7 counties)
 
 For each size it generates the demo inbox once (cached under --work, not timed), then measures, each
 in a fresh subprocess so that one measurement's memory or warm caches do not leak into another:
@@ -50,7 +51,9 @@ PERIOD = "2020-06"
 SIZES = {  # name -> (registry households per county, counties)
     "S": (3_000, 1),
     "M": (30_000, 1),
-    "L": (30_000, 10),
+    # ten counties of M: 300,000 registry households. The demo division table has 7 counties, so
+    # they are spread over 7 (42,858 each) — the same rows as ten counties of M.
+    "L": (42_858, 7),
 }
 TARGETS = {"run_over_floor_M": 3.0, "peak_gb_M": 2.0, "L_over_M": 11.0, "peak_gb_L": 12.0}
 STAGES = ("startup", "ingest", "validate", "promote", "marts", "ledger", "report", "other")
@@ -641,7 +644,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-overhead", action="store_true", help="skip the GX/Prefect fixed overhead")
     ap.add_argument("--mode", default="local", help="orchestration mode of the run: local | "
                     "prefect (PREFECT_API_URL) | ephemeral")
-    ap.add_argument("--json-out", default=None, help="also write every figure as JSON here")
+    ap.add_argument("--json-out", default=None, help="also write every figure as JSON here "
+                    "(after each measurement, so an interrupted run keeps what it measured)")
+    ap.add_argument("--report-only", default=None, metavar="JSON",
+                    help="print the table again from a --json-out file (L extrapolated if absent)")
     # worker mode (internal)
     ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--json", help=argparse.SUPPRESS)
@@ -651,6 +657,15 @@ def main(argv=None) -> int:
 
     if args.worker:
         Path(args.json).write_text(json.dumps(WORKERS[args.worker](args), default=str))
+        return 0
+
+    if args.report_only:
+        saved = json.loads(Path(args.report_only).read_text())
+        results = {k: v for k, v in saved["results"].items() if not v.get("estimated")}
+        if "L" not in results and extrapolate_L(results):
+            results["L"] = extrapolate_L(results)
+        print_report(results, saved.get("overhead") or {}, saved.get("baseline"),
+                     saved.get("baseline_size", "M"))
         return 0
 
     sizes = [s.strip().upper() for s in args.sizes.split(",") if s.strip()]
@@ -664,6 +679,24 @@ def main(argv=None) -> int:
 
     results: dict[str, dict] = {}
     baseline = None
+
+    def save(res, over, base):
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(
+                {"results": res, "overhead": over, "baseline": base,
+                 "baseline_size": args.baseline_size.upper()}, indent=2, default=str))
+
+    overhead: dict = {}
+    if not args.no_overhead:  # first: small, and kept if a long L is interrupted
+        for name, kind in (("gx", "gx-overhead"), ("prefect", "prefect-overhead")):
+            try:
+                overhead[name] = measure(kind, timeout=400)
+                print(f"[overhead] {name}: " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in overhead[name].items() if isinstance(v, float)),
+                    flush=True)
+            except Exception as exc:  # noqa: BLE001 - say so in the report, keep the rest
+                print(f"[overhead] {name} not measured: {str(exc).splitlines()[0]}", flush=True)
+
     for size in sizes:
         inbox, gen_s = generate(work, size)
         print(f"[{size}] inbox {inbox}" + (f" (generated in {gen_s:.0f} s)" if gen_s else " (cached)"),
@@ -675,30 +708,22 @@ def main(argv=None) -> int:
         print(f"[{size}] run {run['whole']:.1f} s (exit {run['exit_code']}), peak "
               f"{_gb(run['peak_rss'])} GB; stages "
               + ", ".join(f"{k} {v:.1f}" for k, v in run["stages"].items()), flush=True)
+        run.pop("events", None)
         results[size] = {"floor": floor, "run": run}
+        save(results, overhead, baseline)
         if size == args.baseline_size.upper():
             baseline = measure("baseline", inbox=inbox)
             print(f"[{size}] common way {baseline['whole']:.1f} s", flush=True)
+            save(results, overhead, baseline)
     if "L" not in results:
         est = extrapolate_L(results)
         if est:
             results["L"] = est
             print("[L] not measured: extrapolated from S and M, linear in rows", flush=True)
 
-    overhead = {}
-    if not args.no_overhead:
-        for name, kind in (("gx", "gx-overhead"), ("prefect", "prefect-overhead")):
-            try:
-                overhead[name] = measure(kind, timeout=400)
-            except Exception as exc:  # noqa: BLE001 - say so in the report, keep the rest
-                print(f"[overhead] {name} not measured: {str(exc).splitlines()[0]}", flush=True)
 
     print_report(results, overhead, baseline, args.baseline_size.upper())
-    if args.json_out:
-        for r in results.values():
-            r.get("run", {}).pop("events", None)
-        Path(args.json_out).write_text(json.dumps({"results": results, "overhead": overhead,
-                                                   "baseline": baseline}, indent=2, default=str))
+    save(results, overhead, baseline)
     return 0
 
 
