@@ -1,0 +1,63 @@
+"""bench/run.py's arithmetic: what a reader of its table relies on (no benchmark is run here)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _size(rows: int, whole: float, floor: float, peak_gb: float) -> dict:
+    stages = {st: 0.0 for st in ("startup", "ingest", "validate", "promote", "marts", "ledger",
+                                 "report", "other")}
+    stages["ingest"] = whole
+    return {"floor": {"rows": rows, "whole": floor, "cpu": floor, "files": 40, "bytes": rows * 50},
+            "run": {"whole": whole, "process_cpu": whole, "peak_rss": peak_gb * 2**30,
+                    "stages": stages, "cpu_stages": dict(stages)}}
+
+
+def test_concurrent_departments_count_once_in_a_stage(bench):
+    # four departments staged at once for 0-2 s, one more 3-4 s: 3 s of wall, not 9
+    spans = [(0.0, 2.0), (0.0, 2.0), (0.5, 1.5), (1.0, 2.0), (3.0, 4.0)]
+    assert bench._union_seconds(spans) == pytest.approx(3.0)
+    events = [{"stage": "ingest", "start": s, "end": e} for s, e in spans]
+    events.append({"stage": "validate", "start": 4.0, "end": 6.0})
+    out = bench.stage_seconds(events, whole=7.0)
+    assert out["ingest"] == pytest.approx(3.0) and out["validate"] == pytest.approx(2.0)
+    assert out["other"] == pytest.approx(2.0)  # 7 s of run, 5 s covered by stages
+
+
+def test_missed_targets_say_by_how_much(bench):
+    lines: list[str] = []
+    results = {"M": _size(1_000_000, whole=50.0, floor=5.0, peak_gb=2.5),
+               "L": _size(10_000_000, whole=600.0, floor=50.0, peak_gb=11.0)}
+    missed = bench.print_report(results, {}, None, "M", echo=lines.append)
+    text = "\n".join(lines)
+    assert "[MISS] M whole run ≤ 3× floor: 10.0×" in text and "35 s over" in text
+    assert "[MISS] M peak memory ≤ 2 GB: 2.50 GB — missed by 0.50 GB" in text
+    assert "[MISS] L ÷ M ≤ 11: 12.00 — missed by 1.00" in text
+    assert "[met ] L peak memory ≤ 12 GB" in text
+    assert len(missed) == 3
+
+
+def test_L_extrapolated_linearly_in_rows_and_labelled(bench):
+    results = {"S": _size(100_000, whole=20.0, floor=0.5, peak_gb=0.5),
+               "M": _size(1_000_000, whole=50.0, floor=5.0, peak_gb=1.0)}
+    est = bench.extrapolate_L(results)
+    # 30 s per 900,000 rows beyond M: ten times M's rows adds 9,000,000 rows -> +300 s
+    assert est["estimated"] and est["floor"]["rows"] == pytest.approx(10_000_000, rel=1e-3)
+    assert est["run"]["whole"] == pytest.approx(350.0, rel=1e-3)
+    lines: list[str] = []
+    bench.print_report({**results, "L": est}, {}, None, "M", echo=lines.append)
+    assert any("L (est.)" in line for line in lines)
+    assert any("(estimated)" in line for line in lines if "L ÷ M" in line)
