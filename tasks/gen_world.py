@@ -342,7 +342,10 @@ class CountyWorld:
                                  _dates(tm, np.ones(n_t, dtype=np.int64)).alias("start_month"),
                                  _dates(tm, np.ones(n_t, dtype=np.int64)).alias("end_month"),
                                  pl.Series("monthly_amount", rng.integers(500, 3000, n_t) * 100))
-        ended = P2.filter(~pl.col("registry") & (pl.col("r") >= 0.006) & (pl.col("r") < 0.011))
+        # an ended case belongs to someone not on assistance now: a person with both could get two
+        # 低保 rows with the same start month, a key the minzheng suite rejects as duplicate
+        ended = P2.filter(~pl.col("registry") & (pl.col("r") >= 0.006) & (pl.col("r") < 0.011)
+                          & ~(dibao_other | tekun_other))
         n_e = len(ended)
         em = rng.integers(2016 * 12, 2019 * 12 + 6, n_e)
         ended = ended.with_columns(pl.lit("低保").alias("assistance"),
