@@ -135,27 +135,22 @@ def _indicators(con, period: str) -> dict:
         return {"indicators": None}
     rates = ", ".join(f"avg(CAST({c} AS INTEGER)) AS {c}" for c in INDICATORS)
     rates += (", avg(CAST(" + " AND ".join(INDICATORS) + " AS INTEGER)) AS all_ok")
-    by_town = frame(con, f"""
-        SELECT township_code, {place_sql('township_code')} AS township,
-               count(*) AS households, {rates},
+    # one list of measures, per township and for the whole county
+    measures = f"""count(*) AS households, {rates},
                count(*) FILTER (WHERE per_capita_income IS NULL) AS income_unknown,
                round(median(per_capita_income), 0)::DOUBLE AS income_median,
                round(avg(per_capita_income), 0)::DOUBLE AS income_mean,
                count(*) FILTER (WHERE color IN ('red', '红')) AS red,
                count(*) FILTER (WHERE color IN ('yellow', '黄')) AS yellow,
-               count(*) FILTER (WHERE color IN ('green', '绿')) AS green
+               count(*) FILTER (WHERE color IN ('green', '绿')) AS green"""
+    by_town = frame(con, f"""
+        SELECT township_code, {place_sql('township_code')} AS township, {measures}
         FROM mart.household_status
         WHERE period = ? AND registry_status IN ('未脱贫', '已脱贫')
         GROUP BY ALL ORDER BY township_code
     """, [period])
     total = frame(con, f"""
-        SELECT count(*) AS households, {rates},
-               count(*) FILTER (WHERE per_capita_income IS NULL) AS income_unknown,
-               round(median(per_capita_income), 0)::DOUBLE AS income_median,
-               round(avg(per_capita_income), 0)::DOUBLE AS income_mean,
-               count(*) FILTER (WHERE color IN ('red', '红')) AS red,
-               count(*) FILTER (WHERE color IN ('yellow', '黄')) AS yellow,
-               count(*) FILTER (WHERE color IN ('green', '绿')) AS green
+        SELECT {measures}
         FROM mart.household_status
         WHERE period = ? AND registry_status IN ('未脱贫', '已脱贫')
     """, [period]).row(0, named=True)
