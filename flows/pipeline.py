@@ -16,8 +16,13 @@ Retries: staging retries only while a department's files are still being copied 
 yet stable); alerting retries because a notification channel can be briefly down. Nothing else
 retries: a bad extract stays bad however often it is read.
 
-Unchanged extracts: ``stage_extract`` compares each file's sha256 with ``audit.extracts`` and
-returns ``unchanged``; such departments are not validated or promoted again, and a period whose
+Scale-out (Dask set in the settings): the period flow still runs here, on the thread pool, as the
+one writer of the DuckDB file; only read -> conform of each (department, county) goes to the
+cluster (flows/scaleout.py), after ``check_department`` found the department complete and changed,
+and ``stage_department`` then loads the Parquet partitions (``tasks.ingest.load_parts``).
+
+Unchanged extracts: ``stage_extract`` (``unchanged_extract`` with scale-out, before the cluster)
+compares each file's sha256 with ``audit.extracts`` and returns ``unchanged``; such departments are not validated or promoted again, and a period whose
 files are all known is not run at all (``pending_periods``). Prefect's result caching is *not*
 used for this: the warehouse is the one record of what was loaded (it survives a reset of
 Prefect's database, works without Prefect, and a cache hit could skip loading into a warehouse
@@ -214,16 +219,54 @@ STAGE_RETRY_DELAYS = [10, 30, 60]
 
 @task(name="stage", task_run_name="stage-{period}-{dept}", retries=3,
       retry_delay_seconds=STAGE_RETRY_DELAYS, retry_condition_fn=_retry_only_while_copying)
-def stage_department(warehouse: str, inbox: str, period: str, dept: str, run_id: str) -> dict:
-    """Read, conform and load one department's extract into pending.<dept> (or find it unchanged)."""
-    check_delivery_complete(Path(inbox) / period / dept)
+def stage_department(warehouse: str, inbox: str, period: str, dept: str, run_id: str,
+                     parts: list | None = None) -> dict:
+    """Load one department's extract into pending.<dept> (or find it unchanged).
+
+    Without ``parts``: read, conform and load its files here (``tasks.ingest.stage_extract``).
+    With ``parts`` (scale-out): the files were already read and conformed per county on the
+    cluster, and checked not unchanged (``check_department``); only the loading is left, by the
+    one writer (``tasks.ingest.load_parts``), from the Parquet partitions.
+    """
     from tasks import ingest
 
-    result = _as_dict(ingest.stage_extract(Path(warehouse), Path(inbox), period, dept, run_id))
+    if parts is None:
+        check_delivery_complete(Path(inbox) / period / dept)
+        result = ingest.stage_extract(Path(warehouse), Path(inbox), period, dept, run_id)
+    else:
+        result = ingest.load_parts(Path(warehouse), Path(inbox), period, dept, parts, run_id)
+    return _stage_summary(period, dept, result)
+
+
+def _stage_summary(period: str, dept: str, result) -> dict:
+    result = _as_dict(result)
     files = [f if isinstance(f, dict) else {"file": str(f), "sha256": None} for f in result.get("files") or []]
     return {"period": period, "dept": dept, "status": result.get("status"),
             "files": [{"file": f.get("file"), "sha256": f.get("sha256")} for f in files],
             "message": result.get("message") or ""}
+
+
+@task(name="check", task_run_name="check-{period}-{dept}", retries=3,
+      retry_delay_seconds=STAGE_RETRY_DELAYS, retry_condition_fn=_retry_only_while_copying)
+def check_department(warehouse: str, inbox: str, period: str, dept: str, run_id: str) -> dict:
+    """Scale-out only, before anything is sent to the cluster: is the delivery complete, and is
+    there anything to read? Returns the final staging summary when not (missing, a folder outside
+    the inbox, or the same files as the accepted extract: 'unchanged', so not re-read on the
+    cluster), else status ``to_prepare`` with the files to read and conform per county."""
+    from tasks import ingest
+
+    inbox_path, folder = Path(inbox), Path(inbox) / period / dept
+    check_delivery_complete(folder)
+    files = ingest.extract_files(inbox_path, period, dept)
+    outside = folder.exists() and not folder.resolve().is_relative_to(inbox_path.resolve())
+    if outside or not files:   # stage_extract decides these without reading a row
+        return _stage_summary(period, dept, ingest.stage_extract(Path(warehouse), inbox_path, period,
+                                                                 dept, run_id))
+    unchanged = ingest.unchanged_extract(Path(warehouse), inbox_path, period, dept, run_id)
+    if unchanged is not None:
+        return _stage_summary(period, dept, unchanged)
+    return {"period": period, "dept": dept, "status": "to_prepare", "files": [],
+            "message": "", "todo": [str(f) for f in files]}
 
 
 @task(name="validate", task_run_name="validate-{period}-{dept}")
@@ -300,15 +343,24 @@ def _data_docs_index_once(warehouse: Path):
     return once(warehouse) if once else contextlib.nullcontext()
 
 
-def process_period(steps, inbox: Path, period: str, warehouse: Path, run_id: str) -> dict:
+def process_period(steps, inbox: Path, period: str, warehouse: Path, run_id: str,
+                   prepare: Callable[..., list] | None = None) -> dict:
     """Stage every department concurrently, validate, promote or reject, then marts, alerts,
-    receipts and the report. Returns the period's summary (what the artifacts show)."""
+    receipts and the report. Returns the period's summary (what the artifacts show).
+
+    ``prepare`` (scale-out): a callable that reads and conforms the files of the departments
+    needing it per (department, county), elsewhere (a Dask cluster), and returns the PreparedParts;
+    staging then only loads them. Without it each department is read and loaded here."""
     w, i = str(warehouse), str(inbox)
     started = time.monotonic()
+    partitions: list[dict] = []
 
     with _data_docs_index_once(warehouse):  # GX's Data Docs index once, not after each department
-        staged = steps.wait([steps.submit(stage_department, warehouse=w, inbox=i, period=period,
-                                          dept=d, run_id=run_id) for d in departments()])
+        if prepare is None:
+            staged = steps.wait([steps.submit(stage_department, warehouse=w, inbox=i, period=period,
+                                              dept=d, run_id=run_id) for d in departments()])
+        else:
+            staged, partitions = _stage_prepared(steps, prepare, w, i, period, run_id)
         to_validate = [s for s in staged if s["status"] == "staged"]
         validated = steps.wait([steps.submit(validate_department, warehouse=w, period=period,
                                              dept=s["dept"], run_id=run_id) for s in to_validate])
@@ -366,9 +418,31 @@ def process_period(steps, inbox: Path, period: str, warehouse: Path, run_id: str
         "alerts": len(alerts), "receipts": receipts, "report": report,
         "seconds": round(time.monotonic() - started, 2),
     }
+    if prepare is not None:
+        summary["partitions"] = partitions
     markdown, tables = render_summary(summary)
     steps.publish(markdown, tables, key=f"povwatch-{period}")
     return summary
+
+
+def _stage_prepared(steps, prepare, w: str, i: str, period: str, run_id: str) -> tuple[list[dict], list[dict]]:
+    """Scale-out staging: check every department here (complete? unchanged?), send the files of
+    the others to ``prepare`` (read -> conform per county, on the cluster), then load each
+    department's parts here, the one writer. Returns the staging summaries in department order
+    and the partition table."""
+    from flows.scaleout import partition_rows
+
+    checked = steps.wait([steps.submit(check_department, warehouse=w, inbox=i, period=period,
+                                       dept=d, run_id=run_id) for d in departments()])
+    todo = {c["dept"]: c["todo"] for c in checked if c["status"] == "to_prepare"}
+    parts = prepare(inbox=i, period=period, warehouse=w, run_id=run_id, extracts=todo) if todo else []
+    by_dept: dict[str, list] = {d: [] for d in todo}
+    for part in parts:
+        by_dept[part.dept].append(part)
+    loaded = steps.wait([steps.submit(stage_department, warehouse=w, inbox=i, period=period, dept=d,
+                                      run_id=run_id, parts=by_dept[d]) for d in todo])
+    done = {s["dept"]: s for s in loaded}
+    return [done.get(c["dept"], c) for c in checked], partition_rows(parts)
 
 
 def _newly_monitored(warehouse: Path, period: str, marts: dict) -> dict:
@@ -502,12 +576,8 @@ def execute_run(steps, inbox: Path, warehouse: Path, period: str | None, run_id:
 
 def _held_open_for_run(warehouse: Path):
     """The DuckDB file stays open in this process for the run, so that a task's connect does not
-    load it again and its close does not checkpoint it (tasks.db.held_open). Not with Dask: its
-    worker processes open the file themselves."""
-    import contextlib
-
-    if uses_dask():
-        return contextlib.nullcontext()
+    load it again and its close does not checkpoint it (tasks.db.held_open). With Dask too: only
+    read -> conform runs on the workers, and they never open the file."""
     from tasks.db import held_open
 
     return held_open(warehouse)
@@ -607,12 +677,22 @@ def _record_run_end(warehouse: Path, run_id: str, status: str, message: str) -> 
 
 
 @flow(name="povwatch-period", flow_run_name="{period}", log_prints=True)
-def period_flow(inbox: str, period: str, warehouse: str, run_id: str):
-    """One period of the monthly pipeline (a sub-flow of povwatch-run)."""
-    summary = process_period(PrefectSteps(), Path(inbox), period, Path(warehouse), run_id)
+def period_flow(inbox: str, period: str, warehouse: str, run_id: str, scale_out: bool = False):
+    """One period of the monthly pipeline (a sub-flow of povwatch-run), the one writer of the
+    warehouse, on the thread pool in this process. ``scale_out``: each (department, county)'s
+    read -> conform runs first on the Dask cluster the settings name (povwatch-prepare-counties)."""
+    prepare = _prepare_on_dask if scale_out else None
+    summary = process_period(PrefectSteps(), Path(inbox), period, Path(warehouse), run_id, prepare=prepare)
     if summary["rejected"]:
         return Completed(message=f"{period} 退回 rejected: {', '.join(summary['rejected'])}", data=summary)
     return summary
+
+
+def _prepare_on_dask(**kwargs) -> list:
+    """The county sub-flow on the DaskTaskRunner the settings ask for."""
+    from flows.scaleout import prepare_counties_flow
+
+    return prepare_counties_flow.with_options(task_runner=task_runner())(**kwargs)
 
 
 @flow(name="povwatch-run", log_prints=True)
@@ -631,20 +711,20 @@ def inbox_flow(inbox: str, warehouse: str, period: str | None = None, run_id: st
 
 
 def period_runner() -> Callable[..., dict]:
-    """The period sub-flow on the task runner the settings ask for, chosen when the run starts.
+    """The period sub-flow, chosen when the run starts. It always runs on the thread pool in this
+    process (it writes the DuckDB file; DuckDB allows one writing process per file). With Dask
+    (settings), its departments' read -> conform per county runs on the cluster first
+    (flows/scaleout.py) and staging loads the Parquet partitions."""
+    from prefect.task_runners import ThreadPoolTaskRunner
 
-    With Dask, every county's read -> conform runs on the cluster first (flows/scaleout.py), then
-    the period flow, the one writer of the DuckDB file, loads, validates and builds the marts.
-    """
-    if not uses_dask():
-        return period_flow.with_options(task_runner=task_runner())
-    from flows.scaleout import conform_counties_flow
+    from flows.runners import runner_settings
+
+    scale_out = uses_dask()
+    flow_ = period_flow.with_options(
+        task_runner=ThreadPoolTaskRunner(max_workers=runner_settings().max_workers))
 
     def run(**kwargs) -> dict:
-        partitions = conform_counties_flow.with_options(task_runner=task_runner())(
-            inbox=kwargs["inbox"], period=kwargs["period"], warehouse=kwargs["warehouse"])
-        summary = period_flow(**kwargs)
-        return {**summary, "partitions": partitions}
+        return flow_(**kwargs, scale_out=scale_out)
 
     return run
 

@@ -1,120 +1,82 @@
-"""Scale-out over counties: read -> conform of every (department, county) partition in parallel,
-landed as Parquet under ``<warehouse folder>/parquet/period=P/dept=D/county=C/``.
+"""Scale-out over counties: read -> conform of every (department, county) partition on Dask,
+landed as Parquet under ``tasks.ingest.lake_root(warehouse)/period=P/dept=D/county=C/``.
 
-This is what runs on Dask (prefect-dask's DaskTaskRunner, set by POVWATCH_DASK_ADDRESS or
-POVWATCH_TASK_RUNNER=dask): the tasks take paths and return small dicts, touch no DuckDB file
-(DuckDB allows one writing process per file, and Dask workers are processes), and each writes its
-own partition. The one writer, the period flow in the flow's process, then loads, validates and
-builds the marts.
-
-What is real and what is not yet (docs/orchestration.md): the partitions are real conformed
-frames (typed, repaired identifiers, lineage columns), written by the same ``tasks.read`` and
-``tasks.conform`` code the loader uses, and DuckDB can query them directly
-(``read_parquet('.../parquet/**/*.parquet', hive_partitioning=true)``). The loader
-(``tasks.ingest.stage_extract``) still reads the delivered files itself rather than these
-partitions, so on one machine the Dask pass is extra work; loading from the partitions is the
-next step when a province's volume needs it.
+Only this runs on the cluster (prefect-dask's DaskTaskRunner, set by POVWATCH_DASK_ADDRESS or
+POVWATCH_TASK_RUNNER=dask). Each task is ``tasks.ingest.prepare_part`` on one department's files
+of one county: paths in, a small picklable ``PreparedPart`` out (per-file counts, the Parquet
+paths it wrote, the worker it ran on); it opens no DuckDB file (DuckDB allows one writing process
+per file, and Dask workers are processes). The period flow, the one writer, runs on the thread pool
+in the flow's process: it loads those partitions into DuckDB (``tasks.ingest.load_parts``, no
+re-reading of the delivered files), validates, promotes and builds the marts (flows/pipeline.py).
 
 A county is the file's county: the 6-digit code in the generator's multi-county file names
-(``<dept>_<county>_<period>...``), else the first 6 digits of the rows' ``village_code``.
+(``<dept>_<county>_<period>...``); files without one form the part ``all``.
+
+Known difference from the thread-pool path: conform checks duplicates within what it is given, so
+the identical row delivered in two counties' files is no longer caught at conform when the
+counties are conformed apart; the validation suites' uniqueness checks still run over the whole
+loaded extract (docs/orchestration.md).
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from prefect import flow, task
 
-from flows.pipeline import extract_files
-
 _COUNTY_IN_NAME = re.compile(r"_(\d{6})(?:_|$)")
+PARTITION_COLUMNS = ("dept", "county", "files", "rows_read", "rows_loaded", "rows_quarantined", "worker")
 
 
-def parquet_root(warehouse: Path | str) -> Path:
-    return Path(warehouse).parent / "parquet"
-
-
-def county_of(path: Path) -> str | None:
+def county_of(path: Path | str) -> str | None:
     m = _COUNTY_IN_NAME.search(Path(path).stem)
     return m.group(1) if m else None
 
 
-def county_groups(inbox: Path, period: str) -> dict[tuple[str, str], list[str]]:
-    """(dept, county) -> files of that department and county; ``county="all"`` when unnamed."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    base = Path(inbox) / period
-    if not base.is_dir():
-        return groups
-    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
-        for f in extract_files(folder):
-            groups.setdefault((folder.name, county_of(f) or "all"), []).append(str(f))
-    return groups
-
-
-def _where() -> str:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except Exception:  # noqa: BLE001 - not on a Dask worker
-        return f"pid-{os.getpid()}"
-
-
-@task(name="conform-county", task_run_name="conform-{period}-{dept}-{county}")
-def conform_county(inbox: str, period: str, dept: str, county: str, files: list[str],
-                   out_root: str) -> dict:
-    """Read and conform one department's files of one county; write them as one Parquet partition."""
-    import polars as pl
-
-    from tasks.conform import conform
-    from tasks.contracts import load_contract
-    from tasks.read import ReadError, read_file
-
-    contract = load_contract(dept)
-    frames, read, quarantined, errors = [], 0, 0, []
+def county_parts(files: list[Path | str]) -> dict[str, list[str]]:
+    """county -> that county's files (in the given order); ``all`` for files naming no county."""
+    parts: dict[str, list[str]] = {}
     for f in files:
-        path = Path(f)
-        try:
-            got = read_file(path, contract)
-        except ReadError as exc:
-            errors.append(f"{path.name}: {exc}")
-            continue
-        raw = got.frame.with_columns(pl.lit(str(path.relative_to(inbox))).alias("source_file"))
-        result = conform(raw, contract)
-        read += got.rows_read
-        quarantined += result.quarantined.height
-        frames.append(result.staged)
-    out = Path(out_root) / f"period={period}" / f"dept={dept}" / f"county={county}"
-    out.mkdir(parents=True, exist_ok=True)
-    conformed = 0
-    if frames:
-        frame = pl.concat(frames, how="diagonal_relaxed")
-        village = "village_code" in frame.columns
-        if village and county == "all":
-            frame = frame.with_columns(pl.col("village_code").str.slice(0, 6).alias("county_code"))
-        frame.write_parquet(out / "part-0.parquet")
-        conformed = frame.height
-    return {"period": period, "dept": dept, "county": county, "files": len(files), "rows_read": read,
-            "rows_conformed": conformed, "rows_quarantined": quarantined, "errors": errors,
-            "partition": str(out), "worker": _where()}
+        parts.setdefault(county_of(f) or "all", []).append(str(f))
+    return parts
 
 
-@flow(name="povwatch-conform-counties", flow_run_name="{period}", log_prints=True)
-def conform_counties_flow(inbox: str, period: str, warehouse: str) -> list[dict]:
-    """Every (department, county) partition of a period through read -> conform, in parallel."""
+@task(name="prepare-county", task_run_name="prepare-{period}-{dept}-{part}")
+def prepare_county(inbox: str, period: str, dept: str, part: str, files: list[str], lake: str,
+                   token: str):
+    """Read and conform one department's files of one county; write its Parquet partition."""
+    from tasks.ingest import prepare_part
+
+    return prepare_part(Path(inbox), period, dept, [Path(f) for f in files], Path(lake), part, token)
+
+
+def partition_rows(parts: list) -> list[dict]:
+    """The ``povwatch-<period>-partitions`` table: one row per (department, county) partition."""
+    return [{"dept": p.dept, "county": p.part, "files": len(p.files),
+             "rows_read": sum(f.rows_read for f in p.files),
+             "rows_loaded": sum(f.rows_loaded for f in p.files),
+             "rows_quarantined": sum(f.rows_quarantined for f in p.files),
+             "worker": p.worker} for p in parts]
+
+
+@flow(name="povwatch-prepare-counties", flow_run_name="{period}", log_prints=True)
+def prepare_counties_flow(inbox: str, period: str, warehouse: str, run_id: str,
+                          extracts: dict[str, list[str]]) -> list:
+    """Every (department, county) partition of the departments in ``extracts`` (dept -> files)
+    through read -> conform in parallel on the flow's task runner; returns the PreparedParts."""
     from prefect.artifacts import create_table_artifact
     from prefect.futures import wait
 
-    out_root = str(parquet_root(warehouse))
-    futures = [conform_county.submit(inbox=inbox, period=period, dept=dept, county=county,
-                                     files=files, out_root=out_root)
-               for (dept, county), files in county_groups(Path(inbox), period).items()]
+    from tasks.ingest import lake_root
+
+    lake = str(lake_root(Path(warehouse)))
+    futures = [prepare_county.submit(inbox=inbox, period=period, dept=dept, part=part, files=files,
+                                     lake=lake, token=run_id)
+               for dept, dept_files in extracts.items()
+               for part, files in county_parts(dept_files).items()]
     wait(futures)
-    results = [f.result() for f in futures]
-    if results:
-        create_table_artifact(
-            table=[{k: r[k] for k in ("dept", "county", "files", "rows_read", "rows_conformed",
-                                      "rows_quarantined", "worker")} for r in results],
-            key=f"povwatch-{period}-partitions", description="按县分区 per-county partitions")
-    return results
+    parts = [f.result() for f in futures]
+    if parts:
+        create_table_artifact(table=partition_rows(parts), key=f"povwatch-{period}-partitions",
+                              description="按县分区 per-county partitions (read → conform, Parquet)")
+    return parts
