@@ -72,18 +72,32 @@ def _schema_present(con: duckdb.DuckDBPyConnection, ddl: str) -> bool:
     ).fetchall()}
     present_tables = set(con.execute(
         "SELECT lower(schema_name), lower(table_name) FROM duckdb_tables() "
-        "WHERE database_name = current_database()").fetchall())
+        "WHERE database_name = current_database() UNION ALL "
+        "SELECT lower(schema_name), lower(view_name) FROM duckdb_views() "
+        "WHERE database_name = current_database() AND NOT internal").fetchall())
     return schemas <= present_schemas and tables <= present_tables
 
 
+def raw_column_names(contract: Contract) -> list[str]:
+    """raw.<dept>: lineage, the contract's columns as delivered text, and the extra columns (JSON)."""
+    return ["period", "run_id", "source_file", "source_row", *[c.name for c in contract.columns], "extra"]
+
+
+def empty_raw_select(contract: Contract) -> str:
+    typed = ", ".join(f'CAST(NULL AS {"INTEGER" if n == "source_row" else "VARCHAR"}) AS "{n}"'
+                      for n in raw_column_names(contract))
+    return f"SELECT {typed} WHERE false"
+
+
 def ensure_department_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    # raw.<dept> is a view over Parquet files (tasks.ingest.define_raw_view); until a first
+    # delivery it is an empty view of the same columns. A table of that name (a warehouse from
+    # before the lake) is left for tasks.ingest to move into Parquet.
+    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' "
+                         "AND table_name = ?", [contract.code]).fetchall()[0][0]
+    if not exists:
+        con.execute(f"CREATE VIEW raw.{contract.code} AS {empty_raw_select(contract)}")
     typed = ", ".join(f'"{name}" {dtype}' for name, dtype in contract.staged_ddl_columns())
-    text = ", ".join(f'"{c.name}" VARCHAR' for c in contract.columns)
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS raw.{contract.code} ("
-        f"period VARCHAR, run_id VARCHAR, source_file VARCHAR, source_row INTEGER, {text}, "
-        f"extra VARCHAR)"
-    )
     for schema in ("pending", "staging"):
         con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{contract.code} ({typed})")
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ import polars as pl
 from tasks import reasons
 from tasks.conform import FILE, REASONS, Conformed, conform
 from tasks.contracts import Contract, department_codes, load_contract
-from tasks.db import connect, ensure_schema, write_lock
+from tasks.db import connect, empty_raw_select, ensure_schema, raw_column_names, write_lock
 from tasks.read import ROW, FileRead, ReadError, read_file
 
 log = logging.getLogger(__name__)
@@ -197,10 +198,71 @@ def _extra_columns(d: _Delivered, contract: Contract) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# stage
+# the lake: Parquet beside the DuckDB file
+
+def lake_root(warehouse: Path) -> Path:
+    """The folder beside the warehouse file where extracts land as Parquet.
+
+    ``<name>.duckdb`` → ``<name>.lake/``: ``raw/`` (the rows as delivered, kept: ``raw.<dept>`` is
+    a view over these files) and ``prepared/`` (conformed rows and quarantine rows between
+    :func:`prepare_part` and :func:`load_parts`, deleted once loaded). Partitioned
+    ``<layer>/dept=<dept>/period=<period>/part=<county or all>/<run_id>.parquet``.
+    """
+    warehouse = Path(warehouse)
+    return warehouse.with_name(warehouse.stem + ".lake")
+
+
+def _part_dir(lake: Path, layer: str, period: str, dept: str, part: str) -> Path:
+    return Path(lake) / layer / f"dept={dept}" / f"period={period}" / f"part={part}"
+
+
+@dataclass
+class PreparedPart:
+    """One (period, department, county) partition read and conformed, landed as Parquet.
+
+    Small and picklable: it is what a Dask worker sends back; the rows stay in the files.
+    """
+    period: str
+    dept: str
+    part: str
+    files: list[FileResult]
+    errors: list[str]
+    raw: str | None
+    pending: str | None
+    quarantine: str | None
+    worker: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows_read for f in self.files)
+
+
+# --------------------------------------------------------------------------------------------
+# stage = (unchanged?) → prepare → load
 
 def stage_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: str) -> ExtractResult:
     """Read, conform and load one department's extract of a period into pending (not staging)."""
+    inbox = Path(inbox)
+    files = extract_files(inbox, period, dept)
+    blobs = {path: _read_bytes(path) for path in files}
+    shas = {path: hashlib.sha256(data or b"").hexdigest() for path, data in blobs.items()}
+    decided = unchanged_extract(warehouse, inbox, period, dept, run_id, shas)
+    if decided is not None:
+        return decided
+    part = prepare_part(inbox, period, dept, files, lake_root(warehouse), "all", run_id, blobs=blobs)
+    del blobs
+    return load_parts(warehouse, inbox, period, dept, [part], run_id)
+
+
+def unchanged_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: str,
+                      shas: dict[Path, str] | None = None) -> ExtractResult | None:
+    """The result of an extract that needs no reading, else None.
+
+    'missing' (nothing delivered), 'rejected' (the folder links outside the inbox), 'unchanged'
+    (every file's sha256 equals the accepted extract of the period: nothing is loaded again).
+    The last two write their audit rows. ``shas``: sha256 per file when the caller has them.
+    """
     inbox = Path(inbox)
     contract = load_contract(dept)
     folder = inbox / period / dept
@@ -217,116 +279,275 @@ def stage_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: 
     files = extract_files(inbox, period, dept)
     if not files:
         return ExtractResult(period, dept, "missing", [], f"{contract.name}本期（{period}）未报送数据")
-
-    blobs = [(path, _read_bytes(path)) for path in files]
-    hashed = [(path, hashlib.sha256(data or b"").hexdigest()) for path, data in blobs]
+    if shas is None:
+        shas = {path: hashlib.sha256(_read_bytes(path) or b"").hexdigest() for path in files}
     with write_lock:
         con = _open(warehouse)
         try:
             accepted = _accepted_shas(con, period, dept)
-            if accepted is not None and sorted(accepted) == sorted(s for _, s in hashed):
-                results = [FileResult(_relative(inbox, p), s, 0, 0, 0, "与已入库数据相同，未重复导入")
-                           for p, s in hashed]
-                _write_audit(con, run_id, period, dept, results, "unchanged")
-                return ExtractResult(period, dept, "unchanged", results,
-                                     "与已入库的数据相同（sha256一致），未重复导入")
+            if accepted is None or sorted(accepted) != sorted(shas[p] for p in files):
+                return None
+            results = [FileResult(_relative(inbox, p), shas[p], 0, 0, 0, "与已入库数据相同，未重复导入")
+                       for p in files]
+            _write_audit(con, run_id, period, dept, results, "unchanged")
+            return ExtractResult(period, dept, "unchanged", results,
+                                 "与已入库的数据相同（sha256一致），未重复导入")
         finally:
             con.close()
 
-    t_read = time.perf_counter()
-    delivered = _read_all(inbox, blobs, [sha for _, sha in hashed], contract)
-    del blobs
+
+def prepare_part(inbox: Path, period: str, dept: str, files: list[Path], lake: Path, part: str,
+                 token: str, blobs: dict[Path, bytes | None] | None = None) -> PreparedPart:
+    """Read and conform some files of one extract (all of them, or one county's) into Parquet.
+
+    Pure: no warehouse connection, so it runs in a thread or on a Dask worker alike. Writes the
+    rows as delivered (raw), the conformed rows (pending) and the quarantined rows with their
+    reasons and their text as delivered, each under ``lake`` named by ``token`` (the run id).
+    A file that cannot be read refuses the whole extract: this part's readable rows all go to
+    quarantine with their own defects and the refusal (:func:`load_parts` does the same for the
+    extract's other parts).
+    """
+    inbox = Path(inbox)
+    contract = load_contract(dept)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if blobs is None:
+        blobs = {path: _read_bytes(path) for path in files}
+    pairs = [(path, blobs.get(path)) for path in files]
+    shas = [hashlib.sha256(data or b"").hexdigest() for _, data in pairs]
+    delivered = _read_all(inbox, pairs, shas, contract)
+    del pairs
     broken = [d for d in delivered if d.error]
     readable = [d for d in delivered if d.read]
-    conformed: Conformed | None = None
-    t_conform = time.perf_counter()
-    if readable:
-        conformed = conform(_combined(readable), contract)
-    t_prepare = time.perf_counter()
-    message = "；".join(d.error for d in broken) if broken else None
+    t1 = time.perf_counter()
+    conformed = conform(_combined(readable), contract) if readable else None
+    t2 = time.perf_counter()
+    errors = [d.error for d in broken]
+    message = "；".join(errors) if errors else None
 
     quarantined = conformed.quarantined if conformed else None
     staged = conformed.staged if conformed else None
     if broken and quarantined is not None:
-        # The extract is refused as a whole: every readable row goes to quarantine, with its
-        # own defects (so the department fixes everything at once) and the refusal.
-        refusal = REJECTED_PREFIX + message
-        everything = pl.concat([
-            staged.select(FILE, ROW).with_columns(pl.lit([], dtype=pl.List(pl.Utf8)).alias(REASONS)),
-            quarantined.select(FILE, ROW, REASONS),
-        ])
-        everything = everything.with_columns(pl.col(REASONS).list.concat(pl.lit([refusal])))
-        quarantined = everything.join(_combined(readable), on=[FILE, ROW], how="left")
-        staged = staged.clear()
+        quarantined, staged = _refuse_all(quarantined, staged, readable, REJECTED_PREFIX + message)
 
     results = []
-    q_counts = _counts(quarantined)
-    s_counts = _counts(staged)
+    q_counts, s_counts = _counts(quarantined), _counts(staged)
     for d in delivered:
         if d.error:
             results.append(FileResult(d.file, d.sha256, 0, 0, 0, d.error))
-        else:
-            read = d.read.rows_read
-            loaded, quar = s_counts.get(d.file, 0), q_counts.get(d.file, 0)
-            assert loaded + quar == read, (d.file, read, loaded, quar)
-            results.append(FileResult(d.file, d.sha256, read, loaded, quar,
-                                      (REJECTED_PREFIX + message) if broken else None,
-                                      _extra_columns(d, contract)))
-    status = "rejected" if broken else "staged"
+            continue
+        read = d.read.rows_read
+        loaded, quar = s_counts.get(d.file, 0), q_counts.get(d.file, 0)
+        assert loaded + quar == read, (d.file, read, loaded, quar)
+        results.append(FileResult(d.file, d.sha256, read, loaded, quar,
+                                  (REJECTED_PREFIX + message) if broken else None,
+                                  _extra_columns(d, contract)))
 
-    raw = _raw_frame(readable, contract, period, run_id)
+    raw = _raw_frame(readable, contract, period, token)
     q_table = None
     if quarantined is not None and quarantined.height:
         q_table = quarantined.select(
-            pl.lit(run_id).alias("run_id"), pl.lit(period).alias("period"), pl.lit(dept).alias("dept"),
             pl.col(FILE).alias("file"), pl.col(ROW).alias("row_number"), pl.col(REASONS).alias("reasons"),
-            pl.lit(STAGE_CONFORM).alias("stage"),
         ).with_columns(_row_data(quarantined, readable).alias("row_data"))
     pending = None
     if staged is not None and staged.height:
-        pending = staged.with_columns(pl.lit(period).alias("period"), pl.lit(run_id).alias("run_id"))
+        pending = staged.with_columns(pl.lit(period).alias("period"), pl.lit(token).alias("run_id"))
+    t3 = time.perf_counter()
+    written = {layer: _write_part(frame, _part_dir(lake, layer, period, dept, part), token)
+               for layer, frame in (("raw", raw), ("pending", pending), ("quarantine", q_table))}
+    seconds.update(read=t1 - t0, conform=t2 - t1, prepare=t3 - t2, write=time.perf_counter() - t3)
+    return PreparedPart(period, dept, part, results, errors, written["raw"], written["pending"],
+                        written["quarantine"], _where(), seconds)
 
-    t_write = time.perf_counter()
+
+def _refuse_all(quarantined: pl.DataFrame, staged: pl.DataFrame, readable: list[_Delivered],
+                refusal: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every readable row to quarantine, with its own defects (so the department fixes everything
+    at once) and the refusal."""
+    everything = pl.concat([
+        staged.select(FILE, ROW).with_columns(pl.lit([], dtype=pl.List(pl.Utf8)).alias(REASONS)),
+        quarantined.select(FILE, ROW, REASONS),
+    ])
+    everything = everything.with_columns(pl.col(REASONS).list.concat(pl.lit([refusal])))
+    return everything.join(_combined(readable), on=[FILE, ROW], how="left"), staged.clear()
+
+
+def _write_part(frame: pl.DataFrame | None, folder: Path, token: str) -> str | None:
+    """Write a partition file readable by its owner only (personal data); None when empty."""
+    if frame is None or frame.height == 0:
+        return None
+    old_umask = os.umask(0o077)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{token}.parquet"
+        frame.write_parquet(path, compression="lz4", statistics=False)
+    finally:
+        os.umask(old_umask)
+    return str(path)
+
+
+def _where() -> str:
+    """Where a part was prepared: the Dask worker's address, else this process."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except Exception:  # noqa: BLE001 - not on a Dask worker (or distributed not installed)
+        return f"pid-{os.getpid()}"
+
+
+def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list[PreparedPart],
+               run_id: str) -> ExtractResult:
+    """The one writer: an extract's prepared parts into pending, quarantine.rows, raw and audit.
+
+    One transaction replaces the period's pending, quarantine and raw rows of the department.
+    raw.<dept> is a view over the raw Parquet files the audit.raw_files catalog lists, so
+    replacing the catalog rows and the view in the same transaction makes the new files visible
+    atomically; files no longer listed are deleted after the commit. If any part had a file that
+    could not be read, the whole extract is refused: the other parts' rows go to quarantine too.
+    """
+    contract = load_contract(dept)
+    errors = [e for p in parts for e in p.errors]
+    status = "rejected" if errors else "staged"
+    message = "；".join(errors) if errors else None
+    results = [f for p in parts for f in p.files]
+    refused = [p for p in parts if errors and not p.errors]   # readable parts of a refused extract
+    if refused:
+        refusal = REJECTED_PREFIX + message
+        results = [f for p in parts if p.errors for f in p.files] + [
+            FileResult(f.file, f.sha256, f.rows_read, 0, f.rows_read, refusal, f.extra_columns)
+            for p in refused for f in p.files]
+    pending = [p.pending for p in parts if p.pending and not (errors and not p.errors)]
+    quarantine = [p.quarantine for p in parts if p.quarantine]
+    raw = [p.raw for p in parts if p.raw]
     with write_lock:
         con = _open(warehouse)
         try:
             con.execute("BEGIN TRANSACTION")
-            con.execute(f"DELETE FROM raw.{dept} WHERE period = ?", [period])
-            con.execute(f"DELETE FROM pending.{dept} WHERE period = ?", [period])
-            con.execute("DELETE FROM quarantine.rows WHERE period = ? AND dept = ?", [period, dept])
-            if raw.height:
-                con.register("__raw", raw.to_arrow())
-                con.execute(f"INSERT INTO raw.{dept} BY NAME SELECT * FROM __raw")
-                con.unregister("__raw")
-            if pending is not None:
-                con.register("__pending", pending.to_arrow())
-                con.execute(f"INSERT INTO pending.{dept} BY NAME SELECT * FROM __pending")
-                con.unregister("__pending")
-            if q_table is not None:
-                con.register("__quarantine", q_table.to_arrow())
-                con.execute("INSERT INTO quarantine.rows BY NAME SELECT * FROM __quarantine")
-                con.unregister("__quarantine")
-            _write_audit(con, run_id, period, dept, results, status)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            try:
+                con.execute(f"DELETE FROM pending.{dept} WHERE period = ?", [period])
+                con.execute("DELETE FROM quarantine.rows WHERE period = ? AND dept = ?", [period, dept])
+                if pending:
+                    con.execute(f"INSERT INTO pending.{dept} BY NAME SELECT * REPLACE (CAST(? AS VARCHAR) "
+                                f"AS run_id) FROM read_parquet(?, hive_partitioning = false)", [run_id, pending])
+                if quarantine:
+                    # A refused extract's rows carry the refusal (parts with an unreadable file
+                    # added their own already).
+                    reasons_sql = ("CASE WHEN list_bool_or(list_transform(reasons, lambda r: starts_with(r, ?))) "
+                                   "THEN reasons ELSE list_append(reasons, ?) END" if errors else "reasons")
+                    con.execute(
+                        "INSERT INTO quarantine.rows (run_id, period, dept, file, row_number, reasons, "
+                        f"stage, row_data) SELECT ?, ?, ?, file, row_number, {reasons_sql}, ?, row_data "
+                        "FROM read_parquet(?, hive_partitioning = false)",
+                        [run_id, period, dept] + ([REJECTED_PREFIX, REJECTED_PREFIX + message] if errors else [])
+                        + [STAGE_CONFORM, quarantine])
+                if refused:
+                    _quarantine_refused_parts(con, contract, run_id, period, dept, refused,
+                                              REJECTED_PREFIX + message)
+                _replace_raw(con, warehouse, contract, period, raw, run_id)
+                _write_audit(con, run_id, period, dept, results, status)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
         finally:
             con.close()
-    t_end = time.perf_counter()
-    log.debug("stage %s %s: read %.2f s, conform %.2f s, prepare %.2f s, write %.2f s", period, dept,
-              t_conform - t_read, t_prepare - t_conform, t_write - t_prepare, t_end - t_write)
+    _remove_files(p for part in parts for p in (part.pending, part.quarantine) if p)
+    _remove_unlisted_raw(warehouse, dept, period, raw)
     return ExtractResult(period, dept, status, results, message)
 
 
+def _quarantine_refused_parts(con, contract: Contract, run_id: str, period: str, dept: str,
+                              refused: list[PreparedPart], refusal: str) -> None:
+    """A refused extract's rows that conformed, from the parts that were readable: to quarantine,
+    with their text as delivered (from the raw files)."""
+    pending = [p.pending for p in refused if p.pending]
+    raw = [p.raw for p in refused if p.raw]
+    if not pending:
+        return
+    row_json = _raw_json_sql(contract, "r")
+    con.execute(
+        f"""
+        INSERT INTO quarantine.rows (run_id, period, dept, file, row_number, reasons, stage, row_data)
+        SELECT ?, ?, ?, p.source_file, p.source_row, [?], ?, {row_json}
+        FROM read_parquet(?, hive_partitioning = false) p LEFT JOIN read_parquet(?, hive_partitioning = false) r
+          ON r.source_file = p.source_file AND r.source_row = p.source_row
+        """,
+        [run_id, period, dept, refusal, STAGE_CONFORM, pending, raw],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# raw.<dept>: a view over the raw Parquet files
+
+def _replace_raw(con, warehouse: Path, contract: Contract, period: str, files: list[str],
+                 run_id: str) -> None:
+    """List ``files`` as the period's raw files of the department, and redefine the view."""
+    con.execute("DELETE FROM audit.raw_files WHERE dept = ? AND period = ?", [contract.code, period])
+    if files:
+        con.executemany("INSERT INTO audit.raw_files (dept, period, path, run_id) VALUES (?, ?, ?, ?)",
+                        [[contract.code, period, Path(f).resolve().as_posix(), run_id] for f in files])
+    define_raw_view(con, contract, lake_root(warehouse).resolve())
+
+
+def define_raw_view(con, contract: Contract, lake: Path) -> None:
+    """raw.<dept> over every file audit.raw_files lists, or empty.
+
+    Paths are absolute: a copy of the DuckDB file (a backup, a test's "before" state) goes on
+    reading the raw files of the warehouse it was copied from, and writes its own new ones into
+    its own lake. Moving a warehouse means moving its .lake folder to the same place.
+    """
+    listed = [r[0] for r in con.execute(
+        "SELECT path FROM audit.raw_files WHERE dept = ? ORDER BY period, path", [contract.code]).fetchall()]
+    columns = ", ".join(f'"{n}"' for n in raw_column_names(contract))
+    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'raw' "
+                       "AND table_name = ?", [contract.code]).fetchall()
+    if kind and kind[0][0] == "BASE TABLE":   # a warehouse from before the lake: move its rows
+        _migrate_raw_table(con, contract.code, Path(lake))
+        listed = [r[0] for r in con.execute(
+            "SELECT path FROM audit.raw_files WHERE dept = ? ORDER BY period, path", [contract.code]).fetchall()]
+    if listed:
+        paths = ", ".join("'" + p.replace("'", "''") + "'" for p in listed)
+        body = f"SELECT {columns} FROM read_parquet([{paths}], union_by_name = true, hive_partitioning = false)"
+    else:
+        body = empty_raw_select(contract)
+    con.execute(f"CREATE OR REPLACE VIEW raw.{contract.code} AS {body}")
+
+
+def _migrate_raw_table(con, dept: str, lake: Path) -> None:
+    """raw.<dept> as a table (before the lake): each period's rows to a Parquet file it lists."""
+    periods = [r[0] for r in con.execute(
+        f"SELECT DISTINCT period FROM raw.{dept} WHERE period NOT IN "
+        f"(SELECT period FROM audit.raw_files WHERE dept = ?)", [dept]).fetchall()]
+    for period in periods:   # a loop over periods, a COPY each
+        folder = _part_dir(lake, "raw", period, dept, "migrated")
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / "table.parquet"
+        con.execute(f"COPY (SELECT * FROM raw.{dept} WHERE period = ?) TO '{target.as_posix()}' "
+                    f"(FORMAT parquet)", [period])
+        con.execute("INSERT INTO audit.raw_files (dept, period, path, run_id) VALUES (?, ?, ?, NULL)",
+                    [dept, period, target.resolve().as_posix()])
+    con.execute(f"DROP TABLE raw.{dept}")
+
+
+def _remove_files(paths) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+
+
+def _remove_unlisted_raw(warehouse: Path, dept: str, period: str, keep: list[str]) -> None:
+    """Raw files of (dept, period) left by earlier deliveries or a run that died before its commit."""
+    folder = lake_root(warehouse) / "raw" / f"dept={dept}" / f"period={period}"
+    kept = {Path(k).resolve() for k in keep}
+    for path in folder.rglob("*.parquet") if folder.is_dir() else ():
+        if path.resolve() not in kept:
+            path.unlink(missing_ok=True)
+
+
 def _open(warehouse: Path):
-    """Connect; create the tables only when they are missing (the DDL of 36 tables is not free)."""
+    """Connect, creating what is missing (tasks.db.ensure_schema asks the catalog first: cheap)."""
     con = connect(warehouse)
-    found = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema IN "
-        "('raw', 'pending', 'staging', 'quarantine', 'audit')").fetchall()[0][0]
-    if found < 3 * len(department_codes()) + 3:
-        ensure_schema(con)
+    ensure_schema(con)
     return con
 
 

@@ -13,7 +13,8 @@ import xlsxwriter
 
 from tasks import reasons
 from tasks.db import connect, open_warehouse
-from tasks.ingest import (discover_periods, promote_extract, reject_extract, stage_extract)
+from tasks.ingest import (discover_periods, extract_files, lake_root, load_parts, prepare_part,
+                          promote_extract, reject_extract, stage_extract)
 from tasks.receipts import write_receipt
 
 PERIOD = "2020-06"
@@ -285,6 +286,113 @@ def test_receipt_of_a_refused_file_names_it(inbox: Path, warehouse: Path, tmp_pa
     path = write_receipt(warehouse, PERIOD, "minzheng", tmp_path / "out")
     detail = pl.read_excel(path, sheet_name="问题明细")
     assert any(f == "坏.csv" and "0字节" in r for f, r in detail.select("文件", "原因").rows())
+
+
+# --- the Parquet lake: raw rows and prepared parts ---------------------------------------------
+
+def _lake_files(warehouse: Path, layer: str) -> list[Path]:
+    return sorted((lake_root(warehouse) / layer).rglob("*.parquet"))
+
+
+def test_raw_rows_land_as_parquet_readable_by_the_owner_only(inbox: Path, warehouse: Path) -> None:
+    stage_extract(warehouse, inbox, PERIOD, "minzheng", "r1")
+    raw_files = _lake_files(warehouse, "raw")
+    assert [f.relative_to(lake_root(warehouse)).as_posix() for f in raw_files] == [
+        f"raw/dept=minzheng/period={PERIOD}/part=all/r1.parquet"]
+    assert raw_files[0].stat().st_mode & 0o077 == 0          # identity numbers: owner only
+    assert _lake_files(warehouse, "pending") == [] and _lake_files(warehouse, "quarantine") == []
+    assert q(warehouse, "SELECT count(*) FROM raw.minzheng") == [(7,)]
+
+    # a resubmission replaces the period's raw file; the old one is deleted after the commit
+    write_csv(inbox / PERIOD / "minzheng" / "城关镇.csv", [row(5), row(6)])
+    (inbox / PERIOD / "minzheng" / "新兴镇.xlsx").unlink()
+    stage_extract(warehouse, inbox, PERIOD, "minzheng", "r2")
+    assert [f.name for f in _lake_files(warehouse, "raw")] == ["r2.parquet"]
+    assert q(warehouse, "SELECT source_row, id_number FROM raw.minzheng ORDER BY 1") == [
+        (2, IDS[5]), (3, IDS[6])]
+
+
+def test_a_copy_of_the_warehouse_file_still_reads_its_raw_rows(inbox: Path, warehouse: Path,
+                                                               tmp_path: Path) -> None:
+    import shutil
+
+    stage_extract(warehouse, inbox, PERIOD, "minzheng", "r1")
+    copy = tmp_path / "backup" / "povwatch.duckdb"
+    copy.parent.mkdir()
+    shutil.copy(warehouse, copy)
+    assert q(copy, "SELECT count(*) FROM raw.minzheng") == [(7,)]
+    # the copy loads its own new data into its own lake and leaves the original's files alone
+    write_csv(inbox / PERIOD / "minzheng" / "城关镇.csv", [row(5)])
+    stage_extract(copy, inbox, PERIOD, "minzheng", "r2")
+    assert q(copy, "SELECT count(*) FROM raw.minzheng") == [(4,)]
+    assert q(warehouse, "SELECT count(*) FROM raw.minzheng") == [(7,)]
+
+
+def test_parts_prepared_apart_load_as_one_extract(inbox: Path, warehouse: Path, tmp_path: Path) -> None:
+    """Two parts (as two counties on two Dask workers would be) loaded by the one writer equal one
+    stage of the whole extract — except a row duplicated across the parts, which only a
+    conform of both files together can see (docs/ingestion.md)."""
+    files = extract_files(inbox, PERIOD, "minzheng")
+    lake = lake_root(warehouse)
+    parts = [prepare_part(inbox, PERIOD, "minzheng", [f], lake, f"part{i}", "r1")
+             for i, f in enumerate(files)]
+    result = load_parts(warehouse, inbox, PERIOD, "minzheng", parts, "r1")
+    assert result.status == "staged"
+    accounting_holds(result)
+    whole = tmp_path / "whole" / "povwatch.duckdb"
+    stage_extract(whole, inbox, PERIOD, "minzheng", "r1")
+
+    def held(w: Path) -> list[tuple]:
+        return [(Path(f).name, n, r) for f, n, r in
+                q(w, "SELECT file, row_number, reasons FROM quarantine.rows ORDER BY file, row_number")]
+
+    assert held(warehouse) == [h for h in held(whole) if h != ("新兴镇.xlsx", 5, [reasons.DUPLICATE_ROW])]
+    pending = "SELECT source_file, source_row, id_number, monthly_amount FROM pending.minzheng ORDER BY 1, 2"
+    assert len(q(warehouse, pending)) == len(q(whole, pending)) + 1
+    assert set(q(whole, pending)) < set(q(warehouse, pending))
+    assert q(warehouse, "SELECT count(*) FROM raw.minzheng") == q(whole, "SELECT count(*) FROM raw.minzheng")
+
+
+def test_an_unreadable_file_in_one_part_refuses_every_part(inbox: Path, warehouse: Path) -> None:
+    d = inbox / PERIOD / "minzheng"
+    (d / "大庄镇.csv").write_bytes("姓名,身份证号\n张三,1\n".encode())   # required columns missing
+    files = extract_files(inbox, PERIOD, "minzheng")
+    good = [f for f in files if f.name != "大庄镇.csv"]
+    parts = [prepare_part(inbox, PERIOD, "minzheng", good, lake_root(warehouse), "620523", "r1"),
+             prepare_part(inbox, PERIOD, "minzheng", [d / "大庄镇.csv"], lake_root(warehouse), "620521", "r1")]
+    assert parts[0].errors == [] and parts[1].errors
+    result = load_parts(warehouse, inbox, PERIOD, "minzheng", parts, "r1")
+    assert result.status == "rejected" and "大庄镇.csv" in result.message
+    accounting_holds(result)
+    assert result.rows_loaded == 0 and result.rows_quarantined == 7
+    assert q(warehouse, "SELECT count(*) FROM pending.minzheng") == [(0,)]
+    reasons_ = q(warehouse, "SELECT row_number, reasons FROM quarantine.rows WHERE file LIKE '%城关镇.csv' "
+                            "ORDER BY row_number")
+    assert [n for n, _ in reasons_] == [2, 3, 4, 5]
+    assert all(r[-1].startswith("整批退回：") and "大庄镇.csv" in r[-1] for _, r in reasons_)
+    assert reasons_[1][1][0] == L("身份证号", reasons.ID_CHECK_DIGIT)   # its own defect kept, first
+    data = q(warehouse, "SELECT row_data FROM quarantine.rows WHERE file LIKE '%城关镇.csv' "
+                        "AND row_number = 2")[0][0]
+    assert '"身份证号":"' + IDS[0] + '"' in data
+
+
+def test_a_warehouse_with_raw_tables_keeps_their_rows(inbox: Path, warehouse: Path) -> None:
+    """Warehouses made before the lake held raw.<dept> as a table: its rows move to Parquet."""
+    con = connect(warehouse)
+    try:
+        con.execute("DROP VIEW raw.minzheng")
+        cols = ", ".join(f'CAST(NULL AS VARCHAR) AS "{c}"' for c in
+                         ("assistance", "monthly_amount", "start_month", "end_month", "village_code"))
+        con.execute(f"CREATE TABLE raw.minzheng AS SELECT '2020-05' AS period, 'r0' AS run_id, "
+                    f"'old.csv' AS source_file, 2 AS source_row, '居民0' AS name, '{IDS[0]}' AS id_number, "
+                    f"{cols}, CAST(NULL AS VARCHAR) AS extra")
+    finally:
+        con.close()
+    stage_extract(warehouse, inbox, PERIOD, "minzheng", "r1")
+    assert q(warehouse, "SELECT period, count(*) FROM raw.minzheng GROUP BY 1 ORDER BY 1") == [
+        ("2020-05", 1), (PERIOD, 7)]
+    assert q(warehouse, "SELECT table_type FROM information_schema.tables WHERE table_schema = 'raw' "
+                        "AND table_name = 'minzheng'") == [("VIEW",)]
 
 
 # --- the generator's planted truth -----------------------------------------------------------

@@ -105,8 +105,10 @@ def test_no_identity_number_or_secret_leaves_the_warehouse(tmp_path: Path, recei
     teeth, _ = rs.scan_tree(inbox)
     assert len(teeth) > 50
 
-    # everything outside the warehouse file(s) and the inbox
-    skip = (inbox, *warehouse.parent.glob(warehouse.name + "*"))
+    # everything outside the warehouse (its DuckDB file(s) and the Parquet lake beside it) and the inbox
+    from tasks.ingest import lake_root
+
+    skip = (inbox, *warehouse.parent.glob(warehouse.name + "*"), lake_root(warehouse))
     findings, scanned = rs.scan_tree(tmp_path, skip=skip)
     assert scanned >= 5, "the run wrote almost nothing outside the warehouse: nothing was scanned"
     for name, text in captured.items():

@@ -1,6 +1,7 @@
 -- Schemas and the audit / quarantine tables. Department tables (raw.<dept>, pending.<dept>,
 -- staging.<dept>) are created from the contracts by tasks.db.ensure_department_tables.
--- raw        as delivered, text, with file and row number
+-- raw        as delivered, text, with file and row number: views over Parquet files in
+--            <warehouse>.lake/raw (tasks.ingest.load_parts), listed in audit.raw_files
 -- pending    conformed candidate of a (period, dept) being validated; promoted or dropped
 -- staging    typed, canonical, accepted extracts, one snapshot per (period, dept)
 -- quarantine rows refused, with reasons
@@ -38,6 +39,16 @@ CREATE TABLE IF NOT EXISTS audit.extracts (
     message          VARCHAR,  -- Chinese, for the department
     extra_columns    VARCHAR,  -- headers not in the contract, kept in raw
     recorded_at      TIMESTAMP DEFAULT current_timestamp
+);
+
+-- The Parquet files behind the raw.<dept> views (absolute paths, in <warehouse>.lake/raw):
+-- replaced with the view in the transaction that loads a (period, dept), so a delivery's raw
+-- rows appear and disappear atomically with its pending and quarantine rows.
+CREATE TABLE IF NOT EXISTS audit.raw_files (
+    dept             VARCHAR,
+    period           VARCHAR,
+    path             VARCHAR,
+    run_id           VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS audit.validations (
