@@ -61,8 +61,40 @@ def repair_expr(raw: pl.Expr) -> pl.Expr:
                                          is_elementwise=True)
 
 
+_PLAIN = r"^[0-9]{17}[0-9X]$"
+
+
 def repair_series(raw: pl.Series) -> pl.Series:
-    """:func:`repair_expr` on a Series: vectorised, one small expression per step."""
+    """:func:`repair_expr` on a Series: vectorised, one small expression per step.
+
+    Nearly every number arrives as 17 digits and a check character: those only need their birth
+    date and check character verified, so they skip the clean-up steps (each of which copies the
+    whole column); the few others go through :func:`_repair_messy` and are put back in place.
+    """
+    text = raw.cast(pl.Utf8)
+    plain = text.str.contains(_PLAIN).fill_null(False)
+    f = pl.DataFrame({"text": pl.Series(text).set(~plain, None)})
+    candidate = pl.col("text")
+    birth = candidate.str.slice(6, 8).str.to_date("%Y%m%d", strict=False)
+    f = f.with_columns(birth.alias("birth"), check_char(candidate.str.slice(0, 17)).alias("check"))
+    error = (
+        pl.when(candidate.is_null()).then(None)
+        .when(~(pl.col("birth").is_not_null() & (pl.col("birth") >= pl.date(1900, 1, 1))
+                & (pl.col("birth") <= pl.lit(_today())))).then(pl.lit(reasons.ID_BIRTH_DATE))
+        .when(pl.col("check") != candidate.str.slice(17, 1)).then(pl.lit(reasons.ID_CHECK_DIGIT))
+        .otherwise(None).cast(pl.Utf8)
+    )
+    f = f.select(pl.when(error.is_null()).then(candidate).alias("id_number"),
+                 pl.lit(None, dtype=pl.Utf8).alias("repair"), error.alias("error"))
+    messy = (~plain & text.is_not_null()).arg_true()
+    if len(messy):
+        fixed = _repair_messy(text.gather(messy)).struct.unnest()
+        f = f.with_columns(f[c].scatter(messy, fixed[c]) for c in ("id_number", "repair", "error"))
+    return f.select(pl.struct("id_number", "repair", "error").alias(raw.name or "id")).to_series()
+
+
+def _repair_messy(raw: pl.Series) -> pl.Series:
+    """Clean-up, 15→18 upgrade and checks, for numbers not already 17 digits + check character."""
     col = pl.col
     f = pl.DataFrame({"text": raw.cast(pl.Utf8)})
     # Most numbers need no clean-up: only the others go through it (null-masked, so cheap).
