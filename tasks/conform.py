@@ -131,9 +131,10 @@ def _pr(name: str) -> str:
 def _prepare(col: Column, text: pl.Expr) -> list[pl.Expr]:
     """Parsing of one column, materialised once (``__p_<name>`` value, ``__pr_<name>`` repair).
 
-    Each type first tries the form clean data has (ISO date, plain number, 是/否 ...) in one
-    pass; only the cells that fail it reach the slow path, whose input is null-masked so that
-    the string kernels skip the clean cells.
+    Each type first tries the form clean data has (ISO date, plain number, 是/否 ...) on the
+    whole column; only the cells that fail it are taken out and go through the slow path, then
+    are put back (:func:`_two_speed`). Written as when/then over the whole column instead, the
+    slow path's dozen string kernels each walked every row, clean or not.
     """
     name = col.name
     out: list[pl.Expr] = []
@@ -142,68 +143,127 @@ def _prepare(col: Column, text: pl.Expr) -> list[pl.Expr]:
         out.append(pl.when(aliased != text).then(pl.lit(REPAIR_ALIAS)).alias(f"__pa_{name}"))
         text = aliased
 
-    def slow(fast: pl.Expr) -> pl.Expr:
-        return pl.when(fast.is_null()).then(text)
-
     if col.type == "id":
         out.append(repair_expr(text).alias(_p(name)))
-    elif col.type == "village":
-        fast = pl.when(text.str.contains(r"^\d{12}$")).then(text)
-        digits = _half_width(slow(fast)).str.replace_all(r"\s+", "")
-        fixed = pl.when(digits.str.contains(r"^\d{12}$")).then(digits)
-        out += [pl.coalesce(fast, fixed).alias(_p(name)),
-                pl.when(fixed.is_not_null()).then(pl.lit(REPAIR_WIDTH)).alias(_pr(name))]
     elif col.type == "code":
         out.append((pl.when(text.is_in(list(col.codes))).then(text) if col.codes else text).alias(_p(name)))
-    elif col.type == "int":
-        fast = text.cast(pl.Int64, strict=False)
-        number = _half_width(slow(fast)).str.replace_all(r"\s+", "")
-        fixed = pl.when(number.str.contains(r"^[+-]?\d{1,9}(\.0*)?$")).then(
-            number.str.replace(r"\.0*$", "").cast(pl.Int64, strict=False))
-        out.append(pl.coalesce(fast, fixed).alias(_p(name)))
-    elif col.type == "money":
-        fast = pl.when(text.str.contains(r"^-?\d+(\.\d+)?$")).then(text.cast(pl.Float64, strict=False))
-        number = _half_width(slow(fast)).str.replace_all(r"[\s,，元¥￥]", "").str.replace(r"^\+", "")
-        fixed = pl.when(number.str.contains(r"^-?(\d+(\.\d*)?|\.\d+)$")).then(
-            number.cast(pl.Float64, strict=False))
-        out += [pl.coalesce(fast, fixed).round(2).alias(_p(name)),
-                pl.when(fixed.is_not_null()).then(pl.lit(REPAIR_MONEY_FORMAT)).alias(_pr(name))]
-    elif col.type == "percent":
-        fast = text.cast(pl.Float64, strict=False)
-        fixed = _half_width(slow(fast)).str.replace_all(r"[\s%％]", "").cast(pl.Float64, strict=False)
-        value = pl.coalesce(fast, fixed)
-        out.append(pl.when(value.is_finite()).then(value).alias(_p(name)))
-    elif col.type == "date":
-        # Sequenced inside one struct so that each step is computed once: ISO, then 2020/3/5
-        # (a department's usual form), then the rest through the slow path.
-        f = pl.field
-        steps = pl.struct(text.alias("t")).struct.with_fields(
-            pl.when(f("t").str.len_bytes() == 10).then(f("t").str.to_date("%Y-%m-%d", strict=False))
-            .alias("iso"))
-        steps = steps.struct.with_fields(pl.when(f("iso").is_null()).then(f("t")).alias("rest"))
-        steps = steps.struct.with_fields(f("rest").str.to_date("%Y/%m/%d", strict=False).alias("slash"))
-        steps = steps.struct.with_fields(pl.when(f("slash").is_null()).then(f("rest")).alias("rest2"))
-        slow_value, slow_repair = _parse_date(f("rest2"))
-        steps = steps.struct.with_fields(slow_value.alias("slow"), slow_repair.alias("slow_repair"))
-        steps = steps.struct.with_fields(
-            pl.coalesce(f("iso"), f("slash"), f("slow")).alias("value"),
-            pl.when(f("slash").is_not_null()).then(pl.lit(REPAIR_DATE_FORMAT))
-            .otherwise(f("slow_repair")).alias("repair"))
-        out.append(steps.alias(f"__ps_{name}"))
-    elif col.type == "month":
-        fast = pl.when(text.str.len_bytes() == 7).then(
-            (text + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False))
-        parsed, repair = _parse_month(slow(fast))
-        out += [pl.coalesce(fast, parsed).alias(_p(name)), repair.alias(_pr(name))]
-    elif col.type == "bool":
-        fast = text.replace_strict({"是": True, "否": False}, default=None, return_dtype=pl.Boolean)
-        word = _half_width(slow(fast)).str.to_uppercase()
-        fixed = pl.when(word.is_in(TRUE_WORDS)).then(True).when(word.is_in(FALSE_WORDS)).then(False)
-        out += [pl.coalesce(fast, fixed).alias(_p(name)),
-                pl.when(fixed.is_not_null()).then(pl.lit(REPAIR_BOOL_FORMAT)).alias(_pr(name))]
-    else:  # text
+    elif col.type == "text":
         out.append(pl.when(text.str.len_chars() <= MAX_TEXT_CHARS).then(text).alias(_p(name)))
+    else:
+        fast, slow, dtype = _PARSERS[col.type]
+        out.append(_two_speed(text, fast, slow, dtype).alias(f"__ps_{name}"))
     return out
+
+
+Parsed = tuple[pl.Expr, "pl.Expr | None"]   # (value, repair or None)
+
+
+def _two_speed(text: pl.Expr, fast, slow, dtype: pl.DataType) -> pl.Expr:
+    """A struct {value, repair}: ``fast`` on every cell, ``slow`` only on the cells it left null."""
+    none = pl.lit(None, dtype=pl.Utf8)
+
+    def parse(cells: pl.Series, parser) -> pl.DataFrame:
+        value, repair = parser(pl.col("t"))
+        return pl.DataFrame({"t": cells}).select(
+            value.cast(dtype).alias("value"), (repair if repair is not None else none).alias("repair"))
+
+    def run(cells: pl.Series) -> pl.Series:
+        cells = cells.cast(pl.Utf8)
+        out = parse(cells, fast)
+        todo = (out["value"].is_null() & cells.is_not_null()).arg_true()
+        if len(todo):
+            fixed = parse(cells.gather(todo), slow)
+            out = out.with_columns(out[c].scatter(todo, fixed[c]) for c in ("value", "repair"))
+        return out.select(pl.struct("value", "repair")).to_series()
+
+    return text.map_batches(run, return_dtype=pl.Struct({"value": dtype, "repair": pl.Utf8}),
+                            is_elementwise=True)
+
+
+def _village_fast(t: pl.Expr) -> Parsed:
+    return pl.when(t.str.contains(r"^\d{12}$")).then(t), None
+
+
+def _village_slow(t: pl.Expr) -> Parsed:
+    digits = _half_width(t).str.replace_all(r"\s+", "")
+    fixed = pl.when(digits.str.contains(r"^\d{12}$")).then(digits)
+    return fixed, pl.when(fixed.is_not_null()).then(pl.lit(REPAIR_WIDTH))
+
+
+def _int_fast(t: pl.Expr) -> Parsed:
+    return t.cast(pl.Int64, strict=False), None
+
+
+def _int_slow(t: pl.Expr) -> Parsed:
+    number = _half_width(t).str.replace_all(r"\s+", "")
+    return pl.when(number.str.contains(r"^[+-]?\d{1,9}(\.0*)?$")).then(
+        number.str.replace(r"\.0*$", "").cast(pl.Int64, strict=False)), None
+
+
+def _money_fast(t: pl.Expr) -> Parsed:
+    return pl.when(t.str.contains(r"^-?\d+(\.\d+)?$")).then(t.cast(pl.Float64, strict=False)).round(2), None
+
+
+def _money_slow(t: pl.Expr) -> Parsed:
+    number = _half_width(t).str.replace_all(r"[\s,，元¥￥]", "").str.replace(r"^\+", "")
+    fixed = pl.when(number.str.contains(r"^-?(\d+(\.\d*)?|\.\d+)$")).then(number.cast(pl.Float64, strict=False))
+    return fixed.round(2), pl.when(fixed.is_not_null()).then(pl.lit(REPAIR_MONEY_FORMAT))
+
+
+def _finite(value: pl.Expr) -> pl.Expr:
+    return pl.when(value.is_finite()).then(value)
+
+
+def _percent_fast(t: pl.Expr) -> Parsed:
+    return _finite(t.cast(pl.Float64, strict=False)), None
+
+
+def _percent_slow(t: pl.Expr) -> Parsed:
+    return _finite(_half_width(t).str.replace_all(r"[\s%％]", "").cast(pl.Float64, strict=False)), None
+
+
+def _date_fast(t: pl.Expr) -> Parsed:
+    """ISO, and 20200305 (the form several departments' systems write: a format repair)."""
+    iso = pl.when(t.str.len_bytes() == 10).then(t.str.to_date("%Y-%m-%d", strict=False))
+    compact = pl.when(t.str.len_bytes() == 8).then(t.str.to_date("%Y%m%d", strict=False))
+    return (pl.coalesce(iso, compact),
+            pl.when(iso.is_null() & compact.is_not_null()).then(pl.lit(REPAIR_DATE_FORMAT)))
+
+
+def _date_slow(t: pl.Expr) -> Parsed:
+    slash = t.str.to_date("%Y/%m/%d", strict=False)
+    value, repair = _parse_date(t)
+    return (pl.coalesce(slash, value),
+            pl.when(slash.is_not_null()).then(pl.lit(REPAIR_DATE_FORMAT)).otherwise(repair))
+
+
+def _month_fast(t: pl.Expr) -> Parsed:
+    return pl.when(t.str.len_bytes() == 7).then((t + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False)), None
+
+
+def _month_slow(t: pl.Expr) -> Parsed:
+    return _parse_month(t)
+
+
+def _bool_fast(t: pl.Expr) -> Parsed:
+    return t.replace_strict({"是": True, "否": False}, default=None, return_dtype=pl.Boolean), None
+
+
+def _bool_slow(t: pl.Expr) -> Parsed:
+    word = _half_width(t).str.to_uppercase()
+    fixed = pl.when(word.is_in(TRUE_WORDS)).then(True).when(word.is_in(FALSE_WORDS)).then(False)
+    return fixed, pl.when(fixed.is_not_null()).then(pl.lit(REPAIR_BOOL_FORMAT))
+
+
+_PARSERS = {
+    "village": (_village_fast, _village_slow, pl.Utf8),
+    "int": (_int_fast, _int_slow, pl.Int64),
+    "money": (_money_fast, _money_slow, pl.Float64),
+    "percent": (_percent_fast, _percent_slow, pl.Float64),
+    "date": (_date_fast, _date_slow, pl.Date),
+    "month": (_month_fast, _month_slow, pl.Date),
+    "bool": (_bool_fast, _bool_slow, pl.Boolean),
+}
 
 
 def _column_exprs(col: Column, text: pl.Expr, prepared: set[str]) -> tuple[pl.Expr, pl.Expr | None, pl.Expr | None]:
