@@ -380,22 +380,27 @@ def conform(raw: pl.DataFrame, contract: Contract) -> Conformed:
     # reasons only for those, and the repairs text only for the rows that load.
     frame = frame.with_columns(
         pl.any_horizontal([pl.col(e).is_not_null() for e in error_cols]).alias("__has_error"))
-    bad = pl.col("__has_error") | pl.col("__dup")
+    bad_mask = frame.select(pl.col("__has_error") | pl.col("__dup")).to_series()
+    bad = pl.col("__bad")
+    frame = frame.with_columns(bad_mask.alias("__bad"))
     repaired = [_r(n) for n in names if frame[_r(n)].null_count() < frame.height]
-    staged = frame.filter(~bad).select(
+    # lazy, so that each filter copies only the columns its select keeps
+    staged = frame.lazy().filter(~bad).select(
         *[pl.col(_v(n)).alias(n) for n in names],
         pl.col(FILE), pl.col(ROW),
         (pl.concat_str(
             [pl.when(pl.col(r).is_not_null()).then(pl.lit(f"{r[4:]}:") + pl.col(r)) for r in repaired],
             separator="; ", ignore_nulls=True,
         ) if repaired else pl.lit("")).alias(REPAIRS),
-    ).with_columns(pl.when(pl.col(REPAIRS) != "").then(pl.col(REPAIRS)).alias(REPAIRS))
-    flagged = frame.filter(bad).select(
+    ).with_columns(pl.when(pl.col(REPAIRS) != "").then(pl.col(REPAIRS)).alias(REPAIRS)).collect()
+    flagged = frame.lazy().filter(bad).select(
         FILE, ROW,
         pl.when(pl.col("__has_error")).then(pl.concat_list(error_cols).list.drop_nulls())
         .otherwise(pl.lit([reasons.DUPLICATE_ROW])).alias(REASONS),
-    )
-    quarantined = raw_quarantine(raw, flagged)
+    ).collect()
+    # frame is raw with columns added, row for row: the same mask picks the rows as delivered
+    delivered_cols = [c for c in raw.columns if c not in (FILE, ROW)]
+    quarantined = pl.concat([flagged, raw.select(delivered_cols).filter(bad_mask)], how="horizontal")
     return Conformed(staged=staged, quarantined=quarantined)
 
 
@@ -415,13 +420,6 @@ def _duplicates(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
     subset = frame.with_row_index("__i").filter(candidates)
     later = subset.filter(~pl.struct(columns).is_first_distinct())["__i"]
     return pl.Series("__dup", pl.int_range(0, frame.height, eager=True).is_in(later.implode()))
-
-
-def raw_quarantine(raw: pl.DataFrame, bad: pl.DataFrame) -> pl.DataFrame:
-    """The quarantined rows as delivered (raw text) with their reasons."""
-    if FILE not in raw.columns:
-        raw = raw.with_columns(pl.lit(None, dtype=pl.Utf8).alias(FILE))
-    return bad.join(raw, on=[FILE, ROW], how="left", nulls_equal=True)
 
 
 def _split_certificate(frame: pl.DataFrame, contract: Contract, clean):
