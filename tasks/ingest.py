@@ -232,6 +232,9 @@ class PreparedPart:
     quarantine: str | None
     worker: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    # In-process only (stage_extract): the pending and quarantine frames handed to load_parts as
+    # they are, instead of a Parquet round trip that only a Dask worker's result needs.
+    frames: dict[str, pl.DataFrame] | None = field(default=None, repr=False, compare=False)
 
     @property
     def rows_read(self) -> int:
@@ -250,7 +253,8 @@ def stage_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: 
     decided = unchanged_extract(warehouse, inbox, period, dept, run_id, shas)
     if decided is not None:
         return decided
-    part = prepare_part(inbox, period, dept, files, lake_root(warehouse), "all", run_id, blobs=blobs)
+    part = prepare_part(inbox, period, dept, files, lake_root(warehouse), "all", run_id, blobs=blobs,
+                        in_memory=True)
     del blobs
     return load_parts(warehouse, inbox, period, dept, [part], run_id)
 
@@ -297,7 +301,8 @@ def unchanged_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_
 
 
 def prepare_part(inbox: Path, period: str, dept: str, files: list[Path], lake: Path, part: str,
-                 token: str, blobs: dict[Path, bytes | None] | None = None) -> PreparedPart:
+                 token: str, blobs: dict[Path, bytes | None] | None = None,
+                 in_memory: bool = False) -> PreparedPart:
     """Read and conform some files of one extract (all of them, or one county's) into Parquet.
 
     Pure: no warehouse connection, so it runs in a thread or on a Dask worker alike. Writes the
@@ -353,11 +358,16 @@ def prepare_part(inbox: Path, period: str, dept: str, files: list[Path], lake: P
     if staged is not None and staged.height:
         pending = staged.with_columns(pl.lit(period).alias("period"), pl.lit(token).alias("run_id"))
     t3 = time.perf_counter()
+    # raw is kept (raw.<dept> reads it); pending and quarantine only travel to load_parts
+    layers = {"raw": raw} if in_memory else {"raw": raw, "pending": pending, "quarantine": q_table}
     written = {layer: _write_part(frame, _part_dir(lake, layer, period, dept, part), token)
-               for layer, frame in (("raw", raw), ("pending", pending), ("quarantine", q_table))}
+               for layer, frame in layers.items()}
     seconds.update(read=t1 - t0, conform=t2 - t1, prepare=t3 - t2, write=time.perf_counter() - t3)
-    return PreparedPart(period, dept, part, results, errors, written["raw"], written["pending"],
-                        written["quarantine"], _where(), seconds)
+    frames = None
+    if in_memory:
+        frames = {k: v for k, v in (("pending", pending), ("quarantine", q_table)) if v is not None and v.height}
+    return PreparedPart(period, dept, part, results, errors, written["raw"], written.get("pending"),
+                        written.get("quarantine"), _where(), seconds, frames)
 
 
 def _refuse_all(quarantined: pl.DataFrame, staged: pl.DataFrame, readable: list[_Delivered],
@@ -417,8 +427,8 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
         results = [f for p in parts if p.errors for f in p.files] + [
             FileResult(f.file, f.sha256, f.rows_read, 0, f.rows_read, refusal, f.extra_columns)
             for p in refused for f in p.files]
-    pending = [p.pending for p in parts if p.pending and not (errors and not p.errors)]
-    quarantine = [p.quarantine for p in parts if p.quarantine]
+    pending = _sources([p for p in parts if not (errors and not p.errors)], "pending")
+    quarantine = _sources(parts, "quarantine")
     raw = [p.raw for p in parts if p.raw]
     with write_lock:
         con = _open(warehouse)
@@ -427,20 +437,20 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
             try:
                 con.execute(f"DELETE FROM pending.{dept} WHERE period = ?", [period])
                 con.execute("DELETE FROM quarantine.rows WHERE period = ? AND dept = ?", [period, dept])
-                if pending:
+                for source in _relations(con, pending):
                     con.execute(f"INSERT INTO pending.{dept} BY NAME SELECT * REPLACE (CAST(? AS VARCHAR) "
-                                f"AS run_id) FROM read_parquet(?, hive_partitioning = false)", [run_id, pending])
-                if quarantine:
-                    # A refused extract's rows carry the refusal (parts with an unreadable file
-                    # added their own already).
-                    reasons_sql = ("CASE WHEN list_bool_or(list_transform(reasons, lambda r: starts_with(r, ?))) "
-                                   "THEN reasons ELSE list_append(reasons, ?) END" if errors else "reasons")
+                                f"AS run_id) FROM {source}", [run_id])
+                # A refused extract's rows carry the refusal (parts with an unreadable file
+                # added their own already).
+                reasons_sql = ("CASE WHEN list_bool_or(list_transform(reasons, lambda r: starts_with(r, ?))) "
+                               "THEN reasons ELSE list_append(reasons, ?) END" if errors else "reasons")
+                for source in _relations(con, quarantine):
                     con.execute(
                         "INSERT INTO quarantine.rows (run_id, period, dept, file, row_number, reasons, "
                         f"stage, row_data) SELECT ?, ?, ?, file, row_number, {reasons_sql}, ?, row_data "
-                        "FROM read_parquet(?, hive_partitioning = false)",
+                        f"FROM {source}",
                         [run_id, period, dept] + ([REJECTED_PREFIX, REJECTED_PREFIX + message] if errors else [])
-                        + [STAGE_CONFORM, quarantine])
+                        + [STAGE_CONFORM])
                 if refused:
                     _quarantine_refused_parts(con, contract, run_id, period, dept, refused,
                                               REJECTED_PREFIX + message)
@@ -457,24 +467,49 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
     return ExtractResult(period, dept, status, results, message)
 
 
+def _sources(chosen: list[PreparedPart], layer: str) -> list:
+    """What to load of a layer: the Parquet files of the chosen parts, or their frames in memory."""
+    files = [getattr(p, layer) for p in chosen if getattr(p, layer)]
+    frames = [p.frames[layer] for p in chosen if p.frames and layer in p.frames]
+    return ([files] if files else []) + frames
+
+
+def _relations(con, sources: list):
+    """SQL to select from, one per source (a list of Parquet files, or a polars frame)."""
+    for i, source in enumerate(sources):
+        if isinstance(source, list):
+            yield "read_parquet(" + _sql_list(source) + ", hive_partitioning = false)"
+        else:
+            name = f"__load_{i}"
+            con.register(name, source.to_arrow())
+            try:
+                yield name
+            finally:
+                con.unregister(name)
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
 def _quarantine_refused_parts(con, contract: Contract, run_id: str, period: str, dept: str,
                               refused: list[PreparedPart], refusal: str) -> None:
     """A refused extract's rows that conformed, from the parts that were readable: to quarantine,
     with their text as delivered (from the raw files)."""
-    pending = [p.pending for p in refused if p.pending]
     raw = [p.raw for p in refused if p.raw]
-    if not pending:
-        return
     row_json = _raw_json_sql(contract, "r")
-    con.execute(
-        f"""
-        INSERT INTO quarantine.rows (run_id, period, dept, file, row_number, reasons, stage, row_data)
-        SELECT ?, ?, ?, p.source_file, p.source_row, [?], ?, {row_json}
-        FROM read_parquet(?, hive_partitioning = false) p LEFT JOIN read_parquet(?, hive_partitioning = false) r
-          ON r.source_file = p.source_file AND r.source_row = p.source_row
-        """,
-        [run_id, period, dept, refusal, STAGE_CONFORM, pending, raw],
-    )
+    raw_sql = (f"read_parquet({_sql_list(raw)}, hive_partitioning = false)" if raw
+               else f"({empty_raw_select(contract)})")
+    for source in _relations(con, _sources(refused, "pending")):
+        con.execute(
+            f"""
+            INSERT INTO quarantine.rows (run_id, period, dept, file, row_number, reasons, stage, row_data)
+            SELECT ?, ?, ?, p.source_file, p.source_row, [?], ?, {row_json}
+            FROM {source} p LEFT JOIN {raw_sql} r
+              ON r.source_file = p.source_file AND r.source_row = p.source_row
+            """,
+            [run_id, period, dept, refusal, STAGE_CONFORM],
+        )
 
 
 # --------------------------------------------------------------------------------------------
