@@ -22,8 +22,9 @@ cluster (flows/scaleout.py), after ``check_department`` found the department com
 and ``stage_department`` then loads the Parquet partitions (``tasks.ingest.load_parts``).
 
 Unchanged extracts: ``stage_extract`` (``unchanged_extract`` with scale-out, before the cluster)
-compares each file's sha256 with ``audit.extracts`` and returns ``unchanged``; such departments are not validated or promoted again, and a period whose
-files are all known is not run at all (``pending_periods``). Prefect's result caching is *not*
+compares each file's sha256 with ``audit.extracts`` and returns ``unchanged``; such departments
+are not validated or promoted again, and a period whose files are all known is not run at all
+(``pending_periods``). Prefect's result caching is *not*
 used for this: the warehouse is the one record of what was loaded (it survives a reset of
 Prefect's database, works without Prefect, and a cache hit could skip loading into a warehouse
 that was rebuilt).
