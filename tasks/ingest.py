@@ -254,7 +254,7 @@ def stage_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_id: 
     if decided is not None:
         return decided
     part = prepare_part(inbox, period, dept, files, lake_root(warehouse), "all", run_id, blobs=blobs,
-                        in_memory=True)
+                        shas=shas, in_memory=True)
     del blobs
     return load_parts(warehouse, inbox, period, dept, [part], run_id)
 
@@ -302,7 +302,7 @@ def unchanged_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_
 
 def prepare_part(inbox: Path, period: str, dept: str, files: list[Path], lake: Path, part: str,
                  token: str, blobs: dict[Path, bytes | None] | None = None,
-                 in_memory: bool = False) -> PreparedPart:
+                 shas: dict[Path, str] | None = None, in_memory: bool = False) -> PreparedPart:
     """Read and conform some files of one extract (all of them, or one county's) into Parquet.
 
     Pure: no warehouse connection, so it runs in a thread or on a Dask worker alike. Writes the
@@ -319,8 +319,9 @@ def prepare_part(inbox: Path, period: str, dept: str, files: list[Path], lake: P
     if blobs is None:
         blobs = {path: _read_bytes(path) for path in files}
     pairs = [(path, blobs.get(path)) for path in files]
-    shas = [hashlib.sha256(data or b"").hexdigest() for _, data in pairs]
-    delivered = _read_all(inbox, pairs, shas, contract)
+    hashes = [shas[path] if shas and path in shas else hashlib.sha256(data or b"").hexdigest()
+              for path, data in pairs]
+    delivered = _read_all(inbox, pairs, hashes, contract)
     del pairs
     broken = [d for d in delivered if d.error]
     readable = [d for d in delivered if d.read]
@@ -390,7 +391,7 @@ def _write_part(frame: pl.DataFrame | None, folder: Path, token: str) -> str | N
     try:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{token}.parquet"
-        frame.write_parquet(path, compression="lz4", statistics=False)
+        frame.write_parquet(path, compression="lz4")   # statistics: DuckDB skips other periods by them
     finally:
         os.umask(old_umask)
     return str(path)
@@ -432,7 +433,12 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
     raw = [p.raw for p in parts if p.raw]
     with write_lock:
         con = _open(warehouse)
+        # One DuckDB thread for the insert: the other departments' reading and conforming keep
+        # the cores busy, and DuckDB's own parallelism then only adds work (bench/ingest.py at
+        # size M: 0.5 s less CPU, no slower). Instance-wide, so restored after.
+        threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
         try:
+            con.execute("SET threads = 1")
             con.execute("BEGIN TRANSACTION")
             try:
                 con.execute(f"DELETE FROM pending.{dept} WHERE period = ?", [period])
@@ -456,15 +462,60 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
                                               REJECTED_PREFIX + message)
                 _replace_raw(con, warehouse, contract, period, raw, run_id)
                 _write_audit(con, run_id, period, dept, results, status)
+                if len(parts) > 1 and not errors and _quarantine_cross_part_duplicates(
+                        con, contract, run_id, period, raw):
+                    _recount(con, run_id, period, dept)
+                    results = _audit_result(con, run_id, period, dept).files
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         finally:
+            con.execute(f"SET threads = {int(threads)}")
             con.close()
     _remove_files(p for part in parts for p in (part.pending, part.quarantine) if p)
     _remove_unlisted_raw(warehouse, dept, period, raw)
     return ExtractResult(period, dept, status, results, message)
+
+
+def _quarantine_cross_part_duplicates(con, contract: Contract, run_id: str, period: str,
+                                      raw: list[str]) -> int:
+    """重复行 across parts: a row identical as delivered to an earlier row (file, then row order)
+    of another part — what conforming finds within a part, and cannot across parts conformed
+    apart. Moves those rows from pending to quarantine; returns how many."""
+    if not raw:
+        return 0
+    dept = contract.code
+    # Conforming compares every delivered column, a column a file lacks counting as empty: so
+    # an extra column's empty cells are left out of the comparison ("备注":null = no 备注).
+    extra = r"""regexp_replace(extra, '"(?:[^"\\]|\\.)*":null', '', 'g')"""
+    extra = f"regexp_replace({extra}, ',{{2,}}', ',', 'g')"
+    extra = f"nullif(replace(replace({extra}, '{{,', '{{'), ',}}', '}}'), '{{}}')"
+    same = ", ".join(f'"{c.name}"' for c in contract.columns) + f", {extra}"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE __cross_duplicates AS
+        SELECT source_file, source_row FROM (
+            SELECT source_file, source_row,
+                   row_number() OVER (PARTITION BY {same} ORDER BY source_file, source_row) AS copy
+            FROM read_parquet({_sql_list(raw)}, union_by_name = true, hive_partitioning = false))
+        WHERE copy > 1
+        """)
+    con.execute(
+        f"""
+        INSERT INTO quarantine.rows (run_id, period, dept, file, row_number, reasons, stage, row_data)
+        SELECT ?, p.period, ?, p.source_file, p.source_row, [?], ?, {_raw_json_sql(contract, "r")}
+        FROM pending.{dept} p
+        JOIN __cross_duplicates d ON d.source_file = p.source_file AND d.source_row = p.source_row
+        LEFT JOIN raw.{dept} r
+          ON r.period = p.period AND r.source_file = p.source_file AND r.source_row = p.source_row
+        WHERE p.period = ?
+        """, [run_id, dept, reasons.DUPLICATE_ROW, STAGE_CONFORM, period])
+    moved = con.execute(
+        f"DELETE FROM pending.{dept} p USING __cross_duplicates d WHERE p.period = ? "
+        f"AND p.source_file = d.source_file AND p.source_row = d.source_row", [period]).fetchall()[0][0]
+    con.execute("DROP TABLE __cross_duplicates")
+    return int(moved)
 
 
 def _sources(chosen: list[PreparedPart], layer: str) -> list:
