@@ -218,8 +218,12 @@ def _read_csv(data: bytes, contract: Contract) -> FileRead:
         return _read_csv_utf8(data, "utf-8", contract)
     except _NotUtf8:
         pass
-    encoding = detect_encoding(data)  # raises with the line of the first bad byte
-    return _read_csv_utf8(data.decode(encoding).encode("utf-8"), encoding, contract)
+    try:
+        text = data.decode("gb18030")   # GBK files are GB18030 too: one decode, in C
+    except UnicodeDecodeError:
+        detect_encoding(data)  # raises with the line of the first bad byte
+        raise
+    return _read_csv_utf8(text.encode("utf-8"), "gb18030", contract)
 
 
 def _read_csv_utf8(body: bytes, encoding: str, contract: Contract) -> FileRead:
@@ -320,8 +324,10 @@ def _read_excel(path: Path, data: bytes, contract: Contract) -> FileRead:
     chosen = None
     for sheet_index in range(max(sheet_count, 1)):
         try:
+            # eager: calamine's rows straight into one Arrow batch (fupin at size M: 2.0 s
+            # instead of 2.6 s for the lazy sheet and its to_arrow)
             table = reader.load_sheet(sheet_index, header_row=None, skip_rows=0,
-                                      dtypes="string").to_arrow()
+                                      dtypes="string", eager=True)
         except Exception as exc:
             if sheet_index == 0:
                 raise ReadError(f"Excel文件无法打开（{type(exc).__name__}），请检查文件是否损坏或加密") from None
@@ -445,13 +451,18 @@ def _xlsx_numeric_cells(data: bytes, columns: dict[str, str], header_row: int,
             return None
     except Exception:
         return None
-    found: dict[str, set[int]] = {}
+    found: dict[str, set[int]] = {name: set() for name in letters}
+    names_of: dict[bytes, list[str]] = {}
     for name, letter in letters.items():
-        # A number cell of that column: no t= other than t="n", not self-closing (empty).
-        # One C-speed scan per column; only the (rare) matches reach Python.
-        pattern = re.compile(
-            rb'<c r="' + letter + rb'(\d+)"(?![^>]*\bt="(?!n")[^"]*")[^>]*(?<!/)>')
-        found[name] = {int(n) for n in pattern.findall(xml)}
+        names_of.setdefault(letter, []).append(name)
+    # A number cell of one of those columns: no t= other than t="n", not self-closing (empty).
+    # One C-speed scan of the sheet for all of them; only the (rare) matches reach Python.
+    alternatives = b"|".join(sorted(names_of, key=len, reverse=True))
+    pattern = re.compile(
+        rb'<c r="(' + alternatives + rb')(\d+)"(?![^>]*\bt="(?!n")[^"]*")[^>]*(?<!/)>')
+    for letter, number in pattern.findall(xml):
+        for name in names_of[letter]:
+            found[name].add(int(number))
     return found
 
 
