@@ -286,9 +286,14 @@ def _read_csv_utf8(body: bytes, encoding: str, contract: Contract) -> FileRead:
         raise ReadError(f"{where}的列数与表头（{len(names)}列）不一致")
     frame = pl.from_arrow(table)
     frame.columns = names
-    # Rows are lines: header on line 1. (Blank lines are skipped by the parser; a quoted cell
-    # spanning lines shifts the count — both are rare in departmental exports.)
-    frame = frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int32).alias(ROW))
+    # Rows are lines: header on line 1. A quoted cell with line breaks in it makes its row take
+    # more lines, so the rows after it start that much later. (Blank lines, which the parser
+    # skips, still shift the count: rare in departmental exports.)
+    line = pl.int_range(2, frame.height + 2, dtype=pl.Int32)
+    if b'"' in body and b"\n" in body and frame.height:
+        breaks = pl.sum_horizontal([pl.col(n).str.count_matches("\n").fill_null(0) for n in names])
+        line = line + (breaks.cum_sum() - breaks).cast(pl.Int32)
+    frame = frame.with_columns(line.alias(ROW))
     return FileRead(frame, headers, extras, encoding=encoding)
 
 

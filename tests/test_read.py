@@ -104,6 +104,21 @@ def test_ragged_csv_names_the_line(tmp_path: Path) -> None:
 
 # --- headers --------------------------------------------------------------------------------
 
+def test_a_quoted_cell_with_line_breaks_keeps_later_row_numbers(tmp_path: Path) -> None:
+    """The clerk's line numbers: a 工作单位 typed over two lines in Excel makes that row two
+    lines long, and the rows after it are numbered where they really are."""
+    text = ("身份证号,姓名,工作单位,入职日期\n"
+            "11010519491231002X,张三,\"城关镇\n人民政府\",2010-01-15\n"
+            "110105194912310029,王芳,县财政局,2011-02-03\n"
+            "110105194912310037,李娜,\"县医院\r\n住院部\r\n三楼\",2012-03-04\n"
+            "110105194912310045,赵六,县教育局,2013-04-05\n")
+    path = tmp_path / "caizheng.csv"
+    path.write_bytes(text.encode("utf-8"))
+    frame = read_file(path, CAIZHENG).frame
+    assert frame["source_row"].to_list() == [2, 4, 5, 8]
+    assert frame["name"].to_list() == ["张三", "王芳", "李娜", "赵六"]
+
+
 def test_headers_by_name_synonym_width_and_marks(tmp_path: Path) -> None:
     header = ["＊姓名 ", "「身份证号」", "与户主关系", "*户编号", "村代码", "贫困户属性", "脱贫状态", "备注"]
     row = ["张三", "110105194912310029", "户主", "H1", "620523100201", "一般贫困户", "未脱贫", "x"]
