@@ -399,8 +399,7 @@ def _mark_numeric_ids(data: bytes, body: pl.DataFrame, names: list[str], headers
         numeric = _xlsx_numeric_cells(data, {c: headers[c] for c in id_cols}, header_index + 1,
                                       sheet_index)
     if numeric is None:
-        positions = {n: i for i, n in enumerate(names)}
-        numeric = _xls_numeric_cells(data, {c: positions[c] for c in id_cols}, header_index,
+        numeric = _xls_numeric_cells(data, {c: headers[c] for c in id_cols}, header_index,
                                      sheet_index)
     updates = []
     for col in id_cols:
@@ -509,21 +508,31 @@ def _sheet_path(zf: zipfile.ZipFile, index: int) -> str:
     return f"xl/worksheets/sheet{index + 1}.xml"
 
 
-def _xls_numeric_cells(data: bytes, columns: dict[str, int], header_index: int,
+def _xls_numeric_cells(data: bytes, columns: dict[str, str], header_index: int,
                        sheet_index: int = 0) -> dict[str, set[int]]:
-    import fastexcel
+    """Sheet rows (1-based) whose cell under each given header is a number cell, in an .xls.
 
-    reader = fastexcel.read_excel(data)
-    idx = sorted(columns.values())
-    table = reader.load_sheet(sheet_index, header_row=None, skip_rows=0, use_columns=idx,
-                              dtypes={i: "float" for i in idx}).to_arrow()
-    frame = pl.from_arrow(table)
-    frame.columns = [str(i) for i in idx]
+    calamine coerces digit text to numbers when asked for floats, so it cannot tell a text cell
+    "110105194912310037" from a number cell that lost its last digits; xlrd reads the cell types
+    of the BIFF records. The header's column is found by its text in the header row.
+    """
+    import xlrd
+
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+        sheet = book.sheet_by_index(sheet_index)
+        header = [normalize_header(v) for v in sheet.row_values(header_index)]
+    except Exception:  # not BIFF after all, or damaged: leave the text as calamine read it
+        return {}
     found: dict[str, set[int]] = {}
-    rows = pl.int_range(1, frame.height + 1, dtype=pl.Int32)
-    for name, i in columns.items():
-        hit = frame.select(rows.filter(pl.col(str(i)).is_not_null()).alias("r"))["r"]
-        found[name] = {r for r in hit.to_list() if r > header_index + 1}
+    for name, delivered in columns.items():
+        wanted = normalize_header(delivered)
+        if wanted not in header:
+            continue
+        types = pl.Series(sheet.col_types(header.index(wanted), start_rowx=header_index + 1),
+                          dtype=pl.Int8)
+        numbers = (types == xlrd.XL_CELL_NUMBER).arg_true() + (header_index + 2)
+        found[name] = set(numbers.to_list())
     return found
 
 

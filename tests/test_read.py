@@ -184,6 +184,50 @@ def test_xlsx_with_title_rows(tmp_path: Path, title_rows: int) -> None:
     assert f["name"].to_list() == ["张三", "王芳", "李娜", "赵敏"]
 
 
+def _xls(path: Path, title_rows: int) -> None:
+    """The same sheet as _xlsx, as Excel 97–2003 (.xls, BIFF8) — what older county systems export."""
+    xlwt = pytest.importorskip("xlwt")
+    wb = xlwt.Workbook(encoding="utf-8")
+    ws = wb.add_sheet("名单")
+    date_fmt = xlwt.easyxf(num_format_str="yyyy-mm-dd")
+    for t in range(title_rows):
+        ws.write_merge(t, t, 0, 3, f"2020年财政供养人员名单（表{t + 1}）")
+    h = title_rows
+    for col, text in enumerate(HEADER):
+        ws.write(h, col, text)
+    ws.write(h + 1, 0, "11010519491231002X")
+    ws.write(h + 1, 1, "张三")
+    ws.write(h + 1, 2, "县财政局")
+    ws.write(h + 1, 3, dt.datetime(2020, 3, 5), date_fmt)                # a date cell
+    ws.write(h + 2, 0, 110105194912310029)                               # id as a number
+    ws.write(h + 2, 1, "王芳")
+    ws.write(h + 2, 2, 3.0)
+    ws.write(h + 2, 3, 43831)
+    ws.write(h + 3, 0, 110105491231002)                                  # 15 digits survive
+    ws.write(h + 3, 1, "李娜")
+    ws.write(h + 3, 2, "县医院")
+    ws.write(h + 5, 0, "110105194912310037")
+    ws.write(h + 5, 1, "赵敏")
+    ws.write(h + 5, 2, "乡卫生院")
+    wb.save(str(path))
+
+
+@pytest.mark.parametrize("title_rows", [0, 2])
+def test_xls_with_title_rows_and_number_cells(tmp_path: Path, title_rows: int) -> None:
+    path = tmp_path / "c.xls"
+    _xls(path, title_rows)
+    assert path.read_bytes()[:8] == bytes.fromhex("d0cf11e0a1b11ae1")   # an OLE2 .xls, not xlsx
+    got = read_file(path, CAIZHENG)
+    f = got.frame
+    assert got.title_rows == title_rows
+    first = title_rows + 2
+    assert f["source_row"].to_list() == [first, first + 1, first + 2, first + 4]
+    assert f["id_number"].to_list() == ["11010519491231002X", "1.10105E+17", "110105491231002",
+                                        "110105194912310037"]
+    assert f["hired_on"].to_list()[:2] == ["2020-03-05", "43831"]
+    assert f["name"].to_list() == ["张三", "王芳", "李娜", "赵敏"]
+
+
 def test_xlsx_without_header_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "x.xlsx"
     wb = xlsxwriter.Workbook(str(path))
