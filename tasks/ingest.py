@@ -492,13 +492,17 @@ def _quarantine_cross_part_duplicates(con, contract: Contract, run_id: str, peri
     extra = f"regexp_replace({extra}, ',{{2,}}', ',', 'g')"
     extra = f"nullif(replace(replace({extra}, '{{,', '{{'), ',}}', '}}'), '{{}}')"
     same = ", ".join(f'"{c.name}"' for c in contract.columns) + f", {extra}"
+    rows = f"read_parquet({_sql_list(raw)}, union_by_name = true, hive_partitioning = false)"
+    # Hashes first (one aggregation); only rows whose hash occurs twice are compared exactly and
+    # ordered, so a hash collision can never make two different rows duplicates.
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE __cross_duplicates AS
+        WITH repeated AS (SELECT hash({same}) AS h FROM {rows} GROUP BY h HAVING count(*) > 1)
         SELECT source_file, source_row FROM (
             SELECT source_file, source_row,
                    row_number() OVER (PARTITION BY {same} ORDER BY source_file, source_row) AS copy
-            FROM read_parquet({_sql_list(raw)}, union_by_name = true, hive_partitioning = false))
+            FROM {rows} WHERE hash({same}) IN (SELECT h FROM repeated))
         WHERE copy > 1
         """)
     con.execute(
