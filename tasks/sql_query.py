@@ -1,8 +1,9 @@
 """``povwatch sql``: a read-only query against the warehouse.
 
 Read-only by construction: the file is opened with ``duckdb.connect(read_only=True)`` and with
-``enable_external_access = false``, so neither the warehouse nor any other file can be written
-(no INSERT/UPDATE/CREATE, no COPY … TO, no ATTACH). Problems a person can fix are one clear
+``enable_external_access = false`` except for reading the warehouse's own Parquet lake (the
+``raw.<dept>`` views: ``allowed_directories``), and COPY / EXPORT / ATTACH / LOAD are refused, so
+neither the warehouse nor any other file can be written (no INSERT/UPDATE/CREATE, no COPY … TO). Problems a person can fix are one clear
 message in Chinese and English on stderr, never a stack trace:
 
 exit 0  the result was printed
@@ -25,6 +26,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from tasks.ingest import lake_root
 from tasks.outputs import WarehouseUnavailable, fail, open_read
 
 MAX_TABLE_ROWS = 1000  # the aligned-text table is for reading; csv/json print every row
@@ -50,8 +52,14 @@ REFUSALS = {
 
 def run_query(warehouse: Path, query: str) -> pl.DataFrame:
     """Run ``query`` read-only; raise WarehouseUnavailable, QueryRefused or duckdb.Error."""
-    con = open_read(Path(warehouse), strict=True, config={"enable_external_access": False})
+    con = open_read(Path(warehouse), strict=True)
     try:
+        # The raw.<dept> views read Parquet files in the warehouse's lake folder: that folder,
+        # and no other file, may be read. Set before external access is switched off, after
+        # which neither setting can be changed by the query.
+        lake = lake_root(Path(warehouse)).resolve().as_posix() + "/"
+        con.execute(f"SET allowed_directories = ['{lake.replace(chr(39), chr(39) * 2)}']")
+        con.execute("SET enable_external_access = false")
         try:
             return pl.from_arrow(con.sql(query).to_arrow_table()) if _returns_rows(con, query) \
                 else _run_statement(con, query)
@@ -65,11 +73,19 @@ def run_query(warehouse: Path, query: str) -> pl.DataFrame:
         con.close()
 
 
+# Statements that write or attach files: refused outright (the lake folder is readable, so
+# COPY ... TO inside it would otherwise be allowed by DuckDB's file-access settings).
+FILE_STATEMENTS = {"COPY", "EXPORT", "ATTACH", "DETACH", "LOAD", "COPY_DATABASE"}
+
+
 def _returns_rows(con: duckdb.DuckDBPyConnection, query: str) -> bool:
     statements = con.extract_statements(query)
     if len(statements) != 1:
         raise QueryRefused("multi", f"{len(statements)} statements")
-    return statements[0].type.name in ("SELECT", "EXPLAIN", "PRAGMA", "SHOW", "DESCRIBE")
+    kind = statements[0].type.name
+    if kind in FILE_STATEMENTS:
+        raise QueryRefused("files", f"{kind} statement")
+    return kind in ("SELECT", "EXPLAIN", "PRAGMA", "SHOW", "DESCRIBE")
 
 
 def _run_statement(con: duckdb.DuckDBPyConnection, query: str) -> pl.DataFrame:

@@ -115,3 +115,29 @@ def test_locked_warehouse_is_reported_clearly(marts_warehouse):  # noqa: F811
     assert "写锁" in result.stderr and "locked by a running pipeline" in result.stderr
     assert "povwatch run" in result.stderr             # who holds it, from the run lock file
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_raw_rows_in_the_lake_are_queryable_and_the_lake_stays_unwritable(tmp_path):
+    """raw.<dept> reads Parquet beside the DuckDB file: povwatch sql may read those files, and
+    still cannot write any file, not even into the lake folder, nor read files elsewhere."""
+    from tasks.ingest import lake_root, stage_extract
+
+    inbox = tmp_path / "inbox"
+    folder = inbox / "2020-06" / "caizheng"
+    folder.mkdir(parents=True)
+    (folder / "财政.csv").write_text("身份证号,姓名,工作单位,入职日期\n"
+                                     "11010519491231002X,张三,县财政局,2010-01-15\n", encoding="utf-8")
+    warehouse = tmp_path / "wh" / "povwatch.duckdb"
+    assert stage_extract(warehouse, inbox, "2020-06", "caizheng", "r1").status == "staged"
+
+    result = _sql(warehouse, "SELECT source_row, name FROM raw.caizheng", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [{"source_row": 2, "name": "张三"}]
+
+    lake = lake_root(warehouse)
+    before = sorted(p for p in lake.rglob("*"))
+    for statement in (f"COPY (SELECT 1) TO '{lake}/leak.csv'",
+                      f"SELECT * FROM read_csv('{folder / '财政.csv'}')"):
+        refused = _sql(warehouse, statement)
+        assert refused.exit_code == 2 and "other files" in refused.output, refused.output
+    assert sorted(p for p in lake.rglob("*")) == before
