@@ -52,7 +52,7 @@ def generate_fupin(con, rows: int, period: str, schema: str) -> None:
                         || lpad(CAST(201 + i % 40 AS VARCHAR), 3, '0') AS village
         FROM range({rows}) t(i)""")
     con.execute(f"""
-        INSERT INTO {schema}.fupin BY NAME
+        CREATE OR REPLACE TEMP TABLE _fupin_rows AS
         SELECT 'H' || lpad(CAST(i // 4 AS VARCHAR), 8, '0') AS household_id,
                CAST(i % 4 + 1 AS VARCHAR) AS person_no,
                CASE WHEN i % 50021 = 7 THEN NULL ELSE '姓名' || i END AS name,
@@ -75,6 +75,15 @@ def generate_fupin(con, rows: int, period: str, schema: str) -> None:
                CAST(i + 2 AS INTEGER) AS source_row, NULL AS repairs
         FROM _people""")
     con.execute("DROP TABLE _people")
+    if schema == "pending":   # a view over Parquet files in the warehouse's lake
+        from tasks.ingest import land_pending
+
+        path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+                           ).fetchone()[0]
+        land_pending(con, Path(path), "fupin", period, "_fupin_rows", "bench")
+    else:
+        con.execute(f"INSERT INTO {schema}.fupin BY NAME SELECT * FROM _fupin_rows")
+    con.execute("DROP TABLE _fupin_rows")
 
 
 def hand_sql(con, dept: str, period: str, suite: dict, parameters: dict) -> dict[str, int | bool]:

@@ -83,23 +83,31 @@ def raw_column_names(contract: Contract) -> list[str]:
     return ["period", "run_id", "source_file", "source_row", *[c.name for c in contract.columns], "extra"]
 
 
-def empty_raw_select(contract: Contract) -> str:
-    typed = ", ".join(f'CAST(NULL AS {"INTEGER" if n == "source_row" else "VARCHAR"}) AS "{n}"'
-                      for n in raw_column_names(contract))
+def empty_layer_select(contract: Contract, layer: str = "raw") -> str:
+    """The columns of raw.<dept> (text) or pending.<dept> (typed as staging), and no row."""
+    if layer == "raw":
+        columns = [(n, "INTEGER" if n == "source_row" else "VARCHAR") for n in raw_column_names(contract)]
+    else:
+        columns = contract.staged_ddl_columns()
+    typed = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in columns)
     return f"SELECT {typed} WHERE false"
 
 
+empty_raw_select = empty_layer_select
+
+
 def ensure_department_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
-    # raw.<dept> is a view over Parquet files (tasks.ingest.define_raw_view); until a first
+    # raw.<dept> is a view over Parquet files (tasks.ingest.define_layer_view); until a first
     # delivery it is an empty view of the same columns. A table of that name (a warehouse from
     # before the lake) is left for tasks.ingest to move into Parquet.
-    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' "
-                         "AND table_name = ?", [contract.code]).fetchall()[0][0]
-    if not exists:
-        con.execute(f"CREATE VIEW raw.{contract.code} AS {empty_raw_select(contract)}")
+    # pending.<dept> likewise: the conformed rows as Parquet until validated and promoted.
+    for layer in ("raw", "pending"):
+        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                             "AND table_name = ?", [layer, contract.code]).fetchall()[0][0]
+        if not exists:
+            con.execute(f"CREATE VIEW {layer}.{contract.code} AS {empty_layer_select(contract, layer)}")
     typed = ", ".join(f'"{name}" {dtype}' for name, dtype in contract.staged_ddl_columns())
-    for schema in ("pending", "staging"):
-        con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{contract.code} ({typed})")
+    con.execute(f"CREATE TABLE IF NOT EXISTS staging.{contract.code} ({typed})")
 
 
 def open_warehouse(warehouse: Path | str) -> duckdb.DuckDBPyConnection:

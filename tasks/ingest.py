@@ -36,7 +36,7 @@ import polars as pl
 from tasks import reasons
 from tasks.conform import FILE, REASONS, Conformed, conform
 from tasks.contracts import Contract, department_codes, load_contract
-from tasks.db import connect, empty_raw_select, ensure_schema, raw_column_names, write_lock
+from tasks.db import connect, empty_layer_select, ensure_schema, raw_column_names, write_lock
 from tasks.read import ROW, FileRead, ReadError, read_file
 
 log = logging.getLogger(__name__)
@@ -359,14 +359,15 @@ def prepare_part(inbox: Path, period: str, dept: str, files: list[Path], lake: P
     if staged is not None and staged.height:
         pending = staged.with_columns(pl.lit(period).alias("period"), pl.lit(token).alias("run_id"))
     t3 = time.perf_counter()
-    # raw is kept (raw.<dept> reads it); pending and quarantine only travel to load_parts
-    layers = {"raw": raw} if in_memory else {"raw": raw, "pending": pending, "quarantine": q_table}
+    # raw and pending are read by their views; quarantine rows only travel to load_parts
+    layers = {"raw": raw, "pending": pending} if in_memory else {"raw": raw, "pending": pending,
+                                                                 "quarantine": q_table}
     written = {layer: _write_part(frame, _part_dir(lake, layer, period, dept, part), token)
                for layer, frame in layers.items()}
     seconds.update(read=t1 - t0, conform=t2 - t1, prepare=t3 - t2, write=time.perf_counter() - t3)
     frames = None
     if in_memory:
-        frames = {k: v for k, v in (("pending", pending), ("quarantine", q_table)) if v is not None and v.height}
+        frames = {"quarantine": q_table} if q_table is not None and q_table.height else {}
     return PreparedPart(period, dept, part, results, errors, written["raw"], written.get("pending"),
                         written.get("quarantine"), _where(), seconds, frames)
 
@@ -428,24 +429,18 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
         results = [f for p in parts if p.errors for f in p.files] + [
             FileResult(f.file, f.sha256, f.rows_read, 0, f.rows_read, refusal, f.extra_columns)
             for p in refused for f in p.files]
-    pending = _sources([p for p in parts if not (errors and not p.errors)], "pending")
+    # pending.<dept> lists the conformed Parquet files (nothing is inserted: the rows are
+    # written into DuckDB once, when promoted to staging); a refused extract lists none.
+    pending = [p.pending for p in parts if p.pending and not errors]
     quarantine = _sources(parts, "quarantine")
     raw = [p.raw for p in parts if p.raw]
     with write_lock:
         con = _open(warehouse)
-        # One DuckDB thread for the insert: the other departments' reading and conforming keep
-        # the cores busy, and DuckDB's own parallelism then only adds work (bench/ingest.py at
-        # size M: 0.5 s less CPU, no slower). Instance-wide, so restored after.
-        threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
         try:
-            con.execute("SET threads = 1")
             con.execute("BEGIN TRANSACTION")
             try:
-                con.execute(f"DELETE FROM pending.{dept} WHERE period = ?", [period])
                 con.execute("DELETE FROM quarantine.rows WHERE period = ? AND dept = ?", [period, dept])
-                for source in _relations(con, pending):
-                    con.execute(f"INSERT INTO pending.{dept} BY NAME SELECT * REPLACE (CAST(? AS VARCHAR) "
-                                f"AS run_id) FROM {source}", [run_id])
+                _replace_listed(con, warehouse, "pending", contract, period, pending, run_id)
                 # A refused extract's rows carry the refusal (parts with an unreadable file
                 # added their own already).
                 reasons_sql = ("CASE WHEN list_bool_or(list_transform(reasons, lambda r: starts_with(r, ?))) "
@@ -471,9 +466,9 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
                 con.execute("ROLLBACK")
                 raise
         finally:
-            con.execute(f"SET threads = {int(threads)}")
             con.close()
-    _remove_files(p for part in parts for p in (part.pending, part.quarantine) if p)
+    _remove_files(p for part in parts for p in (part.quarantine,) if p)
+    _remove_unlisted_raw(warehouse, dept, period, pending, layer="pending")
     _remove_unlisted_raw(warehouse, dept, period, raw)
     return ExtractResult(period, dept, status, results, message)
 
@@ -515,9 +510,7 @@ def _quarantine_cross_part_duplicates(con, contract: Contract, run_id: str, peri
           ON r.period = p.period AND r.source_file = p.source_file AND r.source_row = p.source_row
         WHERE p.period = ?
         """, [run_id, dept, reasons.DUPLICATE_ROW, STAGE_CONFORM, period])
-    moved = con.execute(
-        f"DELETE FROM pending.{dept} p USING __cross_duplicates d WHERE p.period = ? "
-        f"AND p.source_file = d.source_file AND p.source_row = d.source_row", [period]).fetchall()[0][0]
+    moved = drop_pending_rows(con, dept, period, "__cross_duplicates")
     con.execute("DROP TABLE __cross_duplicates")
     return int(moved)
 
@@ -554,7 +547,7 @@ def _quarantine_refused_parts(con, contract: Contract, run_id: str, period: str,
     raw = [p.raw for p in refused if p.raw]
     row_json = _raw_json_sql(contract, "r")
     raw_sql = (f"read_parquet({_sql_list(raw)}, hive_partitioning = false)" if raw
-               else f"({empty_raw_select(contract)})")
+               else f"({empty_layer_select(contract)})")
     for source in _relations(con, _sources(refused, "pending")):
         con.execute(
             f"""
@@ -568,56 +561,110 @@ def _quarantine_refused_parts(con, contract: Contract, run_id: str, period: str,
 
 
 # --------------------------------------------------------------------------------------------
-# raw.<dept>: a view over the raw Parquet files
+# raw.<dept> and pending.<dept>: views over Parquet files in the lake
+
+LAYER_CATALOG = {"raw": "audit.raw_files", "pending": "audit.pending_files"}
+
+
+def _replace_listed(con, warehouse: Path, layer: str, contract: Contract, period: str,
+                    files: list[str], run_id: str) -> None:
+    """List ``files`` as the period's files of the layer for the department; redefine the view.
+    For pending, rows dropped from the period's earlier files are forgotten with them."""
+    catalog = LAYER_CATALOG[layer]
+    con.execute(f"DELETE FROM {catalog} WHERE dept = ? AND period = ?", [contract.code, period])
+    if layer == "pending":
+        con.execute("DELETE FROM audit.pending_dropped WHERE dept = ? AND period = ?", [contract.code, period])
+    if files:
+        con.executemany(f"INSERT INTO {catalog} (dept, period, path, run_id) VALUES (?, ?, ?, ?)",
+                        [[contract.code, period, Path(f).resolve().as_posix(), run_id] for f in files])
+    define_layer_view(con, layer, contract, lake_root(warehouse).resolve())
+
 
 def _replace_raw(con, warehouse: Path, contract: Contract, period: str, files: list[str],
                  run_id: str) -> None:
-    """List ``files`` as the period's raw files of the department, and redefine the view."""
-    con.execute("DELETE FROM audit.raw_files WHERE dept = ? AND period = ?", [contract.code, period])
-    if files:
-        con.executemany("INSERT INTO audit.raw_files (dept, period, path, run_id) VALUES (?, ?, ?, ?)",
-                        [[contract.code, period, Path(f).resolve().as_posix(), run_id] for f in files])
-    define_raw_view(con, contract, lake_root(warehouse).resolve())
+    _replace_listed(con, warehouse, "raw", contract, period, files, run_id)
 
 
 def define_raw_view(con, contract: Contract, lake: Path) -> None:
-    """raw.<dept> over every file audit.raw_files lists, or empty.
+    define_layer_view(con, "raw", contract, lake)
+
+
+def define_layer_view(con, layer: str, contract: Contract, lake: Path) -> None:
+    """raw.<dept> / pending.<dept> over every file the layer's catalog lists, or empty.
 
     Paths are absolute: a copy of the DuckDB file (a backup, a test's "before" state) goes on
-    reading the raw files of the warehouse it was copied from, and writes its own new ones into
+    reading the files of the warehouse it was copied from, and writes its own new ones into
     its own lake. Moving a warehouse means moving its .lake folder to the same place.
+    pending leaves out the rows a validation or the writer dropped (audit.pending_dropped).
     """
-    listed = [r[0] for r in con.execute(
-        "SELECT path FROM audit.raw_files WHERE dept = ? ORDER BY period, path", [contract.code]).fetchall()]
-    columns = ", ".join(f'"{n}"' for n in raw_column_names(contract))
-    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'raw' "
-                       "AND table_name = ?", [contract.code]).fetchall()
+    catalog = LAYER_CATALOG[layer]
+    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? "
+                       "AND table_name = ?", [layer, contract.code]).fetchall()
     if kind and kind[0][0] == "BASE TABLE":   # a warehouse from before the lake: move its rows
-        _migrate_raw_table(con, contract.code, Path(lake))
-        listed = [r[0] for r in con.execute(
-            "SELECT path FROM audit.raw_files WHERE dept = ? ORDER BY period, path", [contract.code]).fetchall()]
-    if listed:
-        paths = ", ".join("'" + p.replace("'", "''") + "'" for p in listed)
-        body = f"SELECT {columns} FROM read_parquet([{paths}], union_by_name = true, hive_partitioning = false)"
+        _migrate_table(con, layer, contract.code, Path(lake))
+    listed = [r[0] for r in con.execute(
+        f"SELECT path FROM {catalog} WHERE dept = ? ORDER BY period, path", [contract.code]).fetchall()]
+    if not listed:
+        body = empty_layer_select(contract, layer)
     else:
-        body = empty_raw_select(contract)
-    con.execute(f"CREATE OR REPLACE VIEW raw.{contract.code} AS {body}")
+        files = f"read_parquet({_sql_list(listed)}, union_by_name = true, hive_partitioning = false)"
+        if layer == "raw":
+            body = f"SELECT {', '.join(chr(34) + n + chr(34) for n in raw_column_names(contract))} FROM {files}"
+        else:
+            typed = ", ".join(f'CAST(p."{n}" AS {t}) AS "{n}"' for n, t in contract.staged_ddl_columns())
+            body = (f"SELECT {typed} FROM {files} p WHERE NOT EXISTS (SELECT 1 FROM audit.pending_dropped d "
+                    f"WHERE d.dept = '{contract.code}' AND d.period = p.period "
+                    f"AND d.source_file = p.source_file AND d.source_row = p.source_row)")
+    con.execute(f"CREATE OR REPLACE VIEW {layer}.{contract.code} AS {body}")
 
 
-def _migrate_raw_table(con, dept: str, lake: Path) -> None:
-    """raw.<dept> as a table (before the lake): each period's rows to a Parquet file it lists."""
+def _migrate_table(con, layer: str, dept: str, lake: Path) -> None:
+    """<layer>.<dept> as a table (before the lake): each period's rows to a Parquet file it lists."""
+    catalog = LAYER_CATALOG[layer]
     periods = [r[0] for r in con.execute(
-        f"SELECT DISTINCT period FROM raw.{dept} WHERE period NOT IN "
-        f"(SELECT period FROM audit.raw_files WHERE dept = ?)", [dept]).fetchall()]
+        f"SELECT DISTINCT period FROM {layer}.{dept} WHERE period NOT IN "
+        f"(SELECT period FROM {catalog} WHERE dept = ?)", [dept]).fetchall()]
     for period in periods:   # a loop over periods, a COPY each
-        folder = _part_dir(lake, "raw", period, dept, "migrated")
+        folder = _part_dir(lake, layer, period, dept, "migrated")
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / "table.parquet"
-        con.execute(f"COPY (SELECT * FROM raw.{dept} WHERE period = ?) TO '{target.as_posix()}' "
+        con.execute(f"COPY (SELECT * FROM {layer}.{dept} WHERE period = ?) TO '{target.as_posix()}' "
                     f"(FORMAT parquet)", [period])
-        con.execute("INSERT INTO audit.raw_files (dept, period, path, run_id) VALUES (?, ?, ?, NULL)",
+        con.execute(f"INSERT INTO {catalog} (dept, period, path, run_id) VALUES (?, ?, ?, NULL)",
                     [dept, period, target.resolve().as_posix()])
-    con.execute(f"DROP TABLE raw.{dept}")
+    con.execute(f"DROP TABLE {layer}.{dept}")
+
+
+def land_pending(con, warehouse: Path, dept: str, period: str, relation: str, run_id: str) -> Path:
+    """Add the rows of a SQL relation (staged columns and lineage) to pending.<dept> as one more
+    Parquet file of the period: for tools and tests that make pending rows without a delivery.
+    In the caller's transaction, if any."""
+    contract = load_contract(dept)
+    folder = _part_dir(lake_root(warehouse), "pending", period, dept, "landed")
+    old_umask = os.umask(0o077)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    finally:
+        os.umask(old_umask)
+    target = folder / f"{run_id}-{time.time_ns()}.parquet"
+    columns = ", ".join(f'"{n}"' for n, _ in contract.staged_ddl_columns())
+    con.execute(f"COPY (SELECT {columns} FROM {relation}) TO '{target.as_posix()}' (FORMAT parquet)")
+    con.execute("INSERT INTO audit.pending_files (dept, period, path, run_id) VALUES (?, ?, ?, ?)",
+                [dept, period, target.resolve().as_posix(), run_id])
+    define_layer_view(con, "pending", contract, lake_root(warehouse).resolve())
+    return target
+
+
+def drop_pending_rows(con, dept: str, period: str, keys_table: str) -> int:
+    """Leave rows out of pending.<dept> (its files are never rewritten): those of ``keys_table``
+    (columns source_file, source_row) for the period. In the caller's transaction."""
+    before = con.execute("SELECT count(*) FROM audit.pending_dropped").fetchone()[0]
+    con.execute(
+        f"INSERT INTO audit.pending_dropped (dept, period, source_file, source_row) "
+        f"SELECT DISTINCT ?, ?, k.source_file, k.source_row FROM {keys_table} k "
+        f"SEMI JOIN pending.{dept} p ON p.period = ? AND p.source_file = k.source_file "
+        f"AND p.source_row = k.source_row", [dept, period, period])
+    return con.execute("SELECT count(*) FROM audit.pending_dropped").fetchone()[0] - before
 
 
 def _remove_files(paths) -> None:
@@ -625,9 +672,10 @@ def _remove_files(paths) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def _remove_unlisted_raw(warehouse: Path, dept: str, period: str, keep: list[str]) -> None:
-    """Raw files of (dept, period) left by earlier deliveries or a run that died before its commit."""
-    folder = lake_root(warehouse) / "raw" / f"dept={dept}" / f"period={period}"
+def _remove_unlisted_raw(warehouse: Path, dept: str, period: str, keep: list[str],
+                         layer: str = "raw") -> None:
+    """Files of (dept, period) left by earlier deliveries or a run that died before its commit."""
+    folder = lake_root(warehouse) / layer / f"dept={dept}" / f"period={period}"
     kept = {Path(k).resolve() for k in keep}
     for path in folder.rglob("*.parquet") if folder.is_dir() else ():
         if path.resolve() not in kept:
@@ -709,7 +757,7 @@ def promote_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Ext
     rows_loaded and rows_quarantined are recounted from pending and quarantine.rows, since a
     validator may have moved rows from pending to quarantine in between.
     """
-    load_contract(dept)  # an unknown department fails here, not in SQL
+    contract = load_contract(dept)  # an unknown department fails here, not in SQL
     with write_lock:
         con = _open(warehouse)
         try:
@@ -722,18 +770,21 @@ def promote_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Ext
             try:
                 _recount(con, run_id, period, dept)
                 con.execute(f"DELETE FROM staging.{dept} WHERE period = ?", [period])
+                # the one time these rows are written into DuckDB (staging was the second copy)
                 con.execute(f"INSERT INTO staging.{dept} SELECT * FROM pending.{dept} "
                             f"WHERE period = ? AND run_id = ?", [period, run_id])
-                con.execute(f"DELETE FROM pending.{dept} WHERE period = ?", [period])
+                _replace_listed(con, warehouse, "pending", contract, period, [], run_id)
                 con.execute("UPDATE audit.extracts SET status = 'accepted' "
                             "WHERE run_id = ? AND period = ? AND dept = ?", [run_id, period, dept])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            return _audit_result(con, run_id, period, dept)
+            result = _audit_result(con, run_id, period, dept)
         finally:
             con.close()
+    _remove_unlisted_raw(warehouse, dept, period, [], layer="pending")
+    return result
 
 
 def _recount(con, run_id: str, period: str, dept: str) -> None:
@@ -776,7 +827,7 @@ def reject_extract(warehouse: Path, period: str, dept: str, run_id: str, message
                     """,
                     [run_id, dept, reason, STAGE_REJECT, period, run_id],
                 )
-                con.execute(f"DELETE FROM pending.{dept} WHERE period = ?", [period])
+                _replace_listed(con, warehouse, "pending", contract, period, [], run_id)
                 _recount(con, run_id, period, dept)
                 con.execute(
                     "UPDATE audit.extracts SET status = 'rejected', rows_loaded = 0, "
@@ -790,9 +841,10 @@ def reject_extract(warehouse: Path, period: str, dept: str, run_id: str, message
                 raise
             result = _audit_result(con, run_id, period, dept)
             result.message = reason
-            return result
         finally:
             con.close()
+    _remove_unlisted_raw(warehouse, dept, period, [], layer="pending")
+    return result
 
 
 def _raw_json_sql(contract: Contract, alias: str) -> str:

@@ -673,9 +673,10 @@ def _quarantine(con, dept: str, period: str, run_id: str, keys: list[tuple[str, 
         f"LEFT JOIN raw.{dept} r ON r.period = p.period AND r.source_file = p.source_file "
         f"AND r.source_row = p.source_row WHERE p.period = ?",
         [run_id, dept, period])
-    moved = con.execute(
-        f"DELETE FROM pending.{dept} p USING _validate_flagged f WHERE p.period = ? "
-        f"AND p.source_file = f.source_file AND p.source_row = f.source_row", [period]).fetchall()[0][0]
+    # pending.<dept> is a view over Parquet files: the rows are left out, not deleted
+    from tasks.ingest import drop_pending_rows
+
+    moved = drop_pending_rows(con, dept, period, "_validate_flagged")
     con.execute("DROP TABLE _validate_flagged")
     return int(moved)
 

@@ -261,11 +261,13 @@ def test_two_counties_on_dask_workers_match_thread_pool(prefect_server, api, two
     assert len({r["worker"] for r in rows}) == 2, "tasks ran in both Dask workers"
 
     # Landed as Parquet per (period, department, county): the rows as delivered stay (raw.<dept> is
-    # a view over them); the conformed ones were loaded by the one writer and removed.
+    # a view over them); the conformed ones were read in place by pending.<dept>, written into
+    # staging once when promoted (or quarantined when rejected), then removed.
     lake = lake_root(dask_wh)
     landed = {(h["period"], h["dept"], h["part"]) for h in map(_hive, (lake / "raw").rglob("*.parquet"))}
     assert landed == {("2020-06", r["dept"], r["county"]) for r in rows}
-    assert not list((lake / "prepared").rglob("*.parquet"))
+    assert not list((lake / "pending").rglob("*.parquet"))
+    assert not list((lake / "quarantine").rglob("*.parquet"))
 
     assert _audit(dask_wh) == _audit(thread_wh)
     assert sum(r["rows_read"] for r in rows) == sum(a[4] for a in _audit(thread_wh)) > 0

@@ -13,8 +13,8 @@ import xlsxwriter
 
 from tasks import reasons
 from tasks.db import connect, open_warehouse
-from tasks.ingest import (discover_periods, extract_files, lake_root, load_parts, prepare_part,
-                          promote_extract, reject_extract, stage_extract)
+from tasks.ingest import (discover_periods, drop_pending_rows, extract_files, lake_root, load_parts,
+                          prepare_part, promote_extract, reject_extract, stage_extract)
 from tasks.receipts import write_receipt
 
 PERIOD = "2020-06"
@@ -234,8 +234,9 @@ def _validator_moves_one_row(warehouse: Path) -> None:
             SELECT run_id, period, 'minzheng', source_file, source_row, ['月保障金额：与低保标准不符'],
                    'validate', '{}'
             FROM pending.minzheng ORDER BY source_row LIMIT 1""")
-        con.execute("DELETE FROM pending.minzheng WHERE source_row = "
-                    "(SELECT min(source_row) FROM pending.minzheng)")
+        con.execute("CREATE TEMP TABLE moved AS SELECT source_file, source_row FROM pending.minzheng "
+                    "ORDER BY source_row LIMIT 1")
+        assert drop_pending_rows(con, "minzheng", PERIOD, "moved") == 1
     finally:
         con.close()
 
@@ -300,8 +301,13 @@ def test_raw_rows_land_as_parquet_readable_by_the_owner_only(inbox: Path, wareho
     assert [f.relative_to(lake_root(warehouse)).as_posix() for f in raw_files] == [
         f"raw/dept=minzheng/period={PERIOD}/part=all/r1.parquet"]
     assert raw_files[0].stat().st_mode & 0o077 == 0          # identity numbers: owner only
-    assert _lake_files(warehouse, "pending") == [] and _lake_files(warehouse, "quarantine") == []
+    # pending is Parquet too until promoted; quarantine rows went straight into DuckDB
+    assert [f.name for f in _lake_files(warehouse, "pending")] == ["r1.parquet"]
+    assert _lake_files(warehouse, "quarantine") == []
     assert q(warehouse, "SELECT count(*) FROM raw.minzheng") == [(7,)]
+    assert promote_extract(warehouse, PERIOD, "minzheng", "r1").status == "accepted"
+    assert _lake_files(warehouse, "pending") == []                 # written once, into staging
+    assert q(warehouse, "SELECT count(*) FROM pending.minzheng") == [(0,)]
 
     # a resubmission replaces the period's raw file; the old one is deleted after the commit
     write_csv(inbox / PERIOD / "minzheng" / "城关镇.csv", [row(5), row(6)])
@@ -340,7 +346,8 @@ def test_parts_prepared_apart_load_as_one_extract(inbox: Path, warehouse: Path, 
     result = load_parts(warehouse, inbox, PERIOD, "minzheng", parts, "r1")
     assert result.status == "staged"
     accounting_holds(result)
-    assert not any(Path(p.pending).exists() for p in parts)           # loaded, then removed
+    assert sorted(r[0] for r in q(warehouse, "SELECT path FROM audit.pending_files")) == sorted(
+        Path(p.pending).resolve().as_posix() for p in parts)            # pending reads them in place
     whole = tmp_path / "whole" / "povwatch.duckdb"
     expected = stage_extract(whole, inbox, PERIOD, "minzheng", "r1")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -17,6 +18,7 @@ from stdnum.iso7064 import mod_11_2
 
 from tasks import db
 from tasks.contracts import load_contract
+from tasks.ingest import land_pending
 
 BIRTHS = ["19490101", "19651231", "19800229", "19991010", "20080808", "20150505"]
 
@@ -59,7 +61,12 @@ def insert(con, dept: str, period: str, rows: list[dict], table: str = "pending"
     arrow = pa.Table.from_pylist(full, schema=pa.schema([(n, pa.string()) for n in names]))
     con.register("_rows", arrow)
     casts = ", ".join(f'CAST("{n}" AS {t}) AS "{n}"' for n, t in contract.staged_ddl_columns())
-    con.execute(f"INSERT INTO {table}.{dept} BY NAME SELECT {casts} FROM _rows")
+    if table == "pending":   # a view over Parquet files in the warehouse's lake
+        path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+                           ).fetchone()[0]
+        land_pending(con, Path(path), dept, period, f"(SELECT {casts} FROM _rows)", "test")
+    else:
+        con.execute(f"INSERT INTO {table}.{dept} BY NAME SELECT {casts} FROM _rows")
     con.unregister("_rows")
 
 

@@ -51,6 +51,22 @@ CREATE TABLE IF NOT EXISTS audit.raw_files (
     run_id           VARCHAR
 );
 
+-- The Parquet files behind the pending.<dept> views (conformed rows awaiting validation), and
+-- the rows validation or the writer took out of them (the files are never rewritten).
+CREATE TABLE IF NOT EXISTS audit.pending_files (
+    dept             VARCHAR,
+    period           VARCHAR,
+    path             VARCHAR,
+    run_id           VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS audit.pending_dropped (
+    dept             VARCHAR,
+    period           VARCHAR,
+    source_file      VARCHAR,
+    source_row       INTEGER
+);
+
 CREATE TABLE IF NOT EXISTS audit.validations (
     run_id           VARCHAR,
     period           VARCHAR,
