@@ -93,8 +93,6 @@ def empty_layer_select(contract: Contract, layer: str = "raw") -> str:
     return f"SELECT {typed} WHERE false"
 
 
-empty_raw_select = empty_layer_select
-
 
 def ensure_department_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     # raw.<dept> is a view over Parquet files (tasks.ingest.define_layer_view); until a first

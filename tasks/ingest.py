@@ -18,10 +18,12 @@ whole extract at staging; the department's last accepted data stays in staging.
 
 Replacement: staging a (period, dept) replaces that period's raw, pending and quarantine rows of
 the department (quarantine.rows shows the latest delivery's problems; audit.extracts keeps the
-history of every delivery).
+history of every delivery). raw.<dept> and pending.<dept> are views over Parquet files in
+``<warehouse>.lake/`` listed in audit.lake_files (docs/ingestion.md).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,7 +38,7 @@ import polars as pl
 from tasks import reasons
 from tasks.conform import FILE, REASONS, Conformed, conform
 from tasks.contracts import Contract, department_codes, load_contract
-from tasks.db import connect, empty_layer_select, ensure_schema, raw_column_names, write_lock
+from tasks.db import empty_layer_select, open_warehouse, raw_column_names, write_lock
 from tasks.read import ROW, FileRead, ReadError, read_file
 
 log = logging.getLogger(__name__)
@@ -232,8 +234,8 @@ class PreparedPart:
     quarantine: str | None
     worker: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
-    # In-process only (stage_extract): the pending and quarantine frames handed to load_parts as
-    # they are, instead of a Parquet round trip that only a Dask worker's result needs.
+    # In-process only (stage_extract): the quarantine rows handed to load_parts as a frame,
+    # instead of a Parquet round trip that only a Dask worker's result needs.
     frames: dict[str, pl.DataFrame] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -274,7 +276,7 @@ def unchanged_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_
         message = f"文件夹“{period}/{dept}”指向收件箱以外的位置，出于安全考虑不予读取"
         results = [FileResult(f"{period}/{dept}", "", 0, 0, 0, message)]
         with write_lock:
-            con = _open(warehouse)
+            con = open_warehouse(warehouse)
             try:
                 _write_audit(con, run_id, period, dept, results, "rejected")
             finally:
@@ -286,7 +288,7 @@ def unchanged_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_
     if shas is None:
         shas = {path: hashlib.sha256(_read_bytes(path) or b"").hexdigest() for path in files}
     with write_lock:
-        con = _open(warehouse)
+        con = open_warehouse(warehouse)
         try:
             accepted = _accepted_shas(con, period, dept)
             if accepted is None or sorted(accepted) != sorted(shas[p] for p in files):
@@ -360,8 +362,9 @@ def prepare_part(inbox: Path, period: str, dept: str, files: list[Path], lake: P
         pending = staged.with_columns(pl.lit(period).alias("period"), pl.lit(token).alias("run_id"))
     t3 = time.perf_counter()
     # raw and pending are read by their views; quarantine rows only travel to load_parts
-    layers = {"raw": raw, "pending": pending} if in_memory else {"raw": raw, "pending": pending,
-                                                                 "quarantine": q_table}
+    layers = {"raw": raw, "pending": pending}
+    if not in_memory:
+        layers["quarantine"] = q_table
     written = {layer: _write_part(frame, _part_dir(lake, layer, period, dept, part), token)
                for layer, frame in layers.items()}
     seconds.update(read=t1 - t0, conform=t2 - t1, prepare=t3 - t2, write=time.perf_counter() - t3)
@@ -384,17 +387,25 @@ def _refuse_all(quarantined: pl.DataFrame, staged: pl.DataFrame, readable: list[
     return everything.join(_combined(readable), on=[FILE, ROW], how="left"), staged.clear()
 
 
-def _write_part(frame: pl.DataFrame | None, folder: Path, token: str) -> str | None:
-    """Write a partition file readable by its owner only (personal data); None when empty."""
-    if frame is None or frame.height == 0:
-        return None
+@contextlib.contextmanager
+def _owner_only():
+    """Folders and files made inside are readable by their owner only: the lake holds the same
+    personal data as the DuckDB file (tasks.db.connect does the same for it)."""
     old_umask = os.umask(0o077)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{token}.parquet"
-        frame.write_parquet(path, compression="lz4")   # statistics: DuckDB skips other periods by them
+        yield
     finally:
         os.umask(old_umask)
+
+
+def _write_part(frame: pl.DataFrame | None, folder: Path, token: str) -> str | None:
+    """Write a partition file readable by its owner only; None when empty."""
+    if frame is None or frame.height == 0:
+        return None
+    path = folder / f"{token}.parquet"
+    with _owner_only():
+        folder.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(path, compression="lz4")   # statistics: DuckDB skips other periods by them
     return str(path)
 
 
@@ -413,7 +424,7 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
     """The one writer: an extract's prepared parts into pending, quarantine.rows, raw and audit.
 
     One transaction replaces the period's pending, quarantine and raw rows of the department.
-    raw.<dept> is a view over the raw Parquet files the audit.raw_files catalog lists, so
+    raw.<dept> and pending.<dept> are views over the Parquet files audit.lake_files lists, so
     replacing the catalog rows and the view in the same transaction makes the new files visible
     atomically; files no longer listed are deleted after the commit. If any part had a file that
     could not be read, the whole extract is refused: the other parts' rows go to quarantine too.
@@ -435,7 +446,7 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
     quarantine = _sources(parts, "quarantine")
     raw = [p.raw for p in parts if p.raw]
     with write_lock:
-        con = _open(warehouse)
+        con = open_warehouse(warehouse)
         try:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -455,7 +466,7 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
                 if refused:
                     _quarantine_refused_parts(con, contract, run_id, period, dept, refused,
                                               REJECTED_PREFIX + message)
-                _replace_raw(con, warehouse, contract, period, raw, run_id)
+                _replace_listed(con, warehouse, "raw", contract, period, raw, run_id)
                 _write_audit(con, run_id, period, dept, results, status)
                 if len(parts) > 1 and not errors and _quarantine_cross_part_duplicates(
                         con, contract, run_id, period, raw):
@@ -468,8 +479,8 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
         finally:
             con.close()
     _remove_files(p for part in parts for p in (part.quarantine,) if p)
-    _remove_unlisted_raw(warehouse, dept, period, pending, layer="pending")
-    _remove_unlisted_raw(warehouse, dept, period, raw)
+    _remove_unlisted(warehouse, "pending", dept, period, pending)
+    _remove_unlisted(warehouse, "raw", dept, period, raw)
     return ExtractResult(period, dept, status, results, message)
 
 
@@ -563,30 +574,24 @@ def _quarantine_refused_parts(con, contract: Contract, run_id: str, period: str,
 # --------------------------------------------------------------------------------------------
 # raw.<dept> and pending.<dept>: views over Parquet files in the lake
 
-LAYER_CATALOG = {"raw": "audit.raw_files", "pending": "audit.pending_files"}
+def _list_files(con, layer: str, dept: str, period: str, files: list[str], run_id: str | None) -> None:
+    """Add files to audit.lake_files (absolute paths)."""
+    if files:
+        con.executemany("INSERT INTO audit.lake_files (layer, dept, period, path, run_id) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        [[layer, dept, period, Path(f).resolve().as_posix(), run_id] for f in files])
 
 
 def _replace_listed(con, warehouse: Path, layer: str, contract: Contract, period: str,
                     files: list[str], run_id: str) -> None:
     """List ``files`` as the period's files of the layer for the department; redefine the view.
     For pending, rows dropped from the period's earlier files are forgotten with them."""
-    catalog = LAYER_CATALOG[layer]
-    con.execute(f"DELETE FROM {catalog} WHERE dept = ? AND period = ?", [contract.code, period])
+    con.execute("DELETE FROM audit.lake_files WHERE layer = ? AND dept = ? AND period = ?",
+                [layer, contract.code, period])
     if layer == "pending":
         con.execute("DELETE FROM audit.pending_dropped WHERE dept = ? AND period = ?", [contract.code, period])
-    if files:
-        con.executemany(f"INSERT INTO {catalog} (dept, period, path, run_id) VALUES (?, ?, ?, ?)",
-                        [[contract.code, period, Path(f).resolve().as_posix(), run_id] for f in files])
+    _list_files(con, layer, contract.code, period, files, run_id)
     define_layer_view(con, layer, contract, lake_root(warehouse).resolve())
-
-
-def _replace_raw(con, warehouse: Path, contract: Contract, period: str, files: list[str],
-                 run_id: str) -> None:
-    _replace_listed(con, warehouse, "raw", contract, period, files, run_id)
-
-
-def define_raw_view(con, contract: Contract, lake: Path) -> None:
-    define_layer_view(con, "raw", contract, lake)
 
 
 def define_layer_view(con, layer: str, contract: Contract, lake: Path) -> None:
@@ -597,13 +602,13 @@ def define_layer_view(con, layer: str, contract: Contract, lake: Path) -> None:
     its own lake. Moving a warehouse means moving its .lake folder to the same place.
     pending leaves out the rows a validation or the writer dropped (audit.pending_dropped).
     """
-    catalog = LAYER_CATALOG[layer]
     kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? "
                        "AND table_name = ?", [layer, contract.code]).fetchall()
     if kind and kind[0][0] == "BASE TABLE":   # a warehouse from before the lake: move its rows
         _migrate_table(con, layer, contract.code, Path(lake))
     listed = [r[0] for r in con.execute(
-        f"SELECT path FROM {catalog} WHERE dept = ? ORDER BY period, path", [contract.code]).fetchall()]
+        "SELECT path FROM audit.lake_files WHERE layer = ? AND dept = ? ORDER BY period, path",
+        [layer, contract.code]).fetchall()]
     if not listed:
         body = empty_layer_select(contract, layer)
     else:
@@ -620,18 +625,17 @@ def define_layer_view(con, layer: str, contract: Contract, lake: Path) -> None:
 
 def _migrate_table(con, layer: str, dept: str, lake: Path) -> None:
     """<layer>.<dept> as a table (before the lake): each period's rows to a Parquet file it lists."""
-    catalog = LAYER_CATALOG[layer]
     periods = [r[0] for r in con.execute(
         f"SELECT DISTINCT period FROM {layer}.{dept} WHERE period NOT IN "
-        f"(SELECT period FROM {catalog} WHERE dept = ?)", [dept]).fetchall()]
+        f"(SELECT period FROM audit.lake_files WHERE layer = ? AND dept = ?)", [layer, dept]).fetchall()]
     for period in periods:   # a loop over periods, a COPY each
         folder = _part_dir(lake, layer, period, dept, "migrated")
-        folder.mkdir(parents=True, exist_ok=True)
         target = folder / "table.parquet"
-        con.execute(f"COPY (SELECT * FROM {layer}.{dept} WHERE period = ?) TO '{target.as_posix()}' "
-                    f"(FORMAT parquet)", [period])
-        con.execute(f"INSERT INTO {catalog} (dept, period, path, run_id) VALUES (?, ?, ?, NULL)",
-                    [dept, period, target.resolve().as_posix()])
+        with _owner_only():
+            folder.mkdir(parents=True, exist_ok=True)
+            con.execute(f"COPY (SELECT * FROM {layer}.{dept} WHERE period = ?) TO '{target.as_posix()}' "
+                        f"(FORMAT parquet)", [period])
+        _list_files(con, layer, dept, period, [str(target)], None)
     con.execute(f"DROP TABLE {layer}.{dept}")
 
 
@@ -641,16 +645,12 @@ def land_pending(con, warehouse: Path, dept: str, period: str, relation: str, ru
     In the caller's transaction, if any."""
     contract = load_contract(dept)
     folder = _part_dir(lake_root(warehouse), "pending", period, dept, "landed")
-    old_umask = os.umask(0o077)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    finally:
-        os.umask(old_umask)
     target = folder / f"{run_id}-{time.time_ns()}.parquet"
     columns = ", ".join(f'"{n}"' for n, _ in contract.staged_ddl_columns())
-    con.execute(f"COPY (SELECT {columns} FROM {relation}) TO '{target.as_posix()}' (FORMAT parquet)")
-    con.execute("INSERT INTO audit.pending_files (dept, period, path, run_id) VALUES (?, ?, ?, ?)",
-                [dept, period, target.resolve().as_posix(), run_id])
+    with _owner_only():
+        folder.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY (SELECT {columns} FROM {relation}) TO '{target.as_posix()}' (FORMAT parquet)")
+    _list_files(con, "pending", dept, period, [str(target)], run_id)
     define_layer_view(con, "pending", contract, lake_root(warehouse).resolve())
     return target
 
@@ -658,13 +658,11 @@ def land_pending(con, warehouse: Path, dept: str, period: str, relation: str, ru
 def drop_pending_rows(con, dept: str, period: str, keys_table: str) -> int:
     """Leave rows out of pending.<dept> (its files are never rewritten): those of ``keys_table``
     (columns source_file, source_row) for the period. In the caller's transaction."""
-    before = con.execute("SELECT count(*) FROM audit.pending_dropped").fetchone()[0]
-    con.execute(
+    return con.execute(
         f"INSERT INTO audit.pending_dropped (dept, period, source_file, source_row) "
         f"SELECT DISTINCT ?, ?, k.source_file, k.source_row FROM {keys_table} k "
         f"SEMI JOIN pending.{dept} p ON p.period = ? AND p.source_file = k.source_file "
-        f"AND p.source_row = k.source_row", [dept, period, period])
-    return con.execute("SELECT count(*) FROM audit.pending_dropped").fetchone()[0] - before
+        f"AND p.source_row = k.source_row", [dept, period, period]).fetchone()[0]
 
 
 def _remove_files(paths) -> None:
@@ -672,21 +670,13 @@ def _remove_files(paths) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def _remove_unlisted_raw(warehouse: Path, dept: str, period: str, keep: list[str],
-                         layer: str = "raw") -> None:
+def _remove_unlisted(warehouse: Path, layer: str, dept: str, period: str, keep: list[str]) -> None:
     """Files of (dept, period) left by earlier deliveries or a run that died before its commit."""
     folder = lake_root(warehouse) / layer / f"dept={dept}" / f"period={period}"
     kept = {Path(k).resolve() for k in keep}
     for path in folder.rglob("*.parquet") if folder.is_dir() else ():
         if path.resolve() not in kept:
             path.unlink(missing_ok=True)
-
-
-def _open(warehouse: Path):
-    """Connect, creating what is missing (tasks.db.ensure_schema asks the catalog first: cheap)."""
-    con = connect(warehouse)
-    ensure_schema(con)
-    return con
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -759,7 +749,7 @@ def promote_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Ext
     """
     contract = load_contract(dept)  # an unknown department fails here, not in SQL
     with write_lock:
-        con = _open(warehouse)
+        con = open_warehouse(warehouse)
         try:
             current = _audit_result(con, run_id, period, dept)
             if current is None:
@@ -783,7 +773,7 @@ def promote_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Ext
             result = _audit_result(con, run_id, period, dept)
         finally:
             con.close()
-    _remove_unlisted_raw(warehouse, dept, period, [], layer="pending")
+    _remove_unlisted(warehouse, "pending", dept, period, [])
     return result
 
 
@@ -806,7 +796,7 @@ def reject_extract(warehouse: Path, period: str, dept: str, run_id: str, message
     contract = load_contract(dept)
     reason = REJECTED_PREFIX + message
     with write_lock:
-        con = _open(warehouse)
+        con = open_warehouse(warehouse)
         try:
             current = _audit_result(con, run_id, period, dept)
             if current is None:
@@ -843,7 +833,7 @@ def reject_extract(warehouse: Path, period: str, dept: str, run_id: str, message
             result.message = reason
         finally:
             con.close()
-    _remove_unlisted_raw(warehouse, dept, period, [], layer="pending")
+    _remove_unlisted(warehouse, "pending", dept, period, [])
     return result
 
 

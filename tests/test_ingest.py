@@ -346,8 +346,9 @@ def test_parts_prepared_apart_load_as_one_extract(inbox: Path, warehouse: Path, 
     result = load_parts(warehouse, inbox, PERIOD, "minzheng", parts, "r1")
     assert result.status == "staged"
     accounting_holds(result)
-    assert sorted(r[0] for r in q(warehouse, "SELECT path FROM audit.pending_files")) == sorted(
-        Path(p.pending).resolve().as_posix() for p in parts)            # pending reads them in place
+    listed = q(warehouse, "SELECT path FROM audit.lake_files WHERE layer = 'pending'")
+    assert sorted(r[0] for r in listed) == sorted(  # pending reads them in place
+        Path(p.pending).resolve().as_posix() for p in parts)
     whole = tmp_path / "whole" / "povwatch.duckdb"
     expected = stage_extract(whole, inbox, PERIOD, "minzheng", "r1")
 

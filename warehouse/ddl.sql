@@ -1,7 +1,7 @@
 -- Schemas and the audit / quarantine tables. Department tables (raw.<dept>, pending.<dept>,
 -- staging.<dept>) are created from the contracts by tasks.db.ensure_department_tables.
 -- raw        as delivered, text, with file and row number: views over Parquet files in
---            <warehouse>.lake/raw (tasks.ingest.load_parts), listed in audit.raw_files
+--            <warehouse>.lake/raw (tasks.ingest.load_parts), listed in audit.lake_files
 -- pending    conformed candidate of a (period, dept) being validated; promoted or dropped
 -- staging    typed, canonical, accepted extracts, one snapshot per (period, dept)
 -- quarantine rows refused, with reasons
@@ -41,19 +41,13 @@ CREATE TABLE IF NOT EXISTS audit.extracts (
     recorded_at      TIMESTAMP DEFAULT current_timestamp
 );
 
--- The Parquet files behind the raw.<dept> views (absolute paths, in <warehouse>.lake/raw):
--- replaced with the view in the transaction that loads a (period, dept), so a delivery's raw
--- rows appear and disappear atomically with its pending and quarantine rows.
-CREATE TABLE IF NOT EXISTS audit.raw_files (
-    dept             VARCHAR,
-    period           VARCHAR,
-    path             VARCHAR,
-    run_id           VARCHAR
-);
-
--- The Parquet files behind the pending.<dept> views (conformed rows awaiting validation), and
--- the rows validation or the writer took out of them (the files are never rewritten).
-CREATE TABLE IF NOT EXISTS audit.pending_files (
+-- The Parquet files behind the raw.<dept> and pending.<dept> views (absolute paths, in
+-- <warehouse>.lake/<layer>): replaced with the view in the transaction that loads, promotes or
+-- rejects a (period, dept), so a delivery's rows appear and disappear atomically with its
+-- quarantine and audit rows. pending_dropped: rows validation or the writer took out of the
+-- pending files (which are never rewritten).
+CREATE TABLE IF NOT EXISTS audit.lake_files (
+    layer            VARCHAR,  -- raw | pending
     dept             VARCHAR,
     period           VARCHAR,
     path             VARCHAR,
