@@ -79,8 +79,7 @@ def repair_series(raw: pl.Series) -> pl.Series:
     f = f.with_columns(birth.alias("birth"), check_char(candidate.str.slice(0, 17)).alias("check"))
     error = (
         pl.when(candidate.is_null()).then(None)
-        .when(~(pl.col("birth").is_not_null() & (pl.col("birth") >= pl.date(1900, 1, 1))
-                & (pl.col("birth") <= pl.lit(_today())))).then(pl.lit(reasons.ID_BIRTH_DATE))
+        .when(~_plausible_birth(pl.col("birth"))).then(pl.lit(reasons.ID_BIRTH_DATE))
         .when(pl.col("check") != candidate.str.slice(17, 1)).then(pl.lit(reasons.ID_CHECK_DIGIT))
         .otherwise(None).cast(pl.Utf8)
     )
@@ -97,15 +96,10 @@ def _repair_messy(raw: pl.Series) -> pl.Series:
     """Clean-up, 15→18 upgrade and checks, for numbers not already 17 digits + check character."""
     col = pl.col
     f = pl.DataFrame({"text": raw.cast(pl.Utf8)})
-    # Most numbers need no clean-up: only the others go through it (null-masked, so cheap).
-    f = f.with_columns(col("text").str.contains(r"^[0-9]{17}[0-9X]$").fill_null(False).alias("plain"))
-    messy = pl.when(~col("plain")).then(col("text"))
-    f = f.with_columns(pl.coalesce(messy.str.replace_all(r"[\s\u3000]+", ""), col("text"))
-                       .alias("no_spaces"))
-    messy = pl.when(~col("plain")).then(col("no_spaces"))
-    f = f.with_columns(pl.coalesce(_to_half_width(messy), col("no_spaces")).alias("half"))
-    messy = pl.when(~col("plain")).then(col("half"))
-    f = f.with_columns(pl.coalesce(messy.str.to_uppercase(), col("half")).alias("upper"))
+    # repair_series sends only the numbers that need looking at: every step runs on every row.
+    f = f.with_columns(col("text").str.replace_all(r"[\s\u3000]+", "").alias("no_spaces"))
+    f = f.with_columns(_to_half_width(col("no_spaces")).alias("half"))
+    f = f.with_columns(col("half").str.to_uppercase().alias("upper"))
     f = f.with_columns(col("upper").str.contains(r"^[0-9]{15}$").alias("is15"))
     f = f.with_columns(pl.when(col("is15")).then(
         col("upper").str.slice(0, 6) + "19" + col("upper").str.slice(6, 9)).alias("upgraded17"))
@@ -123,9 +117,8 @@ def _repair_messy(raw: pl.Series) -> pl.Series:
                        check_char(candidate.str.slice(0, 17)).alias("check"))
     birth = col("birth")
     f = f.with_columns(
-        candidate.str.contains(r"^[0-9]{17}[0-9X]$").alias("well_formed"),
-        (birth.is_not_null() & (birth >= pl.date(1900, 1, 1)) & (birth <= pl.lit(_today())))
-        .alias("birth_ok"),
+        candidate.str.contains(_PLAIN).alias("well_formed"),
+        _plausible_birth(birth).alias("birth_ok"),
         (col("check") == candidate.str.slice(17, 1)).alias("check_ok"),
         (col("upper").str.contains(_SCIENTIFIC) | col("upper").str.contains(_FLOAT_TAIL))
         .alias("scientific"),
@@ -158,7 +151,7 @@ def _repair_messy(raw: pl.Series) -> pl.Series:
 
 def is_valid_expr(value: pl.Expr) -> pl.Expr:
     """True where the value is already a valid 18-character number (no repair needed)."""
-    well_formed = value.str.contains(r"^[0-9]{17}[0-9X]$")
+    well_formed = value.str.contains(_PLAIN)
     birth = value.str.slice(6, 8).str.to_date("%Y%m%d", strict=False)
     return (
         well_formed
@@ -180,6 +173,11 @@ def mask(value: str | None) -> str | None:
 
 
 MASK_SQL = "substr({col}, 1, 6) || '********' || substr({col}, -4)"
+
+
+def _plausible_birth(birth: pl.Expr) -> pl.Expr:
+    """A birth date that is a real date between 1900-01-01 and today."""
+    return birth.is_not_null() & (birth >= pl.date(1900, 1, 1)) & (birth <= pl.lit(_today()))
 
 
 def _today():
