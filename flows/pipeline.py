@@ -256,16 +256,13 @@ def check_department(warehouse: str, inbox: str, period: str, dept: str, run_id:
     cluster), else status ``to_prepare`` with the files to read and conform per county."""
     from tasks import ingest
 
-    inbox_path, folder = Path(inbox), Path(inbox) / period / dept
-    check_delivery_complete(folder)
+    inbox_path = Path(inbox)
+    check_delivery_complete(inbox_path / period / dept)
+    # missing, a folder outside the inbox, or unchanged: decided without reading a row
+    decided = ingest.unchanged_extract(Path(warehouse), inbox_path, period, dept, run_id)
+    if decided is not None:
+        return _stage_summary(period, dept, decided)
     files = ingest.extract_files(inbox_path, period, dept)
-    outside = folder.exists() and not folder.resolve().is_relative_to(inbox_path.resolve())
-    if outside or not files:   # stage_extract decides these without reading a row
-        return _stage_summary(period, dept, ingest.stage_extract(Path(warehouse), inbox_path, period,
-                                                                 dept, run_id))
-    unchanged = ingest.unchanged_extract(Path(warehouse), inbox_path, period, dept, run_id)
-    if unchanged is not None:
-        return _stage_summary(period, dept, unchanged)
     return {"period": period, "dept": dept, "status": "to_prepare", "files": [],
             "message": "", "todo": [str(f) for f in files]}
 
