@@ -4,7 +4,7 @@ thread pool and with the read -> conform of every (department, county) on a loca
 needs (docs/orchestration.md, "Scale-out over counties"):
 
 * per partition: read + conform + write Parquet of one (department, county), plain Python;
-* the one writer: ``tasks.ingest.load_parts`` of every department's partitions into DuckDB;
+* the one writer: ``tasks.ingest.load.load_parts`` of every department's partitions into DuckDB;
 * Prefect's per-task overhead: no-op tasks on the thread pool and on the Dask cluster;
 * both whole runs (``povwatch run``, prefect mode), with the time spent in each step.
 
@@ -85,10 +85,10 @@ def api_url(url: str):
 class Spans:
     """Wall spans of the step functions the flows call, per step (called from several threads)."""
 
-    STEPS = {"tasks.ingest": ("stage_extract", "unchanged_extract", "load_parts", "promote_extract",
+    STEPS = {"povwatch.tasks.ingest.load": ("stage_extract", "unchanged_extract", "load_parts", "promote_extract",
                               "reject_extract"),
-             "tasks.validate": ("validate_extract",), "tasks.marts": ("build_marts",),
-             "flows.pipeline": ("_prepare_on_dask",)}
+             "povwatch.tasks.validate.suites": ("validate_extract",), "povwatch.tasks.marts.build": ("build_marts",),
+             "povwatch.flows.pipeline": ("_prepare_on_dask",)}
 
     def __init__(self):
         self.spans: dict[str, list[tuple[float, float]]] = {}
@@ -137,9 +137,9 @@ def cpu_seconds() -> float:
 
 def plain_pieces(inbox: Path, work: Path) -> dict:
     """Per-partition prepare (serial, this process) and the one writer's load, no Prefect."""
-    from flows.scaleout import county_parts
-    from tasks.contracts import department_codes
-    from tasks.ingest import extract_files, lake_root, load_parts, prepare_part
+    from povwatch.flows.scaleout import county_parts
+    from povwatch.tasks.ingest.contracts import department_codes
+    from povwatch.tasks.ingest.load import extract_files, lake_root, load_parts, prepare_part
 
     warehouse = work / "plain" / "wh.duckdb"
     warehouse.parent.mkdir(parents=True)
@@ -153,7 +153,7 @@ def plain_pieces(inbox: Path, work: Path) -> dict:
             per_part.append((time.monotonic() - t, p.rows_read))
             parts.setdefault(dept, []).append(p)
     prepare_s, prepare_cpu = time.monotonic() - t0, cpu_seconds() - c0
-    from tasks.db import connect, ensure_schema
+    from povwatch.tasks.core.db import connect, ensure_schema
 
     con = connect(warehouse)   # the tables are created before, not timed
     ensure_schema(con)
@@ -181,9 +181,9 @@ def county_m(inbox: Path) -> dict:
 def _measure_m(inbox: Path) -> None:
     import json
 
-    from tasks.contracts import department_codes
-    from tasks.db import connect, ensure_schema
-    from tasks.ingest import extract_files, lake_root, load_parts, prepare_part
+    from povwatch.tasks.ingest.contracts import department_codes
+    from povwatch.tasks.core.db import connect, ensure_schema
+    from povwatch.tasks.ingest.load import extract_files, lake_root, load_parts, prepare_part
 
     period = sorted(p.name for p in inbox.iterdir() if p.name[:2] == "20")[-1]
     work = Path(tempfile.mkdtemp(prefix="bench-m-"))
@@ -217,7 +217,7 @@ def _measure_m(inbox: Path) -> None:
 def whole_run(inbox: Path, warehouse: Path, dask: bool) -> dict:
     """``povwatch run`` in prefect mode, thread pool or Dask (POVWATCH_TASK_RUNNER=dask: a local
     cluster of POVWATCH_DASK_WORKERS processes started by the run itself)."""
-    from flows.pipeline import run_inbox
+    from povwatch.flows.pipeline import run_inbox
 
     os.environ["POVWATCH_TASK_RUNNER"] = "dask" if dask else "thread"
     os.environ["POVWATCH_OUTPUT"] = str(warehouse.parent / "output")
@@ -282,7 +282,7 @@ def main() -> None:
         _measure_m(args.measure_m)
         return
 
-    from tasks.generate import generate
+    from povwatch.tasks.synth.generate import generate
 
     work = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
     inbox = work / "inbox"

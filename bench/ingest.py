@@ -5,7 +5,7 @@
 
 The floor is the fastest way to only read the same files: pyarrow's CSV reader told the right
 encoding, fastexcel for Excel, pyarrow for Parquet — no header search, no typing, no checks, no
-warehouse. The pipeline is tasks.ingest.stage_extract for every department, ``--workers`` at a
+warehouse. The pipeline is tasks.ingest.load.stage_extract for every department, ``--workers`` at a
 time as the period flow's thread pool runs them (``--workers 1``: one after another), into a
 fresh DuckDB file: detection of encodings and header rows, conforming, raw rows landed as Parquet,
 pending, quarantine and audit written in DuckDB. Both run side by side in one process, alternating, best of --repeat.
@@ -52,8 +52,8 @@ class PeakRSS:
 
 
 def inbox_files(inbox: Path, period: str) -> dict[str, list[Path]]:
-    from tasks.contracts import department_codes
-    from tasks.ingest import extract_files
+    from povwatch.tasks.ingest.contracts import department_codes
+    from povwatch.tasks.ingest.load import extract_files
 
     return {d: extract_files(inbox, period, d) for d in department_codes()}
 
@@ -81,12 +81,12 @@ def floor_read(files: dict[str, list[Path]], encodings: dict[Path, str]) -> int:
 
 
 def pipeline(inbox: Path, period: str, depts: list[str], warehouse: Path, workers: int) -> int:
-    """tasks.ingest.stage_extract for every department, ``workers`` at a time, as the period flow
+    """tasks.ingest.load.stage_extract for every department, ``workers`` at a time, as the period flow
     submits them to its thread pool (POVWATCH_MAX_WORKERS, default 4); 1 = one after another."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tasks.db import held_open
-    from tasks.ingest import stage_extract
+    from povwatch.tasks.core.db import held_open
+    from povwatch.tasks.ingest.load import stage_extract
 
     run_id = f"bench-{time.time_ns()}"
     # As flows.pipeline.execute_run: the warehouse held open for the run (its final close, which
@@ -118,7 +118,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="povwatch-bench-"))
     inbox = args.inbox
     if inbox is None:
-        from tasks.generate import generate
+        from povwatch.tasks.synth.generate import generate
 
         inbox = work / "inbox"
         t0 = time.perf_counter()
@@ -126,7 +126,7 @@ def main() -> None:
                  defects=0.02, counties=1)
         print(f"generated {args.households} households in {time.perf_counter() - t0:.1f} s -> {inbox}")
 
-    from tasks.read import detect_encoding
+    from povwatch.tasks.ingest.read import detect_encoding
 
     files = inbox_files(inbox, args.period)
     depts = [d for d, paths in files.items() if paths]
@@ -138,7 +138,7 @@ def main() -> None:
           f"({', '.join(kinds)}), {size / 1e6:.1f} MB, departments {len(depts)}")
 
     floor_read(files, encodings)                         # warm the page cache and imports
-    from tasks.db import open_warehouse
+    from povwatch.tasks.core.db import open_warehouse
 
     open_warehouse(work / "warm.duckdb").close()
 

@@ -69,12 +69,12 @@ def _timer_patch(events: list, lock: threading.Lock):
     flows/pipeline.py imports ``tasks.<module>`` inside each task body and calls the function on
     the module, so patching the module attribute times the step in local and in Prefect mode alike.
     """
-    import tasks.alerts
-    import tasks.ingest
-    import tasks.marts
-    import tasks.receipts
-    import tasks.report
-    import tasks.validate
+    import povwatch.tasks.validate.alerts as _alerts_module
+    import povwatch.tasks.ingest.load as _ingest_module
+    import povwatch.tasks.marts.build as _marts_module
+    import povwatch.tasks.ingest.receipts as _receipts_module
+    import povwatch.tasks.office.report as _report_module
+    import povwatch.tasks.validate.suites as _validate_module
 
     def wrap(module, attr, stage, key=None):
         original = getattr(module, attr)
@@ -94,18 +94,18 @@ def _timer_patch(events: list, lock: threading.Lock):
         setattr(module, attr, timed)
 
     dept = lambda a, k: (a[3] if len(a) > 3 else k.get("dept", ""))  # noqa: E731
-    wrap(tasks.ingest, "stage_extract", "ingest", dept)
-    wrap(tasks.validate, "validate_extract", "validate", lambda a, k: a[2] if len(a) > 2 else "")
-    wrap(tasks.ingest, "promote_extract", "promote", lambda a, k: a[2] if len(a) > 2 else "")
-    wrap(tasks.ingest, "reject_extract", "promote", lambda a, k: a[2] if len(a) > 2 else "")
-    wrap(tasks.marts, "build_marts", "marts_total", lambda a, k: a[1] if len(a) > 1 else "")
-    wrap(tasks.alerts, "alert_on_outcomes", "report")
-    wrap(tasks.receipts, "write_receipt", "report", lambda a, k: a[2] if len(a) > 2 else "")
-    wrap(tasks.report, "write_report", "report")
+    wrap(_ingest_module, "stage_extract", "ingest", dept)
+    wrap(_validate_module, "validate_extract", "validate", lambda a, k: a[2] if len(a) > 2 else "")
+    wrap(_ingest_module, "promote_extract", "promote", lambda a, k: a[2] if len(a) > 2 else "")
+    wrap(_ingest_module, "reject_extract", "promote", lambda a, k: a[2] if len(a) > 2 else "")
+    wrap(_marts_module, "build_marts", "marts_total", lambda a, k: a[1] if len(a) > 1 else "")
+    wrap(_alerts_module, "alert_on_outcomes", "report")
+    wrap(_receipts_module, "write_receipt", "report", lambda a, k: a[2] if len(a) > 2 else "")
+    wrap(_report_module, "write_report", "report")
 
     # the ledger: the [history] section of warehouse/models/ORDER, run inside build_marts
-    history = {p.name for p in tasks.marts.model_order().get("history", [])}
-    original_model = tasks.marts._run_model
+    history = {p.name for p in _marts_module.model_order().get("history", [])}
+    original_model = _marts_module._run_model
 
     def run_model(con, path):
         t0, c0 = time.perf_counter(), _cpu()
@@ -117,7 +117,7 @@ def _timer_patch(events: list, lock: threading.Lock):
                                "what": Path(path).name, "start": t0, "end": time.perf_counter(),
                                "cpu0": c0, "cpu1": _cpu(), "thread": threading.current_thread().name})
 
-    tasks.marts._run_model = run_model
+    _marts_module._run_model = run_model
 
 
 def _cpu() -> float:
@@ -174,7 +174,7 @@ def worker_run(args) -> dict:
 
     events: list[dict] = []
     _timer_patch(events, threading.Lock())
-    from flows.pipeline import run_inbox
+    from povwatch.flows.pipeline import run_inbox
 
     # interpreter start and imports (what `povwatch run` pays before it does anything)
     startup = time.time() - psutil.Process().create_time()
@@ -205,7 +205,7 @@ def _extract_files(period_dir: Path) -> list[Path]:
 
 
 def _csv_encoding(path: Path) -> str:
-    from tasks.read import detect_encoding
+    from povwatch.tasks.ingest.read import detect_encoding
 
     return detect_encoding(path.read_bytes())
 
@@ -220,7 +220,7 @@ def worker_floor(args) -> dict:
         from bench.ingest import floor_read, inbox_files
     except ImportError:  # bench/ingest.py absent: the same reads, written out here
         floor_read = inbox_files = None
-    from tasks.read import detect_encoding
+    from povwatch.tasks.ingest.read import detect_encoding
 
     inbox = Path(args.inbox)
     periods = sorted(p.name for p in inbox.iterdir() if p.is_dir() and p.name[:2] in ("19", "20"))
@@ -266,7 +266,7 @@ def worker_gx_overhead(args) -> dict:
     import great_expectations as gx
 
     t1 = time.perf_counter()
-    from tasks import gx_duckdb  # noqa: F401
+    from povwatch.tasks.validate import gx_duckdb  # noqa: F401
 
     with tempfile.TemporaryDirectory() as tmp:
         t2 = time.perf_counter()
@@ -276,7 +276,7 @@ def worker_gx_overhead(args) -> dict:
         import duckdb
 
         duckdb.connect(str(wh)).execute("CREATE TABLE t AS SELECT 1 AS a").close()
-        from tasks.gx_duckdb import warehouse_url
+        from povwatch.tasks.validate.gx_duckdb import warehouse_url
 
         ds = context.data_sources.add_duckdb(name="w", connection_string=warehouse_url(wh))
         batch = ds.add_table_asset("t", table_name="t").add_batch_definition_whole_table("all").get_batch()
@@ -334,7 +334,7 @@ def _pandas_frame(path: Path, contract):
     types cast with pandas. Identity numbers as text (dtype=str) so that pandas keeps the X."""
     import pandas as pd
 
-    from tasks.read import _find_header_row, header_map, normalize_header
+    from povwatch.tasks.ingest.read import _find_header_row, header_map, normalize_header
 
     if path.suffix.lower() == ".csv":
         enc = _csv_encoding(path)
@@ -360,8 +360,8 @@ def worker_baseline(args) -> dict:
     """pandas read + GX pandas datasource with the departments' own suites, every department."""
     import pandas as pd
 
-    from tasks.contracts import department_codes, load_contract
-    from tasks.validate import suite_definition
+    from povwatch.tasks.ingest.contracts import department_codes, load_contract
+    from povwatch.tasks.validate.suites import suite_definition
 
     inbox = Path(args.inbox)
     read_s = validate_s = 0.0
@@ -494,7 +494,7 @@ def generate(work: Path, size: str) -> tuple[Path, float]:
         shutil.rmtree(inbox)
     base.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "flows.cli", "generate", "--out", str(inbox), "--period",
+    subprocess.run([sys.executable, "-m", "povwatch.flows.cli", "generate", "--out", str(inbox), "--period",
                     PERIOD, "--periods", "1", "--households", str(households), "--counties",
                     str(counties)], cwd=str(ROOT), check=True, stdout=subprocess.DEVNULL)
     marker.write_text(json.dumps(params))

@@ -7,7 +7,7 @@ It builds a size-M-like registry (``pending.fupin``: ~1M people, valid identity 
 correct MOD 11-2 check character, a few defects of every kind the suite looks for) plus the
 previous period in ``staging`` for the volume check, then times
 
-* GX: ``batch.validate(suite)`` through tasks/gx_duckdb.py, the way ``validate_extract`` runs it
+* GX: ``batch.validate(suite)`` through tasks/validate/gx_duckdb.py, the way ``validate_extract`` runs it
   (and, separately, the whole ``validate_extract`` with audit rows and Data Docs);
 * hand SQL: one aggregate pass for every row-level condition, plus one query per custom-SQL and
   uniqueness expectation, plus the table-level checks;
@@ -30,8 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from tasks import db  # noqa: E402
-from tasks.idnumber import CHECK_CHARS, WEIGHTS  # noqa: E402
+from povwatch.tasks.core import db  # noqa: E402
+from povwatch.tasks.ingest.idnumber import CHECK_CHARS, WEIGHTS  # noqa: E402
 
 PERIOD, PREVIOUS = "2020-06", "2020-05"
 
@@ -76,7 +76,7 @@ def generate_fupin(con, rows: int, period: str, schema: str) -> None:
         FROM _people""")
     con.execute("DROP TABLE _people")
     if schema == "pending":   # a view over Parquet files in the warehouse's lake
-        from tasks.ingest import land_pending
+        from povwatch.tasks.ingest.load import land_pending
 
         path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
                            ).fetchone()[0]
@@ -90,7 +90,7 @@ def hand_sql(con, dept: str, period: str, suite: dict, parameters: dict) -> dict
     """The suite's checks as direct DuckDB SQL: one aggregate pass + custom SQL + uniqueness."""
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    from tasks.validate import failing_condition, failing_rows_sql
+    from povwatch.tasks.validate.suites import failing_condition, failing_rows_sql
 
     batch = f"SELECT * FROM pending.{dept} WHERE period = '{period}'"
     out: dict[str, int | bool] = {}
@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     import great_expectations  # noqa: F401
 
-    from tasks import validate
-    from tasks.gx_duckdb import DuckDBExecutionEngine
+    from povwatch.tasks.validate import suites as validate
+    from povwatch.tasks.validate.gx_duckdb import DuckDBExecutionEngine
     print(f"GX import: {time.perf_counter() - t0:.1f} s (once per process)")
 
     suite = validate.suite_definition(dept)

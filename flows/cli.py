@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from tasks.settings import warehouse_path
+from povwatch.tasks.core.settings import warehouse_path
 
 WAREHOUSE_OPTION = click.option(
     "--warehouse", type=click.Path(dir_okay=False), default=None,
@@ -39,7 +39,7 @@ def main() -> None:
 @click.option("--counties", default=1, show_default=True, type=int)
 def generate(out_dir, period, periods, households, seed, defects, counties) -> None:
     """Write a synthetic county's extracts, with realistic defects, and truth/."""
-    from tasks.generate import generate as run_generate
+    from povwatch.tasks.synth.generate import generate as run_generate
 
     summary = run_generate(Path(out_dir), period=period, periods=periods, households=households,
                            seed=seed, defects=defects, counties=counties)
@@ -52,7 +52,7 @@ def generate(out_dir, period, periods, households, seed, defects, counties) -> N
 @WAREHOUSE_OPTION
 def run(inbox, period, warehouse) -> None:
     """Run the monthly pipeline over an inbox. Exit 0 all accepted, 3 rejections, 1 failure."""
-    from flows.pipeline import run_inbox
+    from povwatch.flows.pipeline import run_inbox
 
     sys.exit(run_inbox(Path(inbox), period=period, warehouse=warehouse_path(warehouse)))
 
@@ -63,7 +63,7 @@ def run(inbox, period, warehouse) -> None:
 @click.option("--periods", default=3, show_default=True, type=int)
 def demo(warehouse, households, periods) -> None:
     """Generate a demo county and run the whole pipeline over it, with no configuration."""
-    from flows.demo import run_demo
+    from povwatch.flows.demo import run_demo
 
     sys.exit(run_demo(warehouse_path(warehouse), households=households, periods=periods))
 
@@ -73,7 +73,7 @@ def demo(warehouse, households, periods) -> None:
 @click.option("--inbox", type=click.Path(file_okay=False), default=None)
 def serve(warehouse, inbox) -> None:
     """Register the scheduled deployments with a Prefect server and run them."""
-    from flows.deployments import serve as serve_deployments
+    from povwatch.flows.deployments import serve as serve_deployments
 
     serve_deployments(warehouse=warehouse_path(warehouse), inbox=inbox)
 
@@ -84,7 +84,7 @@ def serve(warehouse, inbox) -> None:
 @WAREHOUSE_OPTION
 def sql(query, fmt, warehouse) -> None:
     """A read-only query against the warehouse."""
-    from tasks.sql_query import run_cli_query
+    from povwatch.tasks.office.sql_query import run_cli_query
 
     sys.exit(run_cli_query(query, fmt=fmt, warehouse=warehouse_path(warehouse)))
 
@@ -97,7 +97,7 @@ def sql(query, fmt, warehouse) -> None:
 @WAREHOUSE_OPTION
 def export(kind, period, out_dir, warehouse) -> None:
     """Excel workbooks for the office (identity numbers masked)."""
-    from tasks.export import export_cli
+    from povwatch.tasks.office.export import export_cli
 
     sys.exit(export_cli(kind=kind, period=period, out_dir=out_dir,
                         warehouse=warehouse_path(warehouse)))
@@ -108,7 +108,7 @@ def export(kind, period, out_dir, warehouse) -> None:
 @WAREHOUSE_OPTION
 def report(period, warehouse) -> None:
     """A self-contained HTML report for a period."""
-    from tasks.report import report_cli
+    from povwatch.tasks.office.report import report_cli
 
     sys.exit(report_cli(period=period, warehouse=warehouse_path(warehouse)))
 
@@ -122,7 +122,7 @@ def report(period, warehouse) -> None:
 @WAREHOUSE_OPTION
 def bulletin(kind, since, until, warehouse) -> None:
     """周调度 (weekly) or 旬通报 (dekad): what opened, closed, became overdue."""
-    from tasks.bulletin import bulletin_cli
+    from povwatch.tasks.office.bulletin import bulletin_cli
 
     sys.exit(bulletin_cli(kind=kind, since=since, until=until,
                           warehouse=warehouse_path(warehouse)))
@@ -132,7 +132,7 @@ def bulletin(kind, since, until, warehouse) -> None:
 @WAREHOUSE_OPTION
 def status(warehouse) -> None:
     """Recent runs, extracts accepted / rejected, open alerts."""
-    from tasks.status import status_cli
+    from povwatch.tasks.office.status import status_cli
 
     sys.exit(status_cli(warehouse=warehouse_path(warehouse)))
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from flows.pipeline import run_inbox
-from tasks.locking import open_for_reading
+from povwatch.flows.pipeline import run_inbox
+from povwatch.tasks.core.locking import open_for_reading
 
 DEMO_PERIOD = "2020-06"
 
@@ -20,7 +20,7 @@ def demo_inbox(warehouse: Path) -> Path:
 
 
 def run_demo(warehouse: Path, households: int = 600, periods: int = 3, echo=print) -> int:
-    from tasks.generate import generate
+    from povwatch.tasks.synth.generate import generate
 
     warehouse = Path(warehouse)
     inbox = demo_inbox(warehouse)
@@ -49,7 +49,7 @@ def flagged(warehouse: Path) -> str:
         quarantined = one("SELECT coalesce(sum(rows_quarantined), 0) FROM audit.extracts")
     finally:
         con.close()
-    from tasks.settings import output_dir
+    from povwatch.tasks.core.settings import output_dir
 
     reports = sorted((output_dir(warehouse)).rglob("latest.html"))
     lines = [

@@ -29,9 +29,9 @@ from zoneinfo import ZoneInfo
 from prefect import flow
 from prefect.states import Completed
 
-from flows.pipeline import inbox_flow, pending_periods
-from flows.runners import prepare_prefect
-from tasks.locking import is_locked, warehouse_lock
+from povwatch.flows.pipeline import inbox_flow, pending_periods
+from povwatch.flows.runners import prepare_prefect
+from povwatch.tasks.core.locking import is_locked, warehouse_lock
 
 log = logging.getLogger("povwatch")
 
@@ -64,7 +64,7 @@ def bulletin_flow(kind: str, warehouse: str, since: str | None = None, until: st
     """周调度 (weekly) or 旬通报 (dekad) for the last complete week / dekad, as of Beijing time."""
     from prefect.artifacts import create_link_artifact
 
-    from tasks.bulletin import last_complete, write_bulletin
+    from povwatch.tasks.office.bulletin import last_complete, write_bulletin
 
     if since and until:
         start, end = dt.date.fromisoformat(since), dt.date.fromisoformat(until)
@@ -109,7 +109,7 @@ def webhook_url(urls: list[str] | None = None) -> str | None:
     """The first alert URL Prefect's Custom Webhook block can call (http(s), or Apprise json(s)://)."""
     if urls is None:
         try:
-            from tasks.alerts import channel_urls
+            from povwatch.tasks.validate.alerts import channel_urls
 
             urls = channel_urls()
         except ImportError:

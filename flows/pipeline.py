@@ -19,7 +19,7 @@ retries: a bad extract stays bad however often it is read.
 Scale-out (Dask set in the settings): the period flow still runs here, on the thread pool, as the
 one writer of the DuckDB file; only read -> conform of each (department, county) goes to the
 cluster (flows/scaleout.py), after ``check_department`` found the department complete and changed,
-and ``stage_department`` then loads the Parquet partitions (``tasks.ingest.load_parts``).
+and ``stage_department`` then loads the Parquet partitions (``tasks.ingest.load.load_parts``).
 
 Unchanged extracts: ``stage_extract`` (``unchanged_extract`` with scale-out, before the cluster)
 compares each file's sha256 with ``audit.extracts`` and returns ``unchanged``; such departments
@@ -45,10 +45,10 @@ from typing import Any, Callable
 from prefect import flow, task
 from prefect.states import Completed
 
-from flows.runners import (LocalSteps, PrefectSteps, local_dask_cluster, orchestration_mode,
+from povwatch.flows.runners import (LocalSteps, PrefectSteps, local_dask_cluster, orchestration_mode,
                            prefect_settings, task_runner, uses_dask)
-from tasks.locking import WarehouseBusy, warehouse_lock
-from tasks.settings import output_dir, warehouse_path
+from povwatch.tasks.core.locking import WarehouseBusy, warehouse_lock
+from povwatch.tasks.core.settings import output_dir, warehouse_path
 
 log = logging.getLogger("povwatch")
 
@@ -72,7 +72,7 @@ def new_run_id() -> str:
 
 
 def departments() -> list[str]:
-    from tasks.contracts import department_codes
+    from povwatch.tasks.ingest.contracts import department_codes
 
     return list(department_codes())
 
@@ -80,7 +80,7 @@ def departments() -> list[str]:
 def inbox_periods(inbox: Path) -> list[str]:
     """Periods delivered to the inbox, oldest first (extracts.md: <inbox>/<period>/<dept>/files)."""
     try:
-        from tasks.ingest import discover_periods
+        from povwatch.tasks.ingest.load import discover_periods
     except ImportError:
         discover_periods = None
     if discover_periods is not None:
@@ -114,7 +114,7 @@ def loaded_hashes(warehouse: Path) -> set[tuple[str, str, str]]:
     """(period, dept, sha256) of every file the warehouse has already seen (accepted or rejected)."""
     if not Path(warehouse).exists():
         return set()
-    from tasks.db import connect
+    from povwatch.tasks.core.db import connect
 
     try:
         con = connect(warehouse, read_only=False)
@@ -134,7 +134,7 @@ def loaded_hashes(warehouse: Path) -> set[tuple[str, str, str]]:
 def loaded_periods(warehouse: Path) -> list[str]:
     if not Path(warehouse).exists():
         return []
-    from tasks.db import connect
+    from povwatch.tasks.core.db import connect
 
     con = connect(warehouse)
     try:
@@ -224,12 +224,12 @@ def stage_department(warehouse: str, inbox: str, period: str, dept: str, run_id:
                      parts: list | None = None) -> dict:
     """Load one department's extract into pending.<dept> (or find it unchanged).
 
-    Without ``parts``: read, conform and load its files here (``tasks.ingest.stage_extract``).
+    Without ``parts``: read, conform and load its files here (``tasks.ingest.load.stage_extract``).
     With ``parts`` (scale-out): the files were already read and conformed per county on the
     cluster, and checked not unchanged (``check_department``); only the loading is left, by the
-    one writer (``tasks.ingest.load_parts``), from the Parquet partitions.
+    one writer (``tasks.ingest.load.load_parts``), from the Parquet partitions.
     """
-    from tasks import ingest
+    from povwatch.tasks.ingest import load as ingest
 
     if parts is None:
         check_delivery_complete(Path(inbox) / period / dept)
@@ -254,7 +254,7 @@ def check_department(warehouse: str, inbox: str, period: str, dept: str, run_id:
     there anything to read? Returns the final staging summary when not (missing, a folder outside
     the inbox, or the same files as the accepted extract: 'unchanged', so not re-read on the
     cluster), else status ``to_prepare`` with the files to read and conform per county."""
-    from tasks import ingest
+    from povwatch.tasks.ingest import load as ingest
 
     inbox_path = Path(inbox)
     check_delivery_complete(inbox_path / period / dept)
@@ -270,7 +270,7 @@ def check_department(warehouse: str, inbox: str, period: str, dept: str, run_id:
 @task(name="validate", task_run_name="validate-{period}-{dept}")
 def validate_department(warehouse: str, period: str, dept: str, run_id: str) -> dict:
     """Great Expectations suite of the department over its pending extract."""
-    from tasks import validate
+    from povwatch.tasks.validate import suites as validate
 
     outcome = _as_dict(validate.validate_extract(Path(warehouse), period, dept, run_id))
     return {"period": period, "dept": dept, **outcome}
@@ -278,7 +278,7 @@ def validate_department(warehouse: str, period: str, dept: str, run_id: str) -> 
 
 @task(name="promote", task_run_name="promote-{period}-{dept}")
 def promote_department(warehouse: str, period: str, dept: str, run_id: str) -> str:
-    from tasks import ingest
+    from povwatch.tasks.ingest import load as ingest
 
     ingest.promote_extract(Path(warehouse), period, dept, run_id)
     return "accepted"
@@ -286,7 +286,7 @@ def promote_department(warehouse: str, period: str, dept: str, run_id: str) -> s
 
 @task(name="reject", task_run_name="reject-{period}-{dept}")
 def reject_department(warehouse: str, period: str, dept: str, run_id: str, message: str) -> str:
-    from tasks import ingest
+    from povwatch.tasks.ingest import load as ingest
 
     ingest.reject_extract(Path(warehouse), period, dept, run_id, message)
     return "rejected"
@@ -294,7 +294,7 @@ def reject_department(warehouse: str, period: str, dept: str, run_id: str, messa
 
 @task(name="marts", task_run_name="marts-{period}")
 def build_marts_step(warehouse: str, period: str, run_id: str) -> dict:
-    from tasks import marts
+    from povwatch.tasks.marts import build as marts
 
     return dict(marts.build_marts(Path(warehouse), period, run_id) or {})
 
@@ -306,14 +306,14 @@ def raise_alerts(warehouse: str, run_id: str, outcomes: list[dict]) -> list[dict
     Retried: a notification channel that is briefly down is worth a second try (the alerts module
     fingerprints alerts, so a retry does not send twice).
     """
-    from tasks import alerts
+    from povwatch.tasks.validate import alerts
 
     return list(alerts.alert_on_outcomes(Path(warehouse), run_id, outcomes) or [])
 
 
 @task(name="receipt", task_run_name="receipt-{period}-{dept}", retries=1, retry_delay_seconds=2)
 def write_receipt_step(warehouse: str, period: str, dept: str, out_dir: str) -> str | None:
-    from tasks import receipts
+    from povwatch.tasks.ingest import receipts
 
     path = receipts.write_receipt(Path(warehouse), period, dept, Path(out_dir))
     return str(path) if path else None
@@ -321,7 +321,7 @@ def write_receipt_step(warehouse: str, period: str, dept: str, out_dir: str) -> 
 
 @task(name="report", task_run_name="report-{period}")
 def write_report_step(warehouse: str, period: str) -> str:
-    from tasks import report
+    from povwatch.tasks.office import report
 
     return str(report.write_report(Path(warehouse), period))
 
@@ -331,11 +331,11 @@ def write_report_step(warehouse: str, period: str) -> str:
 
 
 def _data_docs_index_once(warehouse: Path):
-    """tasks.validate.data_docs_index_once: validations render their Data Docs page, the index is
+    """tasks.validate.suites.data_docs_index_once: validations render their Data Docs page, the index is
     built once when the period's validations are done (a stand-in validate module may lack it)."""
     import contextlib
 
-    from tasks import validate
+    from povwatch.tasks.validate import suites as validate
 
     once = getattr(validate, "data_docs_index_once", None)
     return once(warehouse) if once else contextlib.nullcontext()
@@ -428,7 +428,7 @@ def _stage_prepared(steps, prepare, w: str, i: str, period: str, run_id: str) ->
     the others to ``prepare`` (read -> conform per county, on the cluster), then load each
     department's parts here, the one writer. Returns the staging summaries in department order
     and the partition table."""
-    from flows.scaleout import partition_rows
+    from povwatch.flows.scaleout import partition_rows
 
     checked = steps.wait([steps.submit(check_department, warehouse=w, inbox=i, period=period,
                                        dept=d, run_id=run_id) for d in departments()])
@@ -447,7 +447,7 @@ def _newly_monitored(warehouse: Path, period: str, marts: dict) -> dict:
     if not marts:
         return {}
     try:
-        from tasks.db import connect
+        from povwatch.tasks.core.db import connect
 
         con = connect(warehouse)
         try:
@@ -473,7 +473,7 @@ def _department_rows(warehouse: Path, run_id: str, period: str, staged: list[dic
     """One row per department: status, files, rows read / loaded / quarantined, message."""
     counts: dict[str, tuple] = {}
     try:
-        from tasks.db import connect
+        from povwatch.tasks.core.db import connect
 
         con = connect(warehouse)
         try:
@@ -574,9 +574,9 @@ def execute_run(steps, inbox: Path, warehouse: Path, period: str | None, run_id:
 
 def _held_open_for_run(warehouse: Path):
     """The DuckDB file stays open in this process for the run, so that a task's connect does not
-    load it again and its close does not checkpoint it (tasks.db.held_open). With Dask too: only
+    load it again and its close does not checkpoint it (tasks.core.db.held_open). With Dask too: only
     read -> conform runs on the workers, and they never open the file."""
-    from tasks.db import held_open
+    from povwatch.tasks.core.db import held_open
 
     return held_open(warehouse)
 
@@ -591,7 +591,7 @@ def _warm_up_validation(warehouse: Path) -> None:
 
     def warm() -> None:
         try:
-            from tasks.validate import gx_context
+            from povwatch.tasks.validate.suites import gx_context
 
             gx_context(Path(warehouse).resolve())
         except Exception:  # noqa: BLE001
@@ -607,7 +607,7 @@ def take_over_interrupted_runs(warehouse: Path, run_id: str) -> list[str]:
     """
     if not Path(warehouse).exists():
         return []
-    from tasks.db import open_warehouse, write_lock
+    from povwatch.tasks.core.db import open_warehouse, write_lock
 
     with write_lock:
         con = open_warehouse(warehouse)
@@ -644,7 +644,7 @@ def summarise_run(run_id: str, periods: list[str], results: list[dict], late: li
 
 def _record_run_start(warehouse: Path, run_id: str, inbox: Path, periods: list[str],
                       flow_run_id: str | None) -> None:
-    from tasks.db import open_warehouse, write_lock
+    from povwatch.tasks.core.db import open_warehouse, write_lock
 
     with write_lock:
         con = open_warehouse(warehouse)
@@ -659,7 +659,7 @@ def _record_run_start(warehouse: Path, run_id: str, inbox: Path, periods: list[s
 
 
 def _record_run_end(warehouse: Path, run_id: str, status: str, message: str) -> None:
-    from tasks.db import open_warehouse, write_lock
+    from povwatch.tasks.core.db import open_warehouse, write_lock
 
     with write_lock:
         con = open_warehouse(warehouse)
@@ -688,7 +688,7 @@ def period_flow(inbox: str, period: str, warehouse: str, run_id: str, scale_out:
 
 def _prepare_on_dask(**kwargs) -> list:
     """The county sub-flow on the DaskTaskRunner the settings ask for."""
-    from flows.scaleout import prepare_counties_flow
+    from povwatch.flows.scaleout import prepare_counties_flow
 
     return prepare_counties_flow.with_options(task_runner=task_runner())(**kwargs)
 
@@ -715,7 +715,7 @@ def period_runner() -> Callable[..., dict]:
     (flows/scaleout.py) and staging loads the Parquet partitions."""
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.runners import runner_settings
+    from povwatch.flows.runners import runner_settings
 
     scale_out = uses_dask()
     flow_ = period_flow.with_options(
@@ -771,7 +771,7 @@ def _run_local(inbox: Path, period: str | None, warehouse: Path, run_id: str) ->
 def _notify_failure(run_id: str, message: str) -> None:
     """Without a Prefect server there is no Automation: tell the channel ourselves."""
     try:
-        from tasks.alerts import notify_run_failure
+        from povwatch.tasks.validate.alerts import notify_run_failure
 
         notify_run_failure(run_id, message)
     except Exception as exc:  # noqa: BLE001

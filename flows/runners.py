@@ -27,7 +27,7 @@ import os
 import time
 from typing import Any
 
-from tasks.settings import RunnerSettings
+from povwatch.tasks.core.settings import RunnerSettings
 
 log = logging.getLogger("povwatch")
 
@@ -96,8 +96,8 @@ def warm_up_worker() -> None:
     """Imports a Dask worker needs for flows.scaleout's tasks (run once per worker, in its thread)."""
     import prefect.task_engine  # noqa: F401
 
-    import flows.scaleout  # noqa: F401
-    import tasks.ingest  # noqa: F401
+    import povwatch.flows.scaleout  # noqa: F401
+    import povwatch.tasks.ingest.load  # noqa: F401
 
 
 def orchestration_mode(explicit: str | None = None) -> str:

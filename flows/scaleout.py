@@ -1,12 +1,12 @@
 """Scale-out over counties: read -> conform of every (department, county) partition on Dask,
-landed as Parquet under ``tasks.ingest.lake_root(warehouse)/period=P/dept=D/county=C/``.
+landed as Parquet under ``tasks.ingest.load.lake_root(warehouse)/period=P/dept=D/county=C/``.
 
 Only this runs on the cluster (prefect-dask's DaskTaskRunner, set by POVWATCH_DASK_ADDRESS or
-POVWATCH_TASK_RUNNER=dask). Each task is ``tasks.ingest.prepare_part`` on one department's files
+POVWATCH_TASK_RUNNER=dask). Each task is ``tasks.ingest.load.prepare_part`` on one department's files
 of one county: paths in, a small picklable ``PreparedPart`` out (per-file counts, the Parquet
 paths it wrote, the worker it ran on); it opens no DuckDB file (DuckDB allows one writing process
 per file, and Dask workers are processes). The period flow, the one writer, runs on the thread pool
-in the flow's process: it loads those partitions into DuckDB (``tasks.ingest.load_parts``, no
+in the flow's process: it loads those partitions into DuckDB (``tasks.ingest.load.load_parts``, no
 re-reading of the delivered files), validates, promotes and builds the marts (flows/pipeline.py).
 
 A county is the file's county: the 6-digit code in the generator's multi-county file names
@@ -45,7 +45,7 @@ def county_parts(files: list[Path | str]) -> dict[str, list[str]]:
 def prepare_county(inbox: str, period: str, dept: str, part: str, files: list[str], lake: str,
                    token: str):
     """Read and conform one department's files of one county; write its Parquet partition."""
-    from tasks.ingest import prepare_part
+    from povwatch.tasks.ingest.load import prepare_part
 
     return prepare_part(Path(inbox), period, dept, [Path(f) for f in files], Path(lake), part, token)
 
@@ -67,7 +67,7 @@ def prepare_counties_flow(inbox: str, period: str, warehouse: str, run_id: str,
     from prefect.artifacts import create_table_artifact
     from prefect.futures import wait
 
-    from tasks.ingest import lake_root
+    from povwatch.tasks.ingest.load import lake_root
 
     lake = str(lake_root(Path(warehouse)))
     futures = [prepare_county.submit(inbox=inbox, period=period, dept=dept, part=part, files=files,

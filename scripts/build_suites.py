@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.contracts import LINEAGE_COLUMNS, Contract, all_contracts  # noqa: E402
-from tasks.idnumber import CHECK_CHARS, MASK_SQL, WEIGHTS  # noqa: E402
-from tasks.settings import EXPECTATIONS_DIR  # noqa: E402
+from povwatch.tasks.ingest.contracts import LINEAGE_COLUMNS, Contract, all_contracts  # noqa: E402
+from povwatch.tasks.ingest.idnumber import CHECK_CHARS, MASK_SQL, WEIGHTS  # noqa: E402
+from povwatch.tasks.core.settings import EXPECTATIONS_DIR  # noqa: E402
 
 ID_REGEX = "^[0-9]{17}[0-9X]$"
 REJECT_ABOVE_SHARE = 0.2    # more than a fifth of the rows failing one check: the file is broken

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tasks import reasons
+from povwatch.tasks.ingest import reasons
 
 PERIOD = "2020-06"
 BAD_DEPT = "caizheng"        # id_number*, name*, employer*, hired_on

@@ -1,7 +1,7 @@
 """``povwatch`` with crash checkpoints around the pipeline's steps, for tests/test_crash_safety.py.
 
 Usage: ``python -m tests.crash_driver run --inbox DIR --warehouse FILE`` with
-``POVWATCH_TEST_KILL_AT=<stage>[#n]`` (see tasks/testhooks.py). The steps of tasks/ are wrapped
+``POVWATCH_TEST_KILL_AT=<stage>[#n]`` (see tests/testhooks.py). The steps of tasks/ are wrapped
 here, in the test's own process, so that the modules under test stay untouched:
 
 ==================  =====================================================================
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 
-from tasks.testhooks import checkpoint
+from tests.testhooks import checkpoint
 
 
 def _wrap(module, name: str, before: str | None = None, after: str | None = None) -> None:
@@ -40,7 +40,10 @@ def _wrap(module, name: str, before: str | None = None, after: str | None = None
 
 
 def install() -> None:
-    from tasks import ingest, marts, report, validate
+    from povwatch.tasks.ingest import load as ingest
+    from povwatch.tasks.marts import build as marts
+    from povwatch.tasks.office import report
+    from povwatch.tasks.validate import suites as validate
 
     _wrap(ingest, "_write_audit", before="stage-txn")
     _wrap(ingest, "stage_extract", after="staged")
@@ -54,6 +57,6 @@ def install() -> None:
 
 if __name__ == "__main__":
     install()
-    from flows.cli import main
+    from povwatch.flows.cli import main
 
     main()

@@ -12,10 +12,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from tasks.contracts import all_contracts
-from tasks.db import open_warehouse
-from tasks.idnumber import check_char
-from tasks.settings import MODELS_DIR
+from povwatch.tasks.ingest.contracts import all_contracts
+from povwatch.tasks.core.db import open_warehouse
+from povwatch.tasks.ingest.idnumber import check_char
+from povwatch.tasks.core.settings import MODELS_DIR
 
 COUNTY = "620523"
 TOWNSHIPS = {"620523100": "城关镇", "620523101": "新寨镇", "620523102": "马营乡", "620523103": "红山乡"}

@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from tasks.db import open_warehouse
-from tasks.marts import build_marts
+from povwatch.tasks.core.db import open_warehouse
+from povwatch.tasks.marts.build import build_marts
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK = "10X98765432"

@@ -1,6 +1,6 @@
 """Stand-ins for the business steps, to test orchestration alone (fast, deterministic).
 
-They keep the contracts of tasks/ingest.py, validate.py, marts.py, alerts.py, receipts.py and
+They keep the contracts of tasks/ingest/load.py, validate.py, marts.py, alerts.py, receipts.py and
 report.py: paths in, small results out, audit.extracts written with each file's sha256 so that
 "unchanged" works as it does for real. A department folder holding a file whose name contains
 ``bad`` fails a blocking expectation; ``crash`` raises inside staging.
@@ -13,7 +13,7 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.db import open_warehouse, write_lock
+from povwatch.tasks.core.db import open_warehouse, write_lock
 
 CALLS: dict[str, list] = {}
 _lock = threading.Lock()
@@ -140,13 +140,13 @@ def write_report(warehouse, period):
     return out
 
 
-MODULES = {
-    "ingest": ["stage_extract", "promote_extract", "reject_extract", "discover_periods"],
-    "validate": ["validate_extract"],
-    "marts": ["build_marts"],
-    "alerts": ["alert_on_outcomes", "notify_run_failure"],
-    "receipts": ["write_receipt"],
-    "report": ["write_report"],
+MODULES = {  # (wing, module) -> the functions faked
+    ("ingest", "load"): ["stage_extract", "promote_extract", "reject_extract", "discover_periods"],
+    ("validate", "suites"): ["validate_extract"],
+    ("marts", "build"): ["build_marts"],
+    ("validate", "alerts"): ["alert_on_outcomes", "notify_run_failure"],
+    ("ingest", "receipts"): ["write_receipt"],
+    ("office", "report"): ["write_report"],
 }
 
 
@@ -154,17 +154,18 @@ def install(monkeypatch) -> None:
     """Put the fakes where the pipeline's lazy ``from tasks import x`` finds them."""
     import sys
 
-    import tasks
+    import importlib
 
     CALLS.clear()
     REJECT.clear()
     ALERT_FAILURES["remaining"] = 0
-    for module, names in MODULES.items():
-        fake = types.ModuleType(f"tasks.{module}")
+    for (wing, module), names in MODULES.items():
+        dotted = f"povwatch.tasks.{wing}.{module}"
+        fake = types.ModuleType(dotted)
         for name in names:
             setattr(fake, name, globals()[name])
-        monkeypatch.setitem(sys.modules, f"tasks.{module}", fake)
-        monkeypatch.setattr(tasks, module, fake, raising=False)
+        monkeypatch.setitem(sys.modules, dotted, fake)
+        monkeypatch.setattr(importlib.import_module(f"povwatch.tasks.{wing}"), module, fake, raising=False)
 
 
 def make_inbox(root: Path, periods=("2026-01",), depts=("fupin", "shouru", "minzheng"),
@@ -187,11 +188,12 @@ def install_plain() -> None:
     """``install`` without pytest, for subprocesses (a sitecustomize.py calls it)."""
     import sys
 
-    import tasks
+    import importlib
 
-    for module, names in MODULES.items():
-        fake = types.ModuleType(f"tasks.{module}")
+    for (wing, module), names in MODULES.items():
+        dotted = f"povwatch.tasks.{wing}.{module}"
+        fake = types.ModuleType(dotted)
         for name in names:
             setattr(fake, name, globals()[name])
-        sys.modules[f"tasks.{module}"] = fake
-        setattr(tasks, module, fake)
+        sys.modules[dotted] = fake
+        setattr(importlib.import_module(f"povwatch.tasks.{wing}"), module, fake)

@@ -1,7 +1,7 @@
 """Helpers shared by the robustness tests (crash safety, idempotency, concurrency, privacy).
 
 - ``generated_inbox()``: one small generated county per test process (cached), copied per test.
-- ``run_cli()``: ``python -m flows.cli ...`` in a subprocess with a test environment.
+- ``run_cli()``: ``python -m povwatch.flows.cli ...`` in a subprocess with a test environment.
 - ``mart_digest()`` / ``staging_digest()``: content hashes of the warehouse that ignore run ids
   and timestamps, to compare an interrupted-then-rerun warehouse with an uninterrupted one.
 - ``find_identity_numbers()``: every *valid* 18-character identity number in bytes, files, zips.
@@ -36,7 +36,7 @@ HOUSEHOLDS = 60
 @lru_cache(maxsize=None)
 def generated_inbox(periods: int = 2, households: int = HOUSEHOLDS, seed: int = 7) -> Path:
     """A generated demo inbox, made once per test process (read-only: copy before changing)."""
-    from tasks.generate import generate
+    from povwatch.tasks.synth.generate import generate
 
     out = Path(tempfile.mkdtemp(prefix="povwatch-robust-gen-"))
     atexit.register(shutil.rmtree, out, True)
@@ -79,7 +79,7 @@ def run_in_process(inbox: Path, warehouse: Path, tmp: Path, period: str | None =
     """``povwatch run`` in this process (local mode, no Prefect server): saves the imports."""
     import pytest
 
-    from flows.pipeline import run_inbox
+    from povwatch.flows.pipeline import run_inbox
 
     env = cli_env(tmp)
     with pytest.MonkeyPatch.context() as mp:
@@ -112,7 +112,7 @@ def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300,
             check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run([PYTHON, "-m", "flows.cli", *args], env=env, cwd=str(cwd),
+    proc = subprocess.run([PYTHON, "-m", "povwatch.flows.cli", *args], env=env, cwd=str(cwd),
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode not in (0, 3):
         raise AssertionError(f"povwatch {' '.join(args)} exited {proc.returncode}\n"
@@ -163,7 +163,7 @@ def mart_digest(warehouse: Path, schemas: tuple[str, ...] = ("mart",)) -> dict[s
 
 def staging_digest(warehouse: Path) -> dict[tuple[str, str], tuple[int, str]]:
     """(period, dept) -> digest of staging.<dept> for that period (lineage run ids left out)."""
-    from tasks.contracts import department_codes
+    from povwatch.tasks.ingest.contracts import department_codes
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import alerts, db
+from povwatch.tasks.validate import alerts
+from povwatch.tasks.core import db
 
 FULL_ID = "11010519491231002X"
 PASSWORD = "s3cret-Pa55"

@@ -25,7 +25,7 @@ CASES = bc.cases()
 
 
 def _ingest():
-    return pytest.importorskip("tasks.ingest")
+    return pytest.importorskip("povwatch.tasks.ingest.load")
 
 
 _TEMPLATE: list[Path] = []
@@ -33,7 +33,7 @@ _TEMPLATE: list[Path] = []
 
 def _fresh_warehouse(path: Path) -> Path:
     """An empty warehouse with every table: made once, then copied (schema creation is slow)."""
-    from tasks.db import open_warehouse
+    from povwatch.tasks.core.db import open_warehouse
 
     if not _TEMPLATE:
         import tempfile

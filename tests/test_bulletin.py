@@ -9,8 +9,8 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from flows.cli import main
-from tasks.bulletin import (beijing_today, dekad_of, last_complete, range_title, resolve_range,
+from povwatch.flows.cli import main
+from povwatch.tasks.office.bulletin import (beijing_today, dekad_of, last_complete, range_title, resolve_range,
                             write_bulletin)
 from tests.fixtures_marts import PERIODS, full_ids_in, marts_warehouse  # noqa: F401
 

@@ -1,6 +1,6 @@
 """Two runs at once, and readers during a run: no corruption, and messages a person understands.
 
-A run is held at its validation step (tasks.testhooks pause) while it holds the warehouse lock.
+A run is held at its validation step (tests.testhooks pause) while it holds the warehouse lock.
 Meanwhile:
 
 - a second ``povwatch run`` on the same warehouse stops at once (exit 1) saying who is running,

@@ -7,10 +7,10 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from tasks import reasons
-from tasks.conform import conform
-from tasks.contracts import load_contract
-from tasks.read import CERTIFICATE
+from povwatch.tasks.ingest import reasons
+from povwatch.tasks.ingest.conform import conform
+from povwatch.tasks.ingest.contracts import load_contract
+from povwatch.tasks.ingest.read import CERTIFICATE
 
 ID = "11010519491231002X"
 ID2 = "110105194912310038"

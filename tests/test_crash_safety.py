@@ -3,7 +3,7 @@
 The scenario: a warehouse holding period 2020-06 (the *before* state); then an inbox with a
 resubmitted 2020-06 extract (weijian, one row fewer) and the new period 2020-07. An uninterrupted
 run over it gives the *reference* state. Then, starting from *before*, runs are killed one after
-the other at different stages (tests/crash_driver.py wraps the steps with tasks.testhooks
+the other at different stages (tests/crash_driver.py wraps the steps with tests.testhooks
 checkpoints; the process SIGKILLs itself there, as the OOM killer or a power cut would). After
 each kill:
 

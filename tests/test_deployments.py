@@ -107,7 +107,7 @@ def served(prefect_server, webhook, tmp_path_factory):
                POVWATCH_SETTLE_SECONDS="0", POVWATCH_WATCH_MINUTES="600",
                PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
     log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--warehouse", str(warehouse),
+    proc = subprocess.Popen([sys.executable, "-m", "povwatch.flows.cli", "serve", "--warehouse", str(warehouse),
                              "--inbox", str(inbox)], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -209,9 +209,9 @@ def _marts(warehouse: Path) -> dict[str, list]:
 @pytest.fixture(scope="session")
 def two_counties(tmp_path_factory):
     try:
-        from tasks.generate import generate
+        from povwatch.tasks.synth.generate import generate
     except ImportError:
-        pytest.skip("tasks.generate not available")
+        pytest.skip("tasks.synth.generate not available")
     inbox = tmp_path_factory.mktemp("counties") / "inbox"
     generate(inbox, period="2020-06", periods=1, households=40, counties=2)
     return inbox
@@ -238,8 +238,8 @@ def test_two_counties_on_dask_workers_match_thread_pool(prefect_server, api, two
     equal a thread-pool (local mode) run of the same inbox."""
     from prefect.artifacts import Artifact
 
-    from flows.pipeline import run_inbox
-    from tasks.ingest import lake_root
+    from povwatch.flows.pipeline import run_inbox
+    from povwatch.tasks.ingest.load import lake_root
 
     monkeypatch.setenv("POVWATCH_SETTLE_SECONDS", "0")
     monkeypatch.setenv("POVWATCH_OUTPUT", str(tmp_path / "output"))
@@ -275,8 +275,8 @@ def test_two_counties_on_dask_workers_match_thread_pool(prefect_server, api, two
 
     # A resubmission: only the changed department is sent to the cluster; the unchanged ones are
     # recognised (sha256) before it, in the flow's process, and not read again.
-    from flows.pipeline import _stage_prepared
-    from flows.runners import LocalSteps
+    from povwatch.flows.pipeline import _stage_prepared
+    from povwatch.flows.runners import LocalSteps
 
     resubmitted = tmp_path / "resubmitted"
     shutil.copytree(two_counties, resubmitted)
@@ -286,8 +286,8 @@ def test_two_counties_on_dask_workers_match_thread_pool(prefect_server, api, two
     sent = []
 
     def prepare_here(inbox, period, warehouse, run_id, extracts):
-        from flows.scaleout import county_parts
-        from tasks.ingest import lake_root, prepare_part
+        from povwatch.flows.scaleout import county_parts
+        from povwatch.tasks.ingest.load import lake_root, prepare_part
 
         sent.append(extracts)
         return [prepare_part(Path(inbox), period, dept, [Path(f) for f in files],

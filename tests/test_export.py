@@ -9,8 +9,8 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from flows.cli import main
-from tasks.export import write_exports
+from povwatch.flows.cli import main
+from povwatch.tasks.office.export import write_exports
 from tests.fixtures_marts import INJECTION_TEXTS, PERIODS, full_ids_in, marts_warehouse  # noqa: F401
 
 PERIOD = PERIODS[-1]

@@ -14,8 +14,8 @@ from uuid import UUID
 import duckdb
 import pytest
 
-from flows import pipeline
-from tasks.locking import warehouse_lock
+from povwatch.flows import pipeline
+from povwatch.tasks.core.locking import warehouse_lock
 from tests import pipeline_fakes as fakes
 
 
@@ -181,11 +181,11 @@ def test_reader_gets_a_clear_message_while_a_run_writes(tmp_path):
     import subprocess
     import sys
 
-    from tasks.locking import WarehouseBusy, open_for_reading
+    from povwatch.tasks.core.locking import WarehouseBusy, open_for_reading
 
     warehouse = tmp_path / "wh.duckdb"
     duckdb.connect(str(warehouse)).close()
-    code = ("import duckdb, sys, time\nfrom tasks.locking import warehouse_lock\n"
+    code = ("import duckdb, sys, time\nfrom povwatch.tasks.core.locking import warehouse_lock\n"
             f"with warehouse_lock({str(warehouse)!r}, what='povwatch run W'):\n"
             f"    con = duckdb.connect({str(warehouse)!r}); print('ready', flush=True); time.sleep(20)\n")
     writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
@@ -200,7 +200,7 @@ def test_reader_gets_a_clear_message_while_a_run_writes(tmp_path):
 
 
 def test_status_shows_runs_rejections_and_open_alerts(env):
-    from tasks.status import status_text
+    from povwatch.tasks.office.status import status_text
 
     fakes.REJECT.add("minzheng")
     inbox = fakes.make_inbox(env)
@@ -219,7 +219,7 @@ def test_status_shows_runs_rejections_and_open_alerts(env):
 
 
 def test_inbox_watch_starts_a_run_only_when_a_department_delivers(env, prefect_harness):
-    from flows.deployments import inbox_watch
+    from povwatch.flows.deployments import inbox_watch
 
     inbox = fakes.make_inbox(env)
     warehouse = env / "wh.duckdb"

@@ -14,11 +14,11 @@ import polars as pl
 import pytest
 from stdnum.cn import ric
 
-from tasks import reasons
-from tasks.contracts import load_contract
-from tasks.generate import generate
-from tasks.gen_oracle import evaluate, DEFAULT_POLICY
-from tasks.idnumber import repair_expr
+from povwatch.tasks.ingest import reasons
+from povwatch.tasks.ingest.contracts import load_contract
+from povwatch.tasks.synth.generate import generate
+from povwatch.tasks.synth.oracle import evaluate, DEFAULT_POLICY
+from povwatch.tasks.ingest.idnumber import repair_expr
 
 SEED = 11
 PERIODS = ["2020-06", "2020-07", "2020-08"]

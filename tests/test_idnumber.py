@@ -1,4 +1,4 @@
-"""tasks.idnumber agrees with python-stdnum's stdnum.cn.ric, the reference implementation.
+"""tasks.ingest.idnumber agrees with python-stdnum's stdnum.cn.ric, the reference implementation.
 
 Property tests: on valid numbers, numbers with one character corrupted, and arbitrary strings,
 the vectorised check says "valid" exactly when stdnum's check digit and birth date say so (and the
@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
-from tasks import reasons
-from tasks.idnumber import check_char, is_valid_expr, mask, mask_expr, repair_expr
+from povwatch.tasks.ingest import reasons
+from povwatch.tasks.ingest.idnumber import check_char, is_valid_expr, mask, mask_expr, repair_expr
 
 # Address codes that stdnum's table lists as valid for every birth year used below.
 ADDRESSES = ["110101", "110105", "310104", "440106", "510104", "620102"]

@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 import xlsxwriter
 
-from tasks import reasons
-from tasks.db import connect, open_warehouse
-from tasks.ingest import (discover_periods, drop_pending_rows, extract_files, lake_root, load_parts,
+from povwatch.tasks.ingest import reasons
+from povwatch.tasks.core.db import connect, open_warehouse
+from povwatch.tasks.ingest.load import (discover_periods, drop_pending_rows, extract_files, lake_root, load_parts,
                           prepare_part, promote_extract, reject_extract, stage_extract)
-from tasks.receipts import write_receipt
+from povwatch.tasks.ingest.receipts import write_receipt
 
 PERIOD = "2020-06"
 HEADER = ["姓名", "身份证号", "救助类型", "月保障金额", "起始年月", "终止年月", "村代码"]
@@ -410,7 +410,7 @@ def test_a_warehouse_with_raw_tables_keeps_their_rows(inbox: Path, warehouse: Pa
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
-    generate = pytest.importorskip("tasks.generate")
+    generate = pytest.importorskip("povwatch.tasks.synth.generate")
     out = tmp_path_factory.mktemp("gen")
     generate.generate(out, period="2020-06", periods=1, households=120, seed=11, defects=0.05,
                       counties=1)
@@ -419,7 +419,7 @@ def generated(tmp_path_factory) -> Path:
 
 def test_ingesting_the_generated_inbox_quarantines_exactly_the_planted_rows(
         generated: Path, tmp_path: Path) -> None:
-    from tasks.contracts import department_codes
+    from povwatch.tasks.ingest.contracts import department_codes
 
     warehouse = tmp_path / "gen.duckdb"
     for period in discover_periods(generated):

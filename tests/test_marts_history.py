@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tasks import marts
+from povwatch.tasks.marts import build as marts
 from tests.marts_support import Fixture, good_household, idn, income, person
 
 PERIODS = ("2020-06", "2020-07", "2020-08", "2020-09")

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("tasks.generate")
-pytest.importorskip("tasks.ingest")
+pytest.importorskip("povwatch.tasks.synth.generate")
+pytest.importorskip("povwatch.tasks.ingest.load")
 
 import polars as pl  # noqa: E402
 
-from tasks.contracts import department_codes  # noqa: E402
-from tasks.generate import generate  # noqa: E402
-from tasks.ingest import promote_extract, stage_extract  # noqa: E402
-from tasks.marts import build_marts  # noqa: E402
+from povwatch.tasks.ingest.contracts import department_codes  # noqa: E402
+from povwatch.tasks.synth.generate import generate  # noqa: E402
+from povwatch.tasks.ingest.load import promote_extract, stage_extract  # noqa: E402
+from povwatch.tasks.marts.build import build_marts  # noqa: E402
 from tests.marts_support import Fixture  # noqa: E402
 
 pytestmark = pytest.mark.slow

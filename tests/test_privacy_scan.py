@@ -106,7 +106,7 @@ def test_no_identity_number_or_secret_leaves_the_warehouse(tmp_path: Path, recei
     assert len(teeth) > 50
 
     # everything outside the warehouse (its DuckDB file(s) and the Parquet lake beside it) and the inbox
-    from tasks.ingest import lake_root
+    from povwatch.tasks.ingest.load import lake_root
 
     skip = (inbox, *warehouse.parent.glob(warehouse.name + "*"), lake_root(warehouse))
     findings, scanned = rs.scan_tree(tmp_path, skip=skip)

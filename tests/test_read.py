@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from tasks.contracts import load_contract
-from tasks.read import CERTIFICATE, ReadError, detect_encoding, normalize_header, read_file
+from povwatch.tasks.ingest.contracts import load_contract
+from povwatch.tasks.ingest.read import CERTIFICATE, ReadError, detect_encoding, normalize_header, read_file
 
 FUPIN = load_contract("fupin")
 CAIZHENG = load_contract("caizheng")

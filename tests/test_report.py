@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tasks.outputs import WarehouseUnavailable
-from tasks.report import report_cli, write_report
+from povwatch.tasks.office.outputs import WarehouseUnavailable
+from povwatch.tasks.office.report import report_cli, write_report
 from tests.fixtures_marts import PERIODS, TOWNSHIPS, full_ids_in, marts_warehouse  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -130,7 +130,7 @@ def test_report_renders_offline_in_headless_chromium(report, tmp_path):
 
 def test_township_names_come_from_the_divisions_csv(marts_warehouse, tmp_path, monkeypatch):  # noqa: F811
     """The real pipeline keeps no divisions table: names come from warehouse/reference/*.csv."""
-    import tasks.outputs as outputs
+    import povwatch.tasks.office.outputs as outputs
 
     copy = tmp_path / "w" / "povwatch.duckdb"
     copy.parent.mkdir()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flows.cli import main
+from povwatch.flows.cli import main
 from tests.fixtures_marts import PERIODS, marts_warehouse  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ def test_locked_warehouse_is_reported_clearly(marts_warehouse):  # noqa: F811
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, duckdb\n"
-         "from tasks.locking import warehouse_lock\n"
+         "from povwatch.tasks.core.locking import warehouse_lock\n"
          "with warehouse_lock(sys.argv[1], what='povwatch run'):\n"
          "    c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
          str(marts_warehouse)],
@@ -106,7 +106,7 @@ def test_locked_warehouse_is_reported_clearly(marts_warehouse):  # noqa: F811
     try:
         assert holder.stdout.readline().strip() == "ready"
         result = subprocess.run(
-            [sys.executable, "-m", "flows.cli", "sql", "SELECT 1", "--warehouse",
+            [sys.executable, "-m", "povwatch.flows.cli", "sql", "SELECT 1", "--warehouse",
              str(marts_warehouse)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     finally:
         holder.stdin.close()
@@ -120,7 +120,7 @@ def test_locked_warehouse_is_reported_clearly(marts_warehouse):  # noqa: F811
 def test_raw_rows_in_the_lake_are_queryable_and_the_lake_stays_unwritable(tmp_path):
     """raw.<dept> reads Parquet beside the DuckDB file: povwatch sql may read those files, and
     still cannot write any file, not even into the lake folder, nor read files elsewhere."""
-    from tasks.ingest import lake_root, stage_extract
+    from povwatch.tasks.ingest.load import lake_root, stage_extract
 
     inbox = tmp_path / "inbox"
     folder = inbox / "2020-06" / "caizheng"

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pytest
 from stdnum.iso7064 import mod_11_2
 
-from tasks import db
-from tasks.contracts import load_contract
-from tasks.ingest import land_pending
+from povwatch.tasks.core import db
+from povwatch.tasks.ingest.contracts import load_contract
+from povwatch.tasks.ingest.load import land_pending
 
 BIRTHS = ["19490101", "19651231", "19800229", "19991010", "20080808", "20150505"]
 
@@ -72,7 +72,7 @@ def insert(con, dept: str, period: str, rows: list[dict], table: str = "pending"
 
 @pytest.fixture(scope="module")
 def wh(tmp_path_factory):
-    """A warehouse with a tasks.db connection held open for the whole module: GX's connections
+    """A warehouse with a tasks.core.db connection held open for the whole module: GX's connections
     must coexist with it (duckdb_engine's custom_user_agent would otherwise clash)."""
     path = tmp_path_factory.mktemp("validate") / "povwatch.duckdb"
     con = db.open_warehouse(path)
@@ -89,8 +89,8 @@ def validations(con, period: str, dept: str) -> dict[str, tuple]:
 
 def test_every_contract_has_a_suite_that_covers_it():
     """A contract edited without its suite would reject every extract in production: catch it here."""
-    from tasks.contracts import LINEAGE_COLUMNS, all_contracts
-    from tasks.validate import suite_definition
+    from povwatch.tasks.ingest.contracts import LINEAGE_COLUMNS, all_contracts
+    from povwatch.tasks.validate.suites import suite_definition
 
     for dept, contract in all_contracts().items():
         suite = suite_definition(dept)
@@ -119,7 +119,7 @@ def minzheng_rows(n: int) -> list[dict]:
 
 
 def test_clean_extract_passes_every_expectation(wh):
-    from tasks.validate import suite_definition, validate_extract
+    from povwatch.tasks.validate.suites import suite_definition, validate_extract
 
     path, con = wh
     insert(con, "minzheng", "2020-01", minzheng_rows(40))
@@ -135,7 +135,7 @@ def test_clean_extract_passes_every_expectation(wh):
 
 
 def test_row_level_checks_count_like_hand_sql_and_quarantine_by_name(wh):
-    from tasks.validate import validate_extract
+    from povwatch.tasks.validate.suites import validate_extract
 
     path, con = wh
     period = "2020-02"
@@ -208,7 +208,7 @@ def test_row_level_checks_count_like_hand_sql_and_quarantine_by_name(wh):
 
 
 def test_duplicate_key_is_blocking_and_nothing_is_moved(wh):
-    from tasks.validate import validate_extract
+    from povwatch.tasks.validate.suites import validate_extract
 
     path, con = wh
     rows = [{"head_name": f"户主{i}", "head_id_number": make_id(i), "village_code": village(i), "grade": "B",
@@ -232,7 +232,7 @@ def test_duplicate_key_is_blocking_and_nothing_is_moved(wh):
 
 
 def test_many_failing_rows_escalate_to_blocking(wh):
-    from tasks.validate import validate_extract
+    from povwatch.tasks.validate.suites import validate_extract
 
     path, con = wh
     rows = [{"id_number": make_id(i), "work_place": "县内", "months": str(13 if i % 2 else 6),
@@ -247,7 +247,7 @@ def test_many_failing_rows_escalate_to_blocking(wh):
 
 
 def test_volume_against_previous_period_is_a_warning(wh):
-    from tasks.validate import validate_extract
+    from povwatch.tasks.validate.suites import validate_extract
 
     path, con = wh
     student = lambda i: {"student_name": f"学生{i}", "id_number": make_id(i), "school": "一中",  # noqa: E731
@@ -269,7 +269,7 @@ def test_volume_against_previous_period_is_a_warning(wh):
 
 
 def test_conditional_required_and_percent_ranges(wh):
-    from tasks.validate import validate_extract
+    from povwatch.tasks.validate.suites import validate_extract
 
     path, con = wh
     rows = [{"household_id": f"H{i // 3}", "name": f"人{i}", "id_number": make_id(i), "relation": "户主",
@@ -295,7 +295,7 @@ def test_conditional_required_and_percent_ranges(wh):
 
 def test_a_period_without_rows_is_rejected(wh):
     """GX cannot make a batch of a period with no rows: recorded as not_empty failing, blocking."""
-    from tasks.validate import validate_extract
+    from povwatch.tasks.validate.suites import validate_extract
 
     path, con = wh
     outcome = validate_extract(path, "2019-12", "canlian", "run-empty")
@@ -305,8 +305,8 @@ def test_a_period_without_rows_is_rejected(wh):
 
 
 def test_other_tasks_db_connections_keep_working(wh):
-    """GX's connections and tasks.db's share one DuckDB instance in the process."""
-    from tasks.validate import validate_extract
+    """GX's connections and tasks.core.db's share one DuckDB instance in the process."""
+    from povwatch.tasks.validate.suites import validate_extract
 
     path, con = wh
     other = db.connect(path)
@@ -325,8 +325,8 @@ def _valid_ids_in(text: str) -> list[str]:
 def test_data_docs_built_without_identity_numbers(wh):
     """GX keeps unexpected values (here: duplicated identity numbers) in its results and renders
     them in Data Docs; nothing under the output folder may hold a valid identity number."""
-    from tasks.settings import output_dir
-    from tasks.validate import validate_extract
+    from povwatch.tasks.core.settings import output_dir
+    from povwatch.tasks.validate.suites import validate_extract
 
     path, con = wh
     rows = [{"id_number": make_id(i), "contracted": "true", "disease_class": "无"} for i in range(8)]
@@ -353,8 +353,8 @@ def test_blocking_outcome_reaches_a_webhook_masked(wh, monkeypatch):
     from tests.test_alerts import _Receiver
     import threading
 
-    from tasks import alerts
-    from tasks.validate import validate_extract
+    from povwatch.tasks.validate import alerts
+    from povwatch.tasks.validate.suites import validate_extract
 
     path, con = wh
     rows = [{"id_number": make_id(i), "name": f"人{i}", "cancelled_on": "2020-05-01", "reason": "死亡"}
@@ -385,7 +385,7 @@ def test_an_expectation_gx_cannot_evaluate_blocks(wh, monkeypatch):
     """A broken check (here custom SQL naming a column that does not exist) is never a pass."""
     import copy
 
-    from tasks import validate
+    from povwatch.tasks.validate import suites as validate
 
     path, con = wh
     suite = copy.deepcopy(validate.suite_definition("caizheng"))

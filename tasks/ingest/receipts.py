@@ -11,10 +11,10 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.contracts import Contract, load_contract
-from tasks.db import connect, write_lock
-from tasks.idnumber import mask_expr
-from tasks.read import CERTIFICATE, header_map, normalize_header
+from povwatch.tasks.ingest.contracts import Contract, load_contract
+from povwatch.tasks.core.db import connect, write_lock
+from povwatch.tasks.ingest.idnumber import mask_expr
+from povwatch.tasks.ingest.read import CERTIFICATE, header_map, normalize_header
 
 DETAIL_HEADERS = ["文件", "行号", "列", "原因", "原始内容"]
 SUMMARY_HEADERS = ["文件", "状态", "读取行数", "入库行数", "隔离行数", "说明"]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.contracts import Contract, all_contracts
-from tasks.settings import WAREHOUSE_DIR
+from povwatch.tasks.ingest.contracts import Contract, all_contracts
+from povwatch.tasks.core.settings import WAREHOUSE_DIR
 
 
 def connect(warehouse: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -95,9 +95,9 @@ def empty_layer_select(contract: Contract, layer: str = "raw") -> str:
 
 
 def ensure_department_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
-    # raw.<dept> is a view over Parquet files (tasks.ingest.define_layer_view); until a first
+    # raw.<dept> is a view over Parquet files (tasks.ingest.load.define_layer_view); until a first
     # delivery it is an empty view of the same columns. A table of that name (a warehouse from
-    # before the lake) is left for tasks.ingest to move into Parquet.
+    # before the lake) is left for tasks.ingest.load to move into Parquet.
     # pending.<dept> likewise: the conformed rows as Parquet until validated and promoted.
     for layer in ("raw", "pending"):
         exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from tasks.contracts import load_contract
-from tasks.gen_defects import render
-from tasks.gen_divisions import load_divisions
-from tasks.gen_oracle import clearance, evaluate, load_policy
-from tasks.gen_world import CountyWorld, month_end, month_index, month_label
-from tasks.gen_writers import write_csv, write_xlsx
+from povwatch.tasks.ingest.contracts import load_contract
+from povwatch.tasks.synth.defects import render
+from povwatch.tasks.synth.divisions import load_divisions
+from povwatch.tasks.synth.oracle import clearance, evaluate, load_policy
+from povwatch.tasks.synth.world import CountyWorld, month_end, month_index, month_label
+from povwatch.tasks.synth.writers import write_csv, write_xlsx
 
 DEPTS = ["fupin", "shouru", "jiaoyu", "zhujian", "minzheng", "yibao", "weijian", "shuili",
          "canlian", "renshe", "gongan", "caizheng"]

@@ -10,7 +10,7 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from tasks.settings import CONTRACTS_DIR
+from povwatch.tasks.core.settings import CONTRACTS_DIR
 
 # Column types of the contract and the DuckDB type each is staged as.
 STAGED_TYPES = {

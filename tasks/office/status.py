@@ -1,13 +1,13 @@
 """``povwatch status``: recent runs, extracts accepted / rejected, open alerts — readable tables.
 
-Read-only; while a run writes the warehouse, says so (tasks.locking.open_for_reading).
+Read-only; while a run writes the warehouse, says so (tasks.core.locking.open_for_reading).
 """
 from __future__ import annotations
 
 import unicodedata
 from pathlib import Path
 
-from tasks.locking import WarehouseBusy, holder, is_locked, open_for_reading
+from povwatch.tasks.core.locking import WarehouseBusy, holder, is_locked, open_for_reading
 
 
 def _width(text: str) -> int:

@@ -11,7 +11,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from tasks.idnumber import check_char
+from povwatch.tasks.ingest.idnumber import check_char
 
 # Address codes before 1985 (GB/T 2260: the counties moved from 天水地区/定西地区 to 天水市 in 1985);
 # python-stdnum validates the address code against the birth year, and so do we.

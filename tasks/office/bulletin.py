@@ -23,10 +23,10 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from tasks.outputs import (EVENT_KINDS, PROBLEM_LABELS, WarehouseUnavailable,
+from povwatch.tasks.office.outputs import (EVENT_KINDS, PROBLEM_LABELS, WarehouseUnavailable,
                            dept_names_sql_values, fail, frame, place_sql, reading,
                            register_divisions, table_columns, table_exists, write_private)
-from tasks.settings import output_dir
+from povwatch.tasks.core.settings import output_dir
 
 TEMPLATES = Path(__file__).parent / "templates"
 KIND_TITLES = {"weekly": "周调度", "dekad": "旬通报"}

@@ -26,8 +26,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from tasks.ingest import lake_root
-from tasks.outputs import WarehouseUnavailable, fail, open_read
+from povwatch.tasks.ingest.load import lake_root
+from povwatch.tasks.office.outputs import WarehouseUnavailable, fail, open_read
 
 MAX_TABLE_ROWS = 1000  # the aligned-text table is for reading; csv/json print every row
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.contracts import all_contracts, department_codes
-from tasks.db import open_warehouse, write_lock
-from tasks.settings import MODELS_DIR, POLICY_DIR, WAREHOUSE_DIR
+from povwatch.tasks.ingest.contracts import all_contracts, department_codes
+from povwatch.tasks.core.db import open_warehouse, write_lock
+from povwatch.tasks.core.settings import MODELS_DIR, POLICY_DIR, WAREHOUSE_DIR
 
 DIVISIONS_CSV = WAREHOUSE_DIR / "reference" / "divisions.csv"
 

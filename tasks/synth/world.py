@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from tasks.gen_population import RARE_NAME, build_population, labels, make_departed
+from povwatch.tasks.synth.population import RARE_NAME, build_population, labels, make_departed
 
 ABLE = ("普通劳动力", "技能劳动力")
 

@@ -33,9 +33,9 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tasks import db
-from tasks.contracts import load_contract
-from tasks.settings import PROJECT_ROOT, output_dir
+from povwatch.tasks.core import db
+from povwatch.tasks.ingest.contracts import load_contract
+from povwatch.tasks.core.settings import PACKAGE_ROOT, output_dir
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _secrets_file() -> Path | None:
     explicit = os.environ.get("POVWATCH_SECRETS_FILE")
     if explicit:
         return Path(explicit).expanduser()
-    for folder in (Path.cwd(), PROJECT_ROOT):
+    for folder in (Path.cwd(), PACKAGE_ROOT):
         candidate = folder / ".povwatch-secrets.toml"
         if candidate.exists():
             return candidate
@@ -111,7 +111,7 @@ def _with_timeouts(url: str) -> str:
 # --------------------------------------------------------------------------- messages
 
 def _mask(text: str) -> str:
-    from tasks.validate import mask_text  # the one masking rule for free text
+    from povwatch.tasks.validate.suites import mask_text  # the one masking rule for free text
 
     return mask_text(text)
 

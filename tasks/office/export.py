@@ -30,11 +30,11 @@ import polars as pl
 import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
 
-from tasks.outputs import (CATEGORY_LABELS, COLOR_LABELS, PROBLEM_LABELS, WarehouseUnavailable,
+from povwatch.tasks.office.outputs import (CATEGORY_LABELS, COLOR_LABELS, PROBLEM_LABELS, WarehouseUnavailable,
                            column_labels, dept_names_sql_values, fail, frame, mask_key_sql,
                            period_end, place_sql, private_files, provenance, reading,
                            register_divisions, resolve_period, scrub_sql, table_exists)
-from tasks.settings import output_dir
+from povwatch.tasks.core.settings import output_dir
 
 KINDS = ("monitoring", "ledger", "spot-check")
 WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_numbers": False,
@@ -141,7 +141,7 @@ def _monitoring(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
 
 
 def _ledger(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
-    from tasks.report import ledger_as_of_sql
+    from povwatch.tasks.office.report import ledger_as_of_sql
 
     labels = column_labels(con, "mart.problem_ledger")
     state = ledger_as_of_sql(con)

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks import reasons
-from tasks.conform import FILE, REASONS, Conformed, conform
-from tasks.contracts import Contract, department_codes, load_contract
-from tasks.db import empty_layer_select, open_warehouse, raw_column_names, write_lock
-from tasks.read import ROW, FileRead, ReadError, read_file
+from povwatch.tasks.ingest import reasons
+from povwatch.tasks.ingest.conform import FILE, REASONS, Conformed, conform
+from povwatch.tasks.ingest.contracts import Contract, department_codes, load_contract
+from povwatch.tasks.core.db import empty_layer_select, open_warehouse, raw_column_names, write_lock
+from povwatch.tasks.ingest.read import ROW, FileRead, ReadError, read_file
 
 log = logging.getLogger(__name__)
 SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}
@@ -390,7 +390,7 @@ def _refuse_all(quarantined: pl.DataFrame, staged: pl.DataFrame, readable: list[
 @contextlib.contextmanager
 def _owner_only():
     """Folders and files made inside are readable by their owner only: the lake holds the same
-    personal data as the DuckDB file (tasks.db.connect does the same for it)."""
+    personal data as the DuckDB file (tasks.core.db.connect does the same for it)."""
     old_umask = os.umask(0o077)
     try:
         yield

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tasks.contracts import Contract
+from povwatch.tasks.ingest.contracts import Contract
 
 SUPPORTED_SUFFIXES = (".csv", ".txt", ".xlsx", ".xlsm", ".xls", ".parquet")
 HEADER_SCAN_ROWS = 20          # title rows above the header: look this far down for it

@@ -10,12 +10,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-WAREHOUSE_DIR = PROJECT_ROOT / "warehouse"
+# The package's own folders: <povwatch>/warehouse and <povwatch>/expectations, wherever it is
+# installed (the repository root in an editable install, site-packages/povwatch in a wheel).
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+WAREHOUSE_DIR = PACKAGE_ROOT / "warehouse"
 CONTRACTS_DIR = WAREHOUSE_DIR / "contracts"
 MODELS_DIR = WAREHOUSE_DIR / "models"
 POLICY_DIR = WAREHOUSE_DIR / "policy"
-EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+EXPECTATIONS_DIR = PACKAGE_ROOT / "expectations"
 
 DEFAULT_WAREHOUSE = Path("var") / "povwatch.duckdb"
 

@@ -2,7 +2,7 @@
 
 ``warehouse/reference/divisions.csv`` is committed and is what the generator and the pipeline read;
 a user may replace it with their own county's table. This module rebuilds it deterministically
-(``python -m tasks.gen_divisions``) and loads it.
+(``python -m tasks.synth.divisions``) and loads it.
 
 Codes: province, city and county as the 6-digit GB/T 2260 codes (620000, 620500, 620523), townships
 as 9 digits (county + 3: 1xx 镇, 2xx 乡), villages as 12 digits (township + 3: 2xx 村委会), the
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from tasks.settings import WAREHOUSE_DIR
+from povwatch.tasks.core.settings import WAREHOUSE_DIR
 
 REFERENCE_DIR = WAREHOUSE_DIR / "reference"
 DIVISIONS_CSV = REFERENCE_DIR / "divisions.csv"

@@ -3,10 +3,10 @@
 Pure polars expressions over the whole extract (every file of a period and department together,
 so a duplicate across two townships' files is found); no Python loop over rows, no warehouse.
 
-In: the text frame of tasks.read (canonical column names, extras, ``source_file``,
+In: the text frame of tasks.ingest.read (canonical column names, extras, ``source_file``,
 ``source_row``). Out: the rows that conform, typed as the staged table wants them, with
 ``repairs`` naming what was repaired ("id_number:小写x改大写; assessed_on:日期格式转换"); and the
-rows that do not, with every reason in the words of tasks.reasons ("身份证号：校验位错误").
+rows that do not, with every reason in the words of tasks.ingest.reasons ("身份证号：校验位错误").
 
 A second or later copy of a row identical (as delivered) to an earlier one is quarantined as
 重复行 — if it would otherwise load. A defective row is quarantined for its defects, copy or not
@@ -20,16 +20,16 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from tasks import reasons
-from tasks.contracts import Column, Contract
-from tasks.idnumber import repair_expr
-from tasks.read import CERTIFICATE, ROW
+from povwatch.tasks.ingest import reasons
+from povwatch.tasks.ingest.contracts import Column, Contract
+from povwatch.tasks.ingest.idnumber import repair_expr
+from povwatch.tasks.ingest.read import CERTIFICATE, ROW
 
 FILE = "source_file"
 REASONS = "reasons"
 REPAIRS = "repairs"
 
-# Repairs other than the identity number's (those come from tasks.reasons via tasks.idnumber).
+# Repairs other than the identity number's (those come from tasks.ingest.reasons via tasks.ingest.idnumber).
 REPAIR_DATE_FORMAT = "日期格式转换"
 REPAIR_EXCEL_SERIAL = "Excel日期序号转换"
 REPAIR_MONTH_FORMAT = "年月格式转换"

@@ -2,7 +2,7 @@
 
 ``validate_extract(warehouse, period, dept, run_id)`` runs ``expectations/<dept>.json`` through GX
 against ``pending.<dept> WHERE period = <period>``. GX compiles every expectation to SQL that
-DuckDB executes (tasks/gx_duckdb.py); only aggregate results and at most a few sample values come
+DuckDB executes (tasks/validate/gx_duckdb.py); only aggregate results and at most a few sample values come
 back to Python, never the data.
 
 What happens with the results (docs/validation.md has the whole policy):
@@ -34,10 +34,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tasks import db
-from tasks.contracts import load_contract
-from tasks.idnumber import MASK_SQL
-from tasks.settings import EXPECTATIONS_DIR, WAREHOUSE_DIR, output_dir
+from povwatch.tasks.core import db
+from povwatch.tasks.ingest.contracts import load_contract
+from povwatch.tasks.ingest.idnumber import MASK_SQL
+from povwatch.tasks.core.settings import EXPECTATIONS_DIR, WAREHOUSE_DIR, output_dir
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class ValidationOutcome:
     row_count: int = 0             # rows of the batch before quarantine
 
     def alert(self, files: list[dict] | None = None) -> dict:
-        """The dict tasks.alerts.alert_on_outcomes takes (files: [{file, sha256}], optional)."""
+        """The dict tasks.validate.alerts.alert_on_outcomes takes (files: [{file, sha256}], optional)."""
         return {
             "period": self.period, "dept": self.dept,
             "severity": "error" if self.blocking_failed else "warning",
@@ -234,7 +234,7 @@ def gx_context(warehouse: Path):
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        from tasks import gx_duckdb  # noqa: F401  registers the "duckdb" datasource type
+        from povwatch.tasks.validate import gx_duckdb  # noqa: F401  registers the "duckdb" datasource type
 
         _cache_data_docs_templates()
 
@@ -263,7 +263,7 @@ def gx_context(warehouse: Path):
 def _batch_definition(context, warehouse: Path, dept: str):
     from great_expectations.core.partitioners import PartitionerColumnValue
 
-    from tasks.gx_duckdb import warehouse_url
+    from povwatch.tasks.validate.gx_duckdb import warehouse_url
 
     url = warehouse_url(warehouse)
     try:
@@ -674,7 +674,7 @@ def _quarantine(con, dept: str, period: str, run_id: str, keys: list[tuple[str, 
         f"AND r.source_row = p.source_row WHERE p.period = ?",
         [run_id, dept, period])
     # pending.<dept> is a view over Parquet files: the rows are left out, not deleted
-    from tasks.ingest import drop_pending_rows
+    from povwatch.tasks.ingest.load import drop_pending_rows
 
     moved = drop_pending_rows(con, dept, period, "_validate_flagged")
     con.execute("DROP TABLE _validate_flagged")

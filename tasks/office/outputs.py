@@ -19,8 +19,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from tasks.idnumber import MASK_SQL
-from tasks.settings import WAREHOUSE_DIR
+from povwatch.tasks.ingest.idnumber import MASK_SQL
+from povwatch.tasks.core.settings import WAREHOUSE_DIR
 
 DIVISIONS_CSV = WAREHOUSE_DIR / "reference" / "divisions.csv"
 
@@ -169,15 +169,15 @@ def open_read(warehouse: Path, *, strict: bool = False,
                 f"无法以只读方式打开仓库（本进程已打开该文件）：{exc}",
                 f"Cannot open the warehouse read-only (this process already has it open): {exc}",
             ) from None
-        from tasks.db import connect
+        from povwatch.tasks.core.db import connect
 
         return connect(warehouse)
 
 
 def _lock_holder(warehouse: Path) -> tuple[str, str]:
-    """Who holds the run lock (tasks.locking), when a run says so: for the lock message."""
+    """Who holds the run lock (tasks.core.locking), when a run says so: for the lock message."""
     try:
-        from tasks.locking import holder, is_locked
+        from povwatch.tasks.core.locking import holder, is_locked
 
         info = holder(warehouse) if is_locked(warehouse) else None
     except Exception:  # the lock file is a courtesy; the DuckDB error is what counts
@@ -249,7 +249,7 @@ def dept_name(code: str | None) -> str:
     if not code:
         return "（未指定）"
     try:
-        from tasks.contracts import load_contract
+        from povwatch.tasks.ingest.contracts import load_contract
 
         return load_contract(code).name
     except Exception:
@@ -258,7 +258,7 @@ def dept_name(code: str | None) -> str:
 
 def dept_names_sql_values() -> str:
     """A VALUES list (code, name) of every department with a contract, for SQL joins."""
-    from tasks.contracts import department_codes
+    from povwatch.tasks.ingest.contracts import department_codes
 
     rows = [(c, dept_name(c)) for c in department_codes()]
     return ", ".join(f"('{c}', '{n}')" for c, n in rows)

@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import polars as pl
 
-from tasks.settings import POLICY_DIR
+from povwatch.tasks.core.settings import POLICY_DIR
 
 ABLE = ["普通劳动力", "技能劳动力"]
 ENROLLED = ["在读", "送教上门"]

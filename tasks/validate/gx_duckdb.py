@@ -10,10 +10,10 @@ result. Three small pieces fix it (see ../shared/design.md):
   metric queries return a handful of aggregate rows, so this costs nothing), and it uses the
   PostgreSQL dialect module, so regex expectations compile to ``col ~ pattern`` (DuckDB's ``~``
   is a partial match, like PostgreSQL's).
-* The engine's DuckDB connections are opened by :func:`tasks.db.connect` itself (through a
+* The engine's DuckDB connections are opened by :func:`tasks.core.db.connect` itself (through a
   SQLAlchemy ``creator``). DuckDB shares one database instance between connections of one process
   only when they use the same configuration, and ``duckdb_engine`` would add its own
-  ``custom_user_agent``: a warehouse already open through ``tasks.db`` would then refuse GX
+  ``custom_user_agent``: a warehouse already open through ``tasks.core.db`` would then refuse GX
   ("different configuration"), and the other way round.
 * :class:`DuckDBDatasource` subclasses the fluent ``SQLDatasource`` with ``type = "duckdb"``, so
   GX registers ``context.data_sources.add_duckdb(...)`` and can read it back from a file context.
@@ -38,7 +38,7 @@ from great_expectations.execution_engine.sqlalchemy_execution_engine import (
     SqlAlchemyExecutionEngine,
 )
 
-from tasks import db
+from povwatch.tasks.core import db
 
 _URL_PREFIX = "duckdb:///"
 
@@ -55,7 +55,7 @@ def _warehouse_of(connection_string: str) -> Path:
 
 
 def create_engine(connection_string: str, **kwargs) -> sa.engine.Engine:
-    """A SQLAlchemy engine whose DuckDB connections are opened exactly as tasks.db opens them.
+    """A SQLAlchemy engine whose DuckDB connections are opened exactly as tasks.core.db opens them.
 
     One static connection per engine: GX runs its metric queries one after the other, and a
     single connection keeps the database instance (and its catalog cache) alive between them.

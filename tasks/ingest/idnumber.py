@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from tasks import reasons
+from povwatch.tasks.ingest import reasons
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARS = "10X98765432"  # remainder 0..10 -> check character

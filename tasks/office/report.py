@@ -2,7 +2,7 @@
 
 Everything is aggregated in DuckDB SQL; the page holds no household-level data at all (no names,
 no identity numbers, no health detail), only counts and shares per county, township, department
-and period. Charts are inline SVG (tasks.charts); there is no script, no web font, no CDN: the file
+and period. Charts are inline SVG (tasks.office.charts); there is no script, no web font, no CDN: the file
 opens from a USB stick on a machine with no network.
 
 Written to ``output_dir(warehouse)/reports/<period>/report-<run id or timestamp>.html`` (one per
@@ -20,9 +20,9 @@ import duckdb
 import polars as pl
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from tasks import charts
-from tasks.settings import output_dir
-from tasks.outputs import (CATEGORY_LABELS, EVENT_KINDS, WarehouseUnavailable,
+from povwatch.tasks.office import charts
+from povwatch.tasks.core.settings import output_dir
+from povwatch.tasks.office.outputs import (CATEGORY_LABELS, EVENT_KINDS, WarehouseUnavailable,
                            dept_names_sql_values, fail, frame, mart_periods, period_end,
                            place_sql, previous_period, provenance, reading, register_divisions,
                            resolve_period, table_columns, table_exists, write_private)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from tasks import reasons
-from tasks.contracts import Contract
-from tasks.idnumber import CHECK_CHARS
+from povwatch.tasks.ingest import reasons
+from povwatch.tasks.ingest.contracts import Contract
+from povwatch.tasks.ingest.idnumber import CHECK_CHARS
 
 _FULL = str.maketrans("0123456789", "０１２３４５６７８９")
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%-m/%-d", "%Y%m%d", "%Y年%-m月%-d日")
