@@ -1,7 +1,7 @@
 -- Schemas and the audit / quarantine tables. Department tables (raw.<dept>, pending.<dept>,
--- staging.<dept>) are created from the contracts by tasks.db.ensure_department_tables.
+-- staging.<dept>) are created from the contracts by tasks.core.db.ensure_department_tables.
 -- raw        as delivered, text, with file and row number: views over Parquet files in
---            <warehouse>.lake/raw (tasks.ingest.load_parts), listed in audit.lake_files
+--            <warehouse>.lake/raw (tasks.ingest.load.load_parts), listed in audit.lake_files
 -- pending    conformed candidate of a (period, dept) being validated; promoted or dropped
 -- staging    typed, canonical, accepted extracts, one snapshot per (period, dept)
 -- quarantine rows refused, with reasons
