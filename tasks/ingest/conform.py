@@ -34,6 +34,7 @@ REPAIR_DATE_FORMAT = "日期格式转换"
 REPAIR_EXCEL_SERIAL = "Excel日期序号转换"
 REPAIR_MONTH_FORMAT = "年月格式转换"
 REPAIR_MONEY_FORMAT = "去除千分位或单位"
+REPAIR_TEN_THOUSANDS = "万元折算为元"
 REPAIR_ALIAS = "文字转代码"
 REPAIR_BOOL_FORMAT = "是否格式转换"
 REPAIR_WIDTH = reasons.REPAIR_FULL_WIDTH
@@ -206,8 +207,13 @@ def _money_fast(t: pl.Expr) -> Parsed:
 
 def _money_slow(t: pl.Expr) -> Parsed:
     number = _half_width(t).str.replace_all(r"[\s,，元¥￥]", "").str.replace(r"^\+", "")
-    fixed = pl.when(number.str.contains(r"^-?(\d+(\.\d*)?|\.\d+)$")).then(number.cast(pl.Float64, strict=False))
-    return fixed.round(2), pl.when(fixed.is_not_null()).then(pl.lit(REPAIR_MONEY_FORMAT))
+    # "50万" / "50万元": ten-thousands (registered capital is commonly given so)
+    ten_thousands = number.str.ends_with("万")
+    number = number.str.strip_suffix("万")
+    amount = pl.when(number.str.contains(r"^-?(\d+(\.\d*)?|\.\d+)$")).then(number.cast(pl.Float64, strict=False))
+    fixed = pl.when(ten_thousands).then(amount * 10_000).otherwise(amount)
+    repair = pl.when(ten_thousands).then(pl.lit(REPAIR_TEN_THOUSANDS)).otherwise(pl.lit(REPAIR_MONEY_FORMAT))
+    return fixed.round(2), pl.when(fixed.is_not_null()).then(repair)
 
 
 def _finite(value: pl.Expr) -> pl.Expr:
@@ -260,6 +266,7 @@ _PARSERS = {
     "int": (_int_fast, _int_slow, pl.Int64),
     "money": (_money_fast, _money_slow, pl.Float64),
     "percent": (_percent_fast, _percent_slow, pl.Float64),
+    "number": (_percent_fast, _percent_slow, pl.Float64),   # a measure: same reading, no unit
     "date": (_date_fast, _date_slow, pl.Date),
     "month": (_month_fast, _month_slow, pl.Date),
     "bool": (_bool_fast, _bool_slow, pl.Boolean),
@@ -292,7 +299,7 @@ def _column_exprs(col: Column, text: pl.Expr, prepared: set[str]) -> tuple[pl.Ex
         what = {
             "village": reasons.VILLAGE_FORMAT, "code": reasons.CODE_NOT_IN_LIST,
             "int": reasons.INT_UNPARSEABLE, "money": reasons.MONEY_UNPARSEABLE,
-            "percent": reasons.NUMBER_UNPARSEABLE, "month": reasons.MONTH_UNPARSEABLE,
+            "percent": reasons.NUMBER_UNPARSEABLE, "number": reasons.NUMBER_UNPARSEABLE, "month": reasons.MONTH_UNPARSEABLE,
             "bool": reasons.BOOL_UNPARSEABLE, "text": reasons.TEXT_TOO_LONG,
         }[col.type]
         error = _err(missing, label, what)

@@ -1,8 +1,8 @@
 """The departments' data contract, loaded from ``warehouse/contracts/<dept>.toml``.
 
 A department is data, not code: its headers, synonyms, types, required columns and code lists
-live in one TOML file each (see ../shared/spec/extracts.md). Adding a thirteenth department is a
-new TOML file and a new expectation suite, no Python.
+live in one TOML file each (docs/contract.md). Adding a department is a new TOML file, a new
+expectation suite and the SQL that reads it, no Python (docs/new-department.md).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ STAGED_TYPES = {
     "int": "INTEGER",
     "money": "DECIMAL(14,2)",
     "percent": "DOUBLE",
+    "number": "DOUBLE",     # a plain measure (area in m²)
     "date": "DATE",
     "month": "DATE",        # first day of the month
     "bool": "BOOLEAN",
@@ -48,6 +49,8 @@ class Column:
     max: float | None = None
     aliases: dict[str, str] = field(default_factory=dict)
     required_when: str | None = None
+    mask: bool = False        # personal text (a plate): only its ends leave the warehouse
+    sensitive: bool = False   # health / disability detail: never shown next to a name outside
 
     @property
     def headers(self) -> tuple[str, ...]:
@@ -67,6 +70,13 @@ class Contract:
     columns: tuple[Column, ...]
     unique: tuple[tuple[str, ...], ...] = ()
     certificate: dict | None = None
+    # "monthly": expected every period; "when_available": comes when it comes (the asset
+    # registers, quarterly in practice) and its last accepted snapshot stands until the next
+    delivery: str = "monthly"
+
+    @property
+    def monthly(self) -> bool:
+        return self.delivery == "monthly"
 
     @property
     def required(self) -> tuple[Column, ...]:
@@ -92,6 +102,8 @@ def _column(raw: dict) -> Column:
         max=raw.get("max"),
         aliases=dict(raw.get("aliases", {})),
         required_when=raw.get("required_when"),
+        mask=raw.get("mask", False),
+        sensitive=raw.get("sensitive", False),
     )
 
 
@@ -105,16 +117,19 @@ def load_contract(dept: str) -> Contract:
         columns=tuple(_column(c) for c in raw["columns"]),
         unique=tuple(tuple(u) for u in raw.get("unique", ())),
         certificate=raw.get("certificate"),
+        delivery=raw.get("delivery", "monthly"),
     )
 
 
 @lru_cache(maxsize=None)
 def department_codes() -> tuple[str, ...]:
-    """Every department with a contract, in a stable order (the spec's order)."""
-    spec_order = ["fupin", "shouru", "jiaoyu", "zhujian", "minzheng", "yibao",
-                  "weijian", "shuili", "canlian", "renshe", "gongan", "caizheng"]
-    present = {p.stem for p in CONTRACTS_DIR.glob("*.toml")}
-    return tuple([d for d in spec_order if d in present] + sorted(present - set(spec_order)))
+    """Every department with a contract, in a stable order: the contracts' ``position`` (the
+    spec's order for the founding twelve), then any contract without one by code. A new
+    department is its TOML file: nothing here lists departments."""
+    def position(path) -> tuple[int, str]:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return (raw.get("position", 1_000), path.stem)
+    return tuple(p.stem for p in sorted(CONTRACTS_DIR.glob("*.toml"), key=position))
 
 
 def all_contracts() -> dict[str, Contract]:

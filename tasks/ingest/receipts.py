@@ -22,8 +22,8 @@ STATUS_LABELS = {"staged": "待校验", "accepted": "已入库", "rejected": "�
 HIDDEN = "（已隐去）"
 
 # Columns whose values never leave the warehouse next to a name (health, disability, and the
-# causes of poverty that reveal them).
-SENSITIVE_COLUMNS = {"health", "cause", "disease_class", "category", "level", CERTIFICATE}
+# causes of poverty that reveal them): the contract marks them ``sensitive``; the 残疾证号 too.
+SENSITIVE_COLUMNS = {CERTIFICATE}
 # Any other run of 15-18 digits (an identity number in a note column) is masked too.
 _LONG_NUMBER = r"(\d{6})\d{5,8}([0-9Xx]{4})"
 
@@ -135,19 +135,32 @@ def masked_content(row_data: pl.Series, contract: Contract) -> pl.Series:
     keys = decoded.columns
     mapping = header_map(contract)
     id_cols = {c.name for c in contract.columns if c.type == "id"} | {CERTIFICATE}
+    hidden = SENSITIVE_COLUMNS | {c.name for c in contract.columns if c.sensitive}
+    masked_text = {c.name for c in contract.columns if c.mask}
     parts = []
     for k in keys:
         canonical = mapping.get(normalize_header(k))
         value = pl.col(k).cast(pl.Utf8)
-        if canonical in SENSITIVE_COLUMNS:
+        if canonical in hidden:
             shown = pl.when(value.is_not_null()).then(pl.lit(HIDDEN))
         elif canonical in id_cols:
             shown = _mask_any(value)
+        elif canonical in masked_text:
+            shown = mask_ends(value)
         else:
             shown = value.str.replace_all(_LONG_NUMBER, "${1}********${2}")
         parts.append(pl.when(shown.is_not_null()).then(pl.lit(f"{k}：") + shown))
     out = decoded.select(pl.concat_str(parts, separator="，", ignore_nulls=True).alias("原始内容"))
     return out["原始内容"]
+
+
+def mask_ends(value: pl.Expr) -> pl.Expr:
+    """Personal text that is not an identity number (a plate 甘J12345): its first two and last two
+    characters, the middle starred, as an identity number's middle is (甘J***45)."""
+    compact = value.str.replace_all(r"[\s\u3000]+", "")
+    return (pl.when(compact.str.len_chars() > 4)
+            .then(compact.str.slice(0, 2) + pl.lit("***") + compact.str.slice(-2))
+            .otherwise(pl.lit("***")))
 
 
 def _mask_any(value: pl.Expr) -> pl.Expr:
