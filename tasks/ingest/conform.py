@@ -41,6 +41,8 @@ REPAIR_WIDTH = reasons.REPAIR_FULL_WIDTH
 
 EXCEL_EPOCH_OFFSET = 25569           # serial of 1970-01-01: serial 1 = 1900-01-01 (1900 leap bug aside)
 MAX_SERIAL = 73050                    # 2099-12-31
+MIN_SERIAL = 10000                    # 1927-05-18: a shorter number may be a year or a day
+SERIAL_TEXT = r"^\d{5}(\.0+)?$"          # the text of a serial Excel wrote (40179, 40179.0)
 
 EARLIEST_DATE = pl.date(1900, 1, 1)   # dates before it, or after today, are out of range
 MAX_TEXT_CHARS = 200                  # no name, school or employer is longer
@@ -88,13 +90,19 @@ def _err(condition: pl.Expr, label: str, what: str) -> pl.Expr:
 # one expression set per type: (value, error, repair), each evaluated on the cleaned text
 
 def _parse_date(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """(date, repair) for 2020-03-05, 2020/3/5, 2020.3.5, 20200305, 2020年3月5日, Excel serials."""
+    """(date, repair) for 2020-03-05, 2020/3/5, 2020.3.5, 20200305, 2020年3月5日, Excel serials.
+
+    Nothing is guessed: the year must have four digits ("20-3-5" is not a date), and a bare
+    number is an Excel serial only with five digits (10000 = 1927-05-18 up to 2099-12-31). A
+    shorter one ("2010", "5") may be a year, a day or a serial: it is quarantined, not read.
+    """
     no_time = text.str.replace(r"[T\s]+\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
     unified = _half_width(no_time).str.replace_all(r"[/.年月]", "-").str.replace(r"日$", "")
-    dashed = unified.str.to_date("%Y-%m-%d", strict=False)
+    dashed = pl.when(unified.str.contains(r"^\d{4}-\d{1,2}-\d{1,2}$")).then(
+        unified.str.to_date("%Y-%m-%d", strict=False))
     compact = pl.when(unified.str.contains(r"^\d{8}$")).then(unified.str.to_date("%Y%m%d", strict=False))
-    number = text.cast(pl.Float64, strict=False)          # integer arithmetic, no regex
-    serial = pl.when(number.is_between(1, MAX_SERIAL) & (number == number.floor())).then(number)
+    number = pl.when(text.str.contains(SERIAL_TEXT)).then(text.cast(pl.Float64, strict=False))
+    serial = pl.when(number.is_between(MIN_SERIAL, MAX_SERIAL) & (number == number.floor())).then(number)
     from_serial = (serial.cast(pl.Int32) - EXCEL_EPOCH_OFFSET).cast(pl.Date)
     value = pl.coalesce(dashed, compact, from_serial)
     iso = text.str.contains(r"^\d{4}-\d{2}-\d{2}$")
@@ -107,18 +115,27 @@ def _parse_date(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
 
 
 def _parse_month(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """(first day of month, repair) for 2020-03, 202003, 2020年3月, 2020/3, and full dates."""
+    """(first day of month, repair) for 2020-03, 202003, 2020年3月, 2020/3, and full dates.
+
+    A four-digit year and a month 1-12 or nothing: "2019", "19-01" and "1" are quarantined.
+    """
     half = _half_width(text)
     unified = half.str.replace_all(r"[/.年]", "-").str.replace(r"月$", "")
     six = pl.when(unified.str.contains(r"^\d{6}$")).then(
         unified.str.slice(0, 4) + pl.lit("-") + unified.str.slice(4, 2)
     ).otherwise(unified)
-    month = (six + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False)
+    month = pl.when(six.str.contains(r"^\d{4}-\d{1,2}$")).then(
+        (six + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False))
     as_date, _ = _parse_date(text)
-    value = pl.coalesce(month, as_date.dt.truncate("1mo"))
+    value = _from_1900(pl.coalesce(month, as_date.dt.truncate("1mo")))
     canonical = text.str.contains(r"^\d{4}-\d{2}$")
     repair = pl.when(value.is_not_null() & ~canonical).then(pl.lit(REPAIR_MONTH_FORMAT))
     return value, repair
+
+
+def _from_1900(value: pl.Expr) -> pl.Expr:
+    """A month before 1900 is no month of anyone's assistance: a year mistyped."""
+    return pl.when(value >= EARLIEST_DATE).then(value)
 
 
 def _p(name: str) -> str:
@@ -196,7 +213,8 @@ def _int_fast(t: pl.Expr) -> Parsed:
 
 
 def _int_slow(t: pl.Expr) -> Parsed:
-    number = _half_width(t).str.replace_all(r"\s+", "")
+    # Spaces only around the number: "4 50" may be 4, 50 or 450.
+    number = _half_width(t).str.strip_chars()
     return pl.when(number.str.contains(r"^[+-]?\d{1,9}(\.0*)?$")).then(
         number.str.replace(r"\.0*$", "").cast(pl.Int64, strict=False)), None
 
@@ -205,12 +223,21 @@ def _money_fast(t: pl.Expr) -> Parsed:
     return pl.when(t.str.contains(r"^-?\d+(\.\d+)?$")).then(t.cast(pl.Float64, strict=False)).round(2), None
 
 
+MONEY_GROUPED = r"^-?\d{1,3}(,\d{3})+(\.\d+)?$"    # 1,234.50: commas group thousands, a point decimals
+MONEY_PLAIN = r"^-?(\d+(\.\d*)?|\.\d+)$"
+
+
 def _money_slow(t: pl.Expr) -> Parsed:
-    number = _half_width(t).str.replace_all(r"[\s,，元¥￥]", "").str.replace(r"^\+", "")
+    """"1,234.50", "1234.5元", "¥300", "50万": the forms that can mean one amount only.
+    "1.234,50", "1,23" and "4 50" can mean two and are quarantined, never read as 1.23 or 450."""
+    bare = (_half_width(t).str.replace(r"^[¥￥]\s*", "").str.replace(r"\s*元$", "")
+            .str.strip_chars().str.replace(r"^\+", ""))
     # "50万" / "50万元": ten-thousands (registered capital is commonly given so)
-    ten_thousands = number.str.ends_with("万")
-    number = number.str.strip_suffix("万")
-    amount = pl.when(number.str.contains(r"^-?(\d+(\.\d*)?|\.\d+)$")).then(number.cast(pl.Float64, strict=False))
+    ten_thousands = bare.str.ends_with("万")
+    bare = bare.str.strip_suffix("万").str.strip_chars()
+    number = (pl.when(bare.str.contains(MONEY_GROUPED)).then(bare.str.replace_all(",", ""))
+              .when(bare.str.contains(MONEY_PLAIN)).then(bare))
+    amount = number.cast(pl.Float64, strict=False)
     fixed = pl.when(ten_thousands).then(amount * 10_000).otherwise(amount)
     repair = pl.when(ten_thousands).then(pl.lit(REPAIR_TEN_THOUSANDS)).otherwise(pl.lit(REPAIR_MONEY_FORMAT))
     return fixed.round(2), pl.when(fixed.is_not_null()).then(repair)
@@ -225,7 +252,9 @@ def _percent_fast(t: pl.Expr) -> Parsed:
 
 
 def _percent_slow(t: pl.Expr) -> Parsed:
-    return _finite(_half_width(t).str.replace_all(r"[\s%％]", "").cast(pl.Float64, strict=False)), None
+    number = _half_width(t).str.replace(r"\s*[%％]$", "").str.strip_chars()
+    return _finite(pl.when(number.str.contains(r"^[+-]?(\d+(\.\d*)?|\.\d+)$"))
+                   .then(number.cast(pl.Float64, strict=False))), None
 
 
 def _date_fast(t: pl.Expr) -> Parsed:
@@ -244,7 +273,8 @@ def _date_slow(t: pl.Expr) -> Parsed:
 
 
 def _month_fast(t: pl.Expr) -> Parsed:
-    return pl.when(t.str.len_bytes() == 7).then((t + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False)), None
+    return _from_1900(pl.when(t.str.contains(r"^\d{4}-\d{2}$")).then(
+        (t + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False))), None
 
 
 def _month_slow(t: pl.Expr) -> Parsed:
