@@ -46,13 +46,24 @@ def generate(out_dir, period, periods, households, seed, defects, counties) -> N
     click.echo(summary)
 
 
+def _strict_period(ctx, param, value):
+    """--period as YYYY-MM with a month 01-12, refused before anything runs (no `2020-6`, `latest`)."""
+    from povwatch.tasks.ingest.inbox import BadName, check_period
+
+    try:
+        return None if value is None else check_period(value)
+    except BadName as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 @main.command()
 @click.option("--inbox", type=click.Path(exists=True, file_okay=False), required=True)
-@click.option("--period", default=None, help="One period; default: every period not yet loaded.")
+@click.option("--period", default=None, callback=_strict_period,
+              help="One period, YYYY-MM; default: every period with new files or left unfinished.")
 @WAREHOUSE_OPTION
 def run(inbox, period, warehouse) -> None:
     """Run the monthly pipeline over an inbox. Exit 0 all accepted, 3 rejections, 1 failure."""
-    from povwatch.flows.pipeline import run_inbox
+    from povwatch.flows.run_command import run_inbox
 
     sys.exit(run_inbox(Path(inbox), period=period, warehouse=warehouse_path(warehouse)))
 
@@ -90,15 +101,22 @@ def sql(query, fmt, warehouse) -> None:
 
 
 @main.command()
-@click.option("--kind", type=click.Choice(["monitoring", "ledger", "spot-check", "all"]),
+@click.option("--kind", type=click.Choice(["monitoring", "ledger", "spot-check", "township", "all"]),
               default="all", show_default=True)
 @click.option("--period", default=None)
+@click.option("--township", default=None, help="with --kind township: only this township (9-digit code)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None)
 @WAREHOUSE_OPTION
-def export(kind, period, out_dir, warehouse) -> None:
-    """Excel workbooks for the office (identity numbers masked)."""
+def export(kind, period, township, out_dir, warehouse) -> None:
+    """Excel workbooks for the office (identity numbers masked); --kind township: one folder per
+    township with its verification workbook (核实反馈表), monitored households and summary page."""
     from povwatch.tasks.office.export import export_cli
 
+    if kind == "township":
+        from povwatch.tasks.office.township import township_export_cli
+
+        sys.exit(township_export_cli(period=period, township=township, out_dir=out_dir,
+                                     warehouse=warehouse_path(warehouse)))
     sys.exit(export_cli(kind=kind, period=period, out_dir=out_dir,
                         warehouse=warehouse_path(warehouse)))
 
