@@ -26,6 +26,7 @@ import duckdb
 
 from povwatch.tasks.ingest.contracts import all_contracts, department_codes
 from povwatch.tasks.core.db import open_warehouse, write_lock
+from povwatch.tasks.core.rules import rule_codes, write_rules_table
 from povwatch.tasks.core.settings import MODELS_DIR, POLICY_DIR, WAREHOUSE_DIR
 
 DIVISIONS_CSV = WAREHOUSE_DIR / "reference" / "divisions.csv"
@@ -36,16 +37,17 @@ _DECIMAL_KEYS = (
     "poverty_line", "monitoring_line", "income_drop_ratio", "medical_burden_ratio",
     "water_guarantee_min", "medical_alert_amount_registry", "medical_alert_amount_other",
     "color_red_below", "color_yellow_below", "income_mismatch_ratio", "income_mismatch_yuan",
+    "ranking_base_score", "ranking_open_weight", "ranking_overdue_weight", "ranking_rate_weight",
+    "ranking_per_households",
 )
 _INT_KEYS = (
     "school_age_min", "school_age_max", "risk_clear_months", "working_age_min",
     "working_age_max", "stable_work_months", "severe_disability_level_max", "spot_check_seed",
     "spot_check_min_villages", "spot_check_min_households",
     "spot_check_min_villages_district", "spot_check_min_households_district",
+    "ranking_bottom_places",
 )
 _DATE_KEYS = ("income_window_start", "income_window_end")
-REQUIRED_DEADLINES = ("P01", "P02", "P03", "P04", "P05", "P06", "P07", "P07b", "P08", "P09",
-                      "P10", "P11", "P12", "P13")
 
 
 # --------------------------------------------------------------------------------------- policy
@@ -69,7 +71,8 @@ def load_policy(year: int, policy_dir: Path | None = None) -> dict:
     values = tomllib.loads((policy_dir / f"{file_year}.toml").read_text(encoding="utf-8"))
     values.pop("year", None)
     missing = [k for k in (*_DECIMAL_KEYS, *_INT_KEYS, *_DATE_KEYS) if k not in values]
-    missing += [f"deadlines.{c}" for c in REQUIRED_DEADLINES if c not in values.get("deadlines", {})]
+    # every rule of the catalogue (warehouse/rules.toml) needs its deadline in every policy year
+    missing += [f"deadlines.{c}" for c in rule_codes() if c not in values.get("deadlines", {})]
     if missing:
         raise ValueError(f"政策参数文件{file_year}.toml缺少：{', '.join(missing)}")
     return {**values, "policy_year": year, "policy_file_year": file_year}
@@ -168,9 +171,11 @@ def _load_divisions(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _set_departments(con: duckdb.DuckDBPyConnection) -> None:
+    """mart.departments from the contracts, mart.rules from the rule catalogue."""
     rows = [(c.code, c.name) for c in all_contracts().values()]
     con.execute("CREATE OR REPLACE TABLE mart.departments (code VARCHAR, name VARCHAR)")
     con.executemany("INSERT INTO mart.departments VALUES (?, ?)", rows)
+    write_rules_table(con)
 
 
 PERIOD_TABLES = ("household_status", "monitoring", "problem_findings", "household_plan",
@@ -185,6 +190,7 @@ def _migrate(con: duckdb.DuckDBPyConnection, schema_sql: Path) -> bool:
     scratch = duckdb.connect()
     try:
         scratch.execute("CREATE SCHEMA mart; CREATE TABLE mart.departments (code VARCHAR, name VARCHAR)")
+        write_rules_table(scratch)
         scratch.execute(schema_sql.read_text(encoding="utf-8"))
         expected = _columns(scratch)
     finally:

@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 
 from povwatch.tasks.ingest.idnumber import MASK_SQL
+from povwatch.tasks.core.rules import rule_labels
 from povwatch.tasks.core.settings import WAREHOUSE_DIR
 
 DIVISIONS_CSV = WAREHOUSE_DIR / "reference" / "divisions.csv"
@@ -93,22 +94,8 @@ CATEGORY_LABELS = {
 }
 CATEGORY_ORDER = list(CATEGORY_LABELS)
 
-PROBLEM_LABELS = {
-    "P01": "控辍保学：适龄未入学或辍学",
-    "P02": "未参加基本医疗保险",
-    "P03": "大病/慢病未签约家庭医生",
-    "P04": "住房未鉴定或C/D级未改造完成",
-    "P05": "饮水安全不达标或无记录",
-    "P06": "收入低于贫困线或未测算",
-    "P07": "已死亡仍在册",
-    "P07b": "死亡后仍享受救助",
-    "P08": "财政供养人员在册",
-    "P09": "残疾人补贴未落实",
-    "P10": "登记收入与测算收入不符",
-    "P11": "身份证号重复",
-    "P12": "应保未保",
-    "P13": "家庭人口与测算不符或无户主",
-}
+# Short Chinese labels of the rules, from the rule catalogue (warehouse/rules.toml).
+PROBLEM_LABELS = rule_labels()
 
 COLOR_LABELS = {"red": "红", "yellow": "黄", "green": "绿"}
 

@@ -354,7 +354,7 @@ def _ranking(con, period: str) -> dict:
                households, open_problems, overdue_problems, closed_in_period,
                rectification_rate::DOUBLE AS rectification_rate, monitored_households,
                score::DOUBLE AS score, rank, bottom3_streak,
-               rank > count(*) OVER () - 3 AS bottom3  -- as the ranking's bottom3_streak counts
+               bottom3_streak > 0 AS bottom3  -- in the last places (policy ranking_bottom_places)
         FROM mart.township_ranking WHERE period = ? ORDER BY rank
     """, [period])
     chart = charts.bar_chart(rows["township"].to_list(), {"得分": rows["score"].to_list()},

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from povwatch.tasks.core.rules import rule_codes
 from povwatch.tasks.ingest.contracts import load_contract
 from povwatch.tasks.synth.defects import render
 from povwatch.tasks.synth.divisions import load_divisions
@@ -267,7 +268,7 @@ class Generator:
             m = ", ".join(f"{c}={n}" for _, c, n in mc.filter(pl.col("period") == period).iter_rows())
             lines.append(f"{period} 问题：{p}")
             lines.append(f"{period} 监测：{m}")
-        codes = ["P01", "P02", "P03", "P04", "P05", "P06", "P07", "P07b", "P08", "P09", "P10", "P11", "P12", "P13"]
+        codes = rule_codes()
         categories = ["not_exited_below_line", "unstable_exited", "marginal", "sudden_hardship"]
         for period in self.periods:
             missing = (set(codes) - set(pc.filter(pl.col("period") == period)["code"])) | (

@@ -677,11 +677,12 @@ class CountyWorld:
             "id_number", "work_place", "months", "monthly_wage", "public_job", pl.col("pid").alias("_pid"),
             pl.col("hh").alias("_hh"), pl.col("township_code").alias("_town"), "_protect")
 
-        # ---------- gongan: the twelve months up to the period's end ----------
-        dep = self.departed.filter((pl.col("month") <= mi) & (pl.col("month") >= mi - 11))
+        # ---------- gongan: the calendar year's cancellations up to the period's end ----------
+        year_start = mi - mi % 12   # month index of January of the period's year
+        dep = self.departed.filter((pl.col("month") <= mi) & (pl.col("month") >= year_start))
         vill = H["village_code"].to_numpy()
         dep = dep.with_columns(pl.Series("_town", vill[dep["pid"].to_numpy() % len(vill)]).str.slice(0, 9))
-        recent = died.filter(pl.col("month") >= mi - 11)
+        recent = died.filter(pl.col("month") >= year_start)
         deaths = recent.with_columns(
             _dates(recent["month"].to_numpy(), recent["day"].to_numpy()).alias("cancelled_on")).join(
             P.select("pid", "id_number", "name", "township_code", "_protect"), on="pid")

@@ -60,25 +60,6 @@ CREATE TABLE IF NOT EXISTS mart.policy_used (
     built_at TIMESTAMP DEFAULT current_timestamp
 );
 
--- The rule catalogue: who is responsible and which departments a rule reads (for 销号).
-CREATE OR REPLACE TABLE mart.rules AS
-SELECT * FROM (VALUES
-    ('P01', '适龄学生未入学或辍学休学（控辍保学）', 'person',    'jiaoyu',   ['fupin','jiaoyu']),
-    ('P02', '建档立卡人员未参加基本医疗保险',       'person',    'yibao',    ['fupin','yibao']),
-    ('P03', '大病慢性病患者未签约家庭医生',         'person',    'weijian',  ['fupin','weijian']),
-    ('P04', '住房未鉴定或C/D级未竣工',              'household', 'zhujian',  ['fupin','zhujian']),
-    ('P05', '饮水安全不达标或无记录',               'household', 'shuili',   ['fupin','shuili']),
-    ('P06', '收入低于贫困线或未测算',               'household', 'fupin',    ['fupin','shouru']),
-    ('P07', '已死亡注销仍在建档立卡名单',           'person',    'fupin',    ['fupin','gongan']),
-    ('P07b','死亡后仍领取救助',                     'person',    'minzheng', ['gongan','minzheng']),
-    ('P08', '财政供养人员在建档立卡名单',           'person',    'fupin',    ['fupin','caizheng']),
-    ('P09', '残疾人补贴未落实',                     'person',    'canlian',  ['fupin','canlian']),
-    ('P10', '建档立卡人均纯收入与测算不符',         'household', 'fupin',    ['fupin','shouru']),
-    ('P11', '同一身份证号重复纳入',                 'person',    'fupin',    ['fupin']),
-    ('P12', '无劳动力低收入户未应保尽保',           'household', 'minzheng', ['fupin','shouru','minzheng']),
-    ('P13', '家庭人口数不符或无户主',               'household', 'fupin',    ['fupin','shouru'])
-) AS t(code, rule_name, subject_type, responsible_dept, reads);
-
 -- The ledger, replayed from the per-period findings: one row per problem and built period from
 -- its first sighting on. A sighting ('S') opens or keeps it open; a period in which it is not
 -- seen although every department the rule reads delivered ('C') closes it; any other period

@@ -138,6 +138,7 @@ COMMENT ON COLUMN mart.rules."rule_name" IS '问题类型';
 COMMENT ON COLUMN mart.rules."subject_type" IS '对象类型';
 COMMENT ON COLUMN mart.rules."responsible_dept" IS '责任部门代码';
 COMMENT ON COLUMN mart.rules."reads" IS '依据的部门数据';
+COMMENT ON COLUMN mart.rules."label" IS '问题简称';
 COMMENT ON TABLE mart.departments IS '部门';
 COMMENT ON COLUMN mart.departments."code" IS '部门代码';
 COMMENT ON COLUMN mart.departments."name" IS '部门名称';

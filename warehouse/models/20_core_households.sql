@@ -1,6 +1,7 @@
 -- Households of the period: registry households (from the registry, matched to their income
 -- assessment by household_id, else by the head's identity number) and non-registry households
--- (shouru rows whose object_type is not 建档立卡户 and that match no registry household).
+-- (shouru rows that match no registry household — also those typed 建档立卡户 whose household
+-- is not in the registry: assessed as non-registry, keyed by the head, never dropped).
 -- Money comparisons are made exactly, on totals: per-capita x members never rounds.
 
 CREATE OR REPLACE TEMP TABLE reg_households AS
@@ -64,8 +65,7 @@ WITH reg AS (
            NULL::BIGINT AS head_rows, NULL::DECIMAL(14,2) AS registry_pci,
            NULL::VARCHAR AS head_file, NULL::INTEGER AS head_row
     FROM shouru_income s
-    WHERE s.object_type <> '建档立卡户'
-      AND NOT EXISTS (SELECT 1 FROM reg_income r
+    WHERE NOT EXISTS (SELECT 1 FROM reg_income r
                       WHERE r.source_file = s.source_file AND r.source_row = s.source_row)
     QUALIFY row_number() OVER (PARTITION BY s.head_id_number ORDER BY s.source_file, s.source_row) = 1
 ), hh AS (

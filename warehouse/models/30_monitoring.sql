@@ -39,7 +39,8 @@ UNION ALL
 SELECT m.household_id, '因病', 'fupin', m.src_period, m.source_file, m.source_row, m.health
 FROM members m WHERE m.ill
 UNION ALL
-SELECT m.household_id, '因病', 'yibao', NULL, NULL, NULL, '未参加基本医疗保险'
+-- a medical-insurance gap is its own reason (参保缺失): 因病 needs illness or a medical expense
+SELECT m.household_id, '参保缺失', 'yibao', NULL, NULL, NULL, '未参加基本医疗保险'
 FROM members m WHERE NOT m.insured
 UNION ALL
 SELECT m.household_id, '因残', 'canlian', NULL, m.cert_file, m.cert_row, NULL
@@ -75,7 +76,7 @@ UNION ALL
 SELECT household_id, '务工不稳', 'fupin', src_period, source_file, source_row, NULL
 FROM members WHERE unstable_work
 UNION ALL
-SELECT household_id, '因病', 'fupin', src_period, source_file, source_row, '未参保'
+SELECT household_id, '参保缺失', 'fupin', src_period, source_file, source_row, '未参保'
 FROM members WHERE NOT insured;
 
 -- Snapshot periods of the evidence rows: the effective period of the department.

@@ -10,7 +10,8 @@ SELECT p.period, h.household_key, h.household_id, h.county_code, h.township_code
                  OR coalesce(NOT h.housing_ok, false) OR coalesce(NOT h.water_ok, false)
                  OR coalesce(NOT h.income_ok, false)
                  THEN 'red'
-            WHEN h.total_income < p.color_yellow_below * h.declared_members THEN 'yellow'
+            -- the colour lines include their upper bound: exactly color_yellow_below is yellow
+            WHEN h.total_income <= p.color_yellow_below * h.declared_members THEN 'yellow'
             ELSE 'green' END AS color,
        h.head_id, h.declared_members, h.income_known, h.labour_able_members,
        h.household_key IN (SELECT household_key FROM categories) AS monitored

@@ -1,11 +1,15 @@
 -- The cross-department checks P01–P13 and P07b for the period: one row per (code, subject).
 -- The ledger (00_schema.sql: mart.ledger_states) is replayed from these rows.
 
+-- Deaths are facts once reported: a gongan snapshot lists the calendar year's cancellations, so
+-- January's no longer lists December's deaths. Every accepted snapshot up to the period is read
+-- (staging holds accepted snapshots only), not just the effective one.
 CREATE OR REPLACE TEMP TABLE deaths AS
 SELECT id_number, min(cancelled_on) AS died_on,
-       arg_min(source_file, cancelled_on) AS file, arg_min(source_row, cancelled_on) AS row
-FROM eff_gongan, policy p
-WHERE reason = '死亡' AND cancelled_on <= p.period_end
+       arg_min(source_file, cancelled_on) AS file, arg_min(source_row, cancelled_on) AS row,
+       arg_min(g.period, cancelled_on) AS snapshot_period
+FROM staging.gongan g, policy p
+WHERE g.period <= p.period AND reason = '死亡' AND cancelled_on <= p.period_end
 GROUP BY id_number;
 
 CREATE OR REPLACE TEMP TABLE raw_findings AS

@@ -27,7 +27,8 @@ WITH monitored AS (
         ('饮水安全', '饮水安全工程', 'shuili'),
         ('因病', '家庭医生签约服务', 'weijian'),
         ('因病', '大病保险与医疗救助', 'yibao'),
-        ('因残', '残疾人两项补贴', 'canlian')
+        ('因残', '残疾人两项补贴', 'canlian'),
+        ('参保缺失', '参保动员', 'yibao')
     ) AS m(reason, measure, dept_code) USING (reason)
 )
 SELECT p.period, ms.household_key, ms.measure, d.name, ms.dept_code, ms.reason

@@ -1,9 +1,22 @@
--- 月排名 for every built period up to the latest, from the replayed ledger states.
+-- 月排名 for every built period up to the latest, from the replayed ledger states. Every number of
+-- the score (base, weights, per how many households, how many last places) is policy.
 DELETE FROM mart.township_ranking;
 INSERT INTO mart.township_ranking
 WITH periods AS (
     SELECT period, row_number() OVER (ORDER BY period) AS i
     FROM (SELECT DISTINCT period FROM mart.policy_used WHERE period <= getvariable('upto'))
+), weights AS (   -- each period ranked with its own policy's numbers (a period built before
+                  -- they were policy keys falls back on the latest policy's)
+    SELECT u.period,
+           coalesce((u.v->>'ranking_base_score')::DOUBLE, up.ranking_base_score::DOUBLE) AS base,
+           coalesce((u.v->>'ranking_open_weight')::DOUBLE, up.ranking_open_weight::DOUBLE) AS open_weight,
+           coalesce((u.v->>'ranking_overdue_weight')::DOUBLE, up.ranking_overdue_weight::DOUBLE) AS overdue_weight,
+           coalesce((u.v->>'ranking_rate_weight')::DOUBLE, up.ranking_rate_weight::DOUBLE) AS rate_weight,
+           coalesce((u.v->>'ranking_per_households')::DOUBLE, up.ranking_per_households::DOUBLE) AS per_households,
+           coalesce((u.v->>'ranking_bottom_places')::INTEGER, up.ranking_bottom_places) AS bottom_places
+    FROM (SELECT period, arg_max("values", built_at) AS v FROM mart.policy_used
+          WHERE period <= getvariable('upto') GROUP BY period) u
+    CROSS JOIN upto_policy up
 ), hh AS (
     SELECT period, township_code,
            (count(*) FILTER (WHERE household_id IS NOT NULL))::INTEGER AS households,
@@ -27,22 +40,28 @@ WITH periods AS (
     FROM hh FULL JOIN pr USING (period, township_code)
 ), ranked_set AS (   -- townships with registry households or problems take part
     SELECT * FROM t WHERE households > 0 OR open_problems + closed_problems > 0
-), scored AS (
+), rated AS (
     SELECT *,
            CASE WHEN closed_problems + open_problems = 0 THEN 1.0
-                ELSE closed_problems / (closed_problems + open_problems) END AS rectification_rate,
-           100 - 2 * open_problems * 100.0 / greatest(households, 1)
-               - 5 * overdue_problems * 100.0 / greatest(households, 1)
-               + 20 * CASE WHEN closed_problems + open_problems = 0 THEN 1.0
-                           ELSE closed_problems / (closed_problems + open_problems) END AS score
+                ELSE closed_problems / (closed_problems + open_problems) END AS rectification_rate
     FROM ranked_set
+), scored AS (   -- score = base − w_open·open/100hh − w_overdue·overdue/100hh + w_rate·rate
+    SELECT r.*,
+           w.base - w.open_weight * open_problems * w.per_households / greatest(households, 1)
+               - w.overdue_weight * overdue_problems * w.per_households / greatest(households, 1)
+               + w.rate_weight * rectification_rate AS score,
+           w.bottom_places
+    FROM rated r JOIN weights w USING (period)
 ), ranked AS (
     SELECT s.*, p.i,
-           rank() OVER (PARTITION BY period ORDER BY score DESC)::INTEGER AS rank,
+           -- ties: fewer overdue, then fewer open problems, then township code: every rank distinct
+           row_number() OVER (PARTITION BY period ORDER BY score DESC, overdue_problems,
+                                                  open_problems, township_code)::INTEGER AS rank,
            count(*) OVER (PARTITION BY period) AS n
     FROM scored s JOIN periods p USING (period)
 ), b3 AS (
-    SELECT *, rank > n - 3 AS in_bottom3 FROM ranked
+    -- a county with no more townships than the last places has no 末位 at all
+    SELECT *, rank > n - bottom_places AND n > bottom_places AS in_bottom3 FROM ranked
 ), islands AS (
     SELECT *, i - row_number() OVER (PARTITION BY township_code, in_bottom3 ORDER BY i) AS grp
     FROM b3
