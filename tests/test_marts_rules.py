@@ -395,7 +395,7 @@ def test_township_names_from_divisions_else_the_code(wh):
 def test_member_reasons_name_the_registry_row_and_the_missing_record(wh):
     ev = json.loads(wh.query("SELECT evidence FROM mart.monitoring WHERE household_key='H_EXIT_NOINS' "
                              "AND period=?", [P6])[0][0])
-    ill = [e for e in ev if e["reason"] == "因病"]
+    ill = [e for e in ev if e["reason"] == "参保缺失"]
     assert {e["dept"] for e in ill} == {"fupin", "yibao"}
     fupin = [e for e in ill if e["dept"] == "fupin"][0]
     assert fupin["source_file"].endswith("fupin.csv") and fupin["period"] == P6
