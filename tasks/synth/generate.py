@@ -114,6 +114,7 @@ class Generator:
         started = time.perf_counter()
         self._clear_previous()
         worlds = []
+        gongan_seen: list[pl.DataFrame] = []        # deaths are facts once reported (P07/P07b)
         taken = None
         for i, (code, name) in enumerate(self.counties):
             villages = self.divisions.filter((pl.col("level") == "village") & pl.col("parent").str.starts_with(code))
@@ -134,6 +135,8 @@ class Generator:
                     rng = np.random.default_rng([self.seed, i, t, j, 7])
                     loaded[dept].append(self._deliver(dept, frames[dept], rng, period, t, w))
             merged = {d: pl.concat(v, how="vertical_relaxed") for d, v in loaded.items()}
+            gongan_seen.append(merged["gongan"])
+            merged["gongan_all"] = pl.concat(gongan_seen, how="vertical_relaxed")
             policy = load_policy(int(period[:4]))
             m, p, h = evaluate(merged, period, policy)
             monitoring.append(m)

@@ -95,7 +95,9 @@ def evaluate(frames: dict[str, pl.DataFrame], period: str, policy: dict) -> tupl
          + pl.col("property_income") + pl.col("transfer_income")).alias("total"),
         pl.col("medical_out_of_pocket").fill_null(0).alias("oop"),
         pl.coalesce("household_id", "head_id_number").alias("household_key"),
-        (pl.col("object_type") == "建档立卡户").alias("is_reg_type"),
+        # registry = matched to a registry household (a row typed 建档立卡户 whose household_id
+        # is not in the registry is assessed as a non-registry household)
+        pl.col("household_id").is_in(F["household_id"].unique().implode()).fill_null(False).alias("is_reg_type"),
     ).with_columns(
         (pl.col("total") >= pl.col("members") * line).alias("income_ok"),
         (pl.col("total") < pl.col("members") * mline).alias("below_m"),
@@ -170,7 +172,8 @@ def evaluate(frames: dict[str, pl.DataFrame], period: str, policy: dict) -> tupl
         RH.filter(~pl.col("water_ok")).select(pl.lit("P05").alias("code"), pl.col("household_id").alias("subject_id")),
         RH.filter(pl.col("unknown") | ~pl.col("income_ok")).select(pl.lit("P06").alias("code"), pl.col("household_id").alias("subject_id")),
     ]
-    deaths = G.filter((pl.col("reason") == "死亡") & (pl.col("cancelled_on") <= end)).group_by("id_number").agg(
+    # every gongan snapshot up to the period (a January snapshot no longer lists December)
+    deaths = frames.get("gongan_all", G).filter((pl.col("reason") == "死亡") & (pl.col("cancelled_on") <= end)).group_by("id_number").agg(
         pl.col("cancelled_on").min())
     reg_ids = person.select("id_number").unique()
     probs.append(deaths.join(reg_ids, on="id_number", how="semi").select(
