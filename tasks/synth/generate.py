@@ -28,6 +28,7 @@ from povwatch.tasks.ingest.contracts import load_contract
 from povwatch.tasks.synth.defects import render
 from povwatch.tasks.synth.divisions import load_divisions
 from povwatch.tasks.synth.oracle import clearance, evaluate, load_policy
+from povwatch.tasks.synth.roster import deliver_roster
 from povwatch.tasks.synth.world import CountyWorld, month_end, month_index, month_label
 from povwatch.tasks.synth.writers import write_csv, write_xlsx
 
@@ -61,6 +62,7 @@ DELIVERY = {
     "canlian": Delivery("csv", "utf-8", per_township=True),
     "gongan": Delivery("xlsx", date_format="%Y/%-m/%-d"),
     "caizheng": Delivery("csv", "utf-8"),
+    "jiance": Delivery("xlsx"),          # the official roster, from the second period on (roster.py)
 }
 CANLIAN_CATEGORY_DIGIT = {c: str(i + 1) for i, c in enumerate(["视力", "听力", "言语", "肢体", "智力", "精神", "多重"])}
 LEVEL_WORDS = {"1": "一级", "2": "二级", "3": "三级", "4": "四级"}
@@ -142,7 +144,10 @@ class Generator:
             monitoring.append(m)
             problems.append(p)
             households.append(h)
-        self._write_truth(monitoring, problems, households)
+        monitored, roster_problems = deliver_roster(self, worlds, monitoring, households,
+                                                    load_policy(int(self.periods[0][:4])))
+        self._write_truth(monitoring, problems + [roster_problems], households)
+        monitored.write_csv(self.out / "truth" / "monitored.csv")
         return self._summary(monitoring, problems, time.perf_counter() - started)
 
     def _clear_previous(self) -> None:

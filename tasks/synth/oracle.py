@@ -208,10 +208,20 @@ def evaluate(frames: dict[str, pl.DataFrame], period: str, policy: dict) -> tupl
     if uncatalogued:   # a planted rule the marts would not know (warehouse/rules.toml)
         raise ValueError(f"rules not in the catalogue: {sorted(uncatalogued)}")
 
+    # the monitoring truth (monitored.py) also needs: the head's number and village (roster
+    # matching), income at or above the monitoring line, and 3 + 1 held (registry only)
+    villages = F.select("household_id", "village_code").unique("household_id", keep="first")
     households = pl.concat([
-        RH.select(pl.col("household_id").alias("household_key"), pl.lit(True).alias("registry"), "has_able"),
-        S.filter(~pl.col("is_reg_type")).select("household_key", pl.lit(False).alias("registry"),
-                                                pl.lit(False).alias("has_able")),
+        RH.join(villages, on="household_id", how="left").select(
+            pl.col("household_id").alias("household_key"), pl.lit(True).alias("registry"), "has_able",
+            "household_id", "head_id", "village_code", (~pl.col("below_m")).alias("income_at_line"),
+            (pl.col("education_ok") & pl.col("medical_ok") & pl.col("housing_ok") & pl.col("water_ok")
+             & pl.col("income_ok")).alias("three_plus_one")),
+        S.filter(~pl.col("is_reg_type")).select(
+            "household_key", pl.lit(False).alias("registry"), pl.lit(False).alias("has_able"),
+            pl.lit(None, dtype=pl.Utf8).alias("household_id"), pl.col("head_id_number").alias("head_id"),
+            "village_code", (~pl.col("below_m").fill_null(True)).alias("income_at_line"),
+            pl.lit(True).alias("three_plus_one")),
     ]).unique("household_key", keep="first")
     return monitoring.sort(MONITORING_COLUMNS), problems.sort(PROBLEM_COLUMNS), households
 
