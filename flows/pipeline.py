@@ -48,7 +48,7 @@ from prefect.states import Completed
 from povwatch.flows.runners import (LocalSteps, PrefectSteps, local_dask_cluster, orchestration_mode,
                            prefect_settings, task_runner, uses_dask)
 from povwatch.tasks.core.locking import WarehouseBusy, warehouse_lock
-from povwatch.tasks.core.settings import output_dir, warehouse_path
+from povwatch.tasks.core.settings import load_settings, output_dir, warehouse_path
 
 log = logging.getLogger("povwatch")
 
@@ -165,7 +165,7 @@ class FileStillCopying(RuntimeError):
 
 
 def settle_seconds() -> float:
-    return float(os.environ.get("POVWATCH_SETTLE_SECONDS", "5"))
+    return load_settings().settle_seconds
 
 
 def check_delivery_complete(folder: Path, settle: float | None = None) -> None:

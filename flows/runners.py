@@ -27,7 +27,7 @@ import os
 import time
 from typing import Any
 
-from povwatch.tasks.core.settings import RunnerSettings
+from povwatch.tasks.core.settings import RunnerSettings, load_settings
 
 log = logging.getLogger("povwatch")
 
@@ -35,12 +35,8 @@ MODES = ("prefect", "ephemeral", "local")
 
 
 def runner_settings() -> RunnerSettings:
-    """RunnerSettings read from the environment now (not at import time)."""
-    return RunnerSettings(
-        task_runner=os.environ.get("POVWATCH_TASK_RUNNER", "thread"),
-        dask_address=os.environ.get("POVWATCH_DASK_ADDRESS") or None,
-        max_workers=int(os.environ.get("POVWATCH_MAX_WORKERS", "4")),
-    )
+    """RunnerSettings as the settings say now (not at import time)."""
+    return RunnerSettings.current()
 
 
 def uses_dask(settings: RunnerSettings | None = None) -> bool:
@@ -57,7 +53,7 @@ def task_runner(settings: RunnerSettings | None = None):
         if s.dask_address:
             return DaskTaskRunner(address=s.dask_address)
         return DaskTaskRunner(cluster_kwargs={
-            "n_workers": int(os.environ.get("POVWATCH_DASK_WORKERS", "2")),
+            "n_workers": load_settings().dask_workers,
             "threads_per_worker": 1, "processes": True, "dashboard_address": None,
         })
     from prefect.task_runners import ThreadPoolTaskRunner
@@ -75,7 +71,7 @@ def local_dask_cluster(settings: RunnerSettings | None = None):
         return
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=int(os.environ.get("POVWATCH_DASK_WORKERS", "2")),
+    cluster = LocalCluster(n_workers=load_settings().dask_workers,
                            threads_per_worker=1, processes=True, dashboard_address=None)
     os.environ["POVWATCH_DASK_ADDRESS"] = cluster.scheduler_address
     client = Client(cluster, set_as_default=False)
@@ -102,7 +98,8 @@ def warm_up_worker() -> None:
 
 def orchestration_mode(explicit: str | None = None) -> str:
     """``prefect`` (a configured server), ``ephemeral`` (Prefect's temporary server) or ``local``."""
-    chosen = (explicit or os.environ.get("POVWATCH_PREFECT") or "").strip().lower()
+    settings = load_settings(prefect=explicit)
+    chosen = settings.prefect.strip().lower()
     if chosen in ("0", "no", "off", "false", "none"):
         chosen = "local"
     if chosen in ("1", "yes", "on", "true"):
@@ -111,7 +108,7 @@ def orchestration_mode(explicit: str | None = None) -> str:
         raise ValueError(f"POVWATCH_PREFECT={chosen!r}: expected one of {MODES}")
     if chosen in ("local", "ephemeral"):
         return chosen
-    has_api = bool(os.environ.get("PREFECT_API_URL")) or _profile_has_api_url()
+    has_api = bool(settings.prefect_api_url) or _profile_has_api_url()
     if chosen == "prefect":
         return "prefect" if has_api else "ephemeral"
     return "prefect" if has_api else "local"
@@ -143,8 +140,8 @@ def prefect_settings(mode: str):
     if mode == "ephemeral":
         # the first start on a fresh install migrates a new database: more than the default 20 s
         updates[PREFECT_SERVER_EPHEMERAL_ENABLED] = True
-        updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = int(
-            os.environ.get("POVWATCH_PREFECT_STARTUP_TIMEOUT", "120"))
+        updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = \
+            load_settings().prefect_startup_timeout
     with temporary_settings(updates=updates):
         yield
 

@@ -32,12 +32,14 @@ def test_no_threshold_is_written_in_the_sql_models():
 
 @pytest.fixture(scope="module")
 def policy_dir(tmp_path_factory):
-    """A policy folder whose 2020 file proposes 风险消除 after 2 clean periods."""
-    folder = tmp_path_factory.mktemp("policy")
+    """A county folder whose 2020 policy file proposes 风险消除 after 2 clean periods."""
+    county = tmp_path_factory.mktemp("county")
+    folder = county / "policy"
+    folder.mkdir()
     text = (marts.POLICY_DIR / "2020.toml").read_text(encoding="utf-8")
     (folder / "2020.toml").write_text(text.replace("risk_clear_months = 6", "risk_clear_months = 2"),
                                       encoding="utf-8")
-    return folder
+    return county
 
 
 # ---------------------------------------------------------------------------- history
@@ -64,7 +66,7 @@ def history_rows(period: str) -> dict[str, list]:
 @pytest.fixture(scope="module")
 def history(tmp_path_factory, policy_dir):
     mp = pytest.MonkeyPatch()
-    mp.setattr(marts, "POLICY_DIR", policy_dir)
+    mp.setenv("POVWATCH_COUNTY", str(policy_dir))
     try:
         fx = Fixture(tmp_path_factory.mktemp("history") / "w.duckdb")
         for p in PERIODS:

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from povwatch.tasks.ingest.contracts import Contract, all_contracts
-from povwatch.tasks.core.settings import WAREHOUSE_DIR
+from povwatch.tasks.core.settings import WAREHOUSE_DIR, load_settings
 
 
 def connect(warehouse: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -28,7 +28,7 @@ def connect(warehouse: Path | str, read_only: bool = False) -> duckdb.DuckDBPyCo
     if read_only:
         return duckdb.connect(str(warehouse), read_only=True)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    deadline = _time.monotonic() + float(os.environ.get("POVWATCH_DB_LOCK_WAIT", "60"))
+    deadline = _time.monotonic() + load_settings().db_lock_wait
     while True:
         old_umask = os.umask(0o077)  # personal data: owner-only file and WAL
         try:

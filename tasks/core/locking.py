@@ -26,7 +26,9 @@ DEFAULT_TIMEOUT_SECONDS = 300.0
 
 def default_timeout() -> float:
     """$POVWATCH_LOCK_TIMEOUT (seconds a second run waits for the first), else 300."""
-    return float(os.environ.get("POVWATCH_LOCK_TIMEOUT", DEFAULT_TIMEOUT_SECONDS))
+    from povwatch.tasks.core.settings import load_settings
+
+    return load_settings().lock_timeout
 
 
 class WarehouseBusy(RuntimeError):

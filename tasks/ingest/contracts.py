@@ -9,8 +9,9 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
-from povwatch.tasks.core.settings import CONTRACTS_DIR
+from povwatch.tasks.core.settings import load_settings
 
 # Column types of the contract and the DuckDB type each is staged as.
 STAGED_TYPES = {
@@ -107,9 +108,14 @@ def _column(raw: dict) -> Column:
     )
 
 
-@lru_cache(maxsize=None)
 def load_contract(dept: str) -> Contract:
-    raw = tomllib.loads((CONTRACTS_DIR / f"{dept}.toml").read_text(encoding="utf-8"))
+    """The department's contract: the county folder's copy, else the package's."""
+    return _load_contract(load_settings().contracts_dir / f"{dept}.toml")
+
+
+@lru_cache(maxsize=None)
+def _load_contract(path: Path) -> Contract:
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
     return Contract(
         code=raw["code"],
         name=raw["name"],
@@ -121,15 +127,19 @@ def load_contract(dept: str) -> Contract:
     )
 
 
-@lru_cache(maxsize=None)
 def department_codes() -> tuple[str, ...]:
     """Every department with a contract, in a stable order: the contracts' ``position`` (the
     spec's order for the founding twelve), then any contract without one by code. A new
     department is its TOML file: nothing here lists departments."""
+    return _department_codes(load_settings().contracts_dir)
+
+
+@lru_cache(maxsize=None)
+def _department_codes(contracts_dir: Path) -> tuple[str, ...]:
     def position(path) -> tuple[int, str]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
         return (raw.get("position", 1_000), path.stem)
-    return tuple(p.stem for p in sorted(CONTRACTS_DIR.glob("*.toml"), key=position))
+    return tuple(p.stem for p in sorted(contracts_dir.glob("*.toml"), key=position))
 
 
 def all_contracts() -> dict[str, Contract]:

@@ -18,8 +18,6 @@ as it stood after any period.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import tomllib
 from pathlib import Path
 
 import duckdb
@@ -27,59 +25,23 @@ import duckdb
 from povwatch.tasks.ingest.contracts import all_contracts, department_codes
 from povwatch.tasks.core.db import open_warehouse, write_lock
 from povwatch.tasks.core.rules import rule_codes, write_rules_table
-from povwatch.tasks.core.settings import MODELS_DIR, POLICY_DIR, WAREHOUSE_DIR
+from povwatch.tasks.core.settings import MODELS_DIR, POLICY_DIR, load_settings  # noqa: F401
+from povwatch.tasks.marts import policy as policy_files
+from povwatch.tasks.marts.policy import policy_columns, policy_json, policy_years  # noqa: F401
 
-DIVISIONS_CSV = WAREHOUSE_DIR / "reference" / "divisions.csv"
-
-# Policy keys with their SQL type. Money, ratios and lines are DECIMAL so that comparisons at a
-# line are exact (4000 is not below 4000).
-_DECIMAL_KEYS = (
-    "poverty_line", "monitoring_line", "income_drop_ratio", "medical_burden_ratio",
-    "water_guarantee_min", "medical_alert_amount_registry", "medical_alert_amount_other",
-    "color_red_below", "color_yellow_below", "income_mismatch_ratio", "income_mismatch_yuan",
-    "ranking_base_score", "ranking_open_weight", "ranking_overdue_weight", "ranking_rate_weight",
-    "ranking_per_households",
-)
-_INT_KEYS = (
-    "school_age_min", "school_age_max", "risk_clear_months", "working_age_min",
-    "working_age_max", "stable_work_months", "severe_disability_level_max", "spot_check_seed",
-    "spot_check_min_villages", "spot_check_min_households",
-    "spot_check_min_villages_district", "spot_check_min_households_district",
-    "ranking_bottom_places",
-)
-_DATE_KEYS = ("income_window_start", "income_window_end")
 
 
 # --------------------------------------------------------------------------------------- policy
 
-def policy_years(policy_dir: Path | None = None) -> list[int]:
-    policy_dir = policy_dir or POLICY_DIR
-    return sorted(int(p.stem) for p in policy_dir.glob("*.toml") if p.stem.isdigit())
-
-
 def load_policy(year: int, policy_dir: Path | None = None) -> dict:
-    """The policy of ``year``: its own file, else the latest file of an earlier year.
-
-    Returns the TOML's values plus ``policy_year`` (the year asked for) and ``policy_file_year``
-    (the file used). Raises ValueError when no file is old enough or a parameter is missing.
-    """
-    policy_dir = policy_dir or POLICY_DIR
-    usable = [y for y in policy_years(policy_dir) if y <= year]
-    if not usable:
-        raise ValueError(f"没有{year}年或更早年度的政策参数文件（{policy_dir}）")
-    file_year = usable[-1]
-    values = tomllib.loads((policy_dir / f"{file_year}.toml").read_text(encoding="utf-8"))
-    values.pop("year", None)
-    missing = [k for k in (*_DECIMAL_KEYS, *_INT_KEYS, *_DATE_KEYS) if k not in values]
-    # every rule of the catalogue (warehouse/rules.toml) needs its deadline in every policy year
-    missing += [f"deadlines.{c}" for c in rule_codes() if c not in values.get("deadlines", {})]
+    """The policy of ``year`` (tasks/marts/policy.py: typed, checked against the schema of keys),
+    with a deadline for every rule of the catalogue (warehouse/rules.toml)."""
+    values = policy_files.load_policy(year, policy_dir)
+    missing = [f"deadlines.{c}" for c in rule_codes() if c not in values.get("deadlines", {})]
     if missing:
-        raise ValueError(f"政策参数文件{file_year}.toml缺少：{', '.join(missing)}")
-    return {**values, "policy_year": year, "policy_file_year": file_year}
-
-
-def policy_json(policy: dict) -> str:
-    return json.dumps(policy, ensure_ascii=False, sort_keys=True, default=str)
+        raise policy_files.PolicyError(
+            f"政策参数文件{values['policy_file_year']}.toml缺少：{', '.join(missing)}")
+    return values
 
 
 def _period_bounds(period: str) -> tuple[dt.date, dt.date, dt.date]:
@@ -91,19 +53,17 @@ def _period_bounds(period: str) -> tuple[dt.date, dt.date, dt.date]:
     return start, end, dt.date(school_year, 9, 1)
 
 
-def _set_policy(con: duckdb.DuckDBPyConnection, period: str, policy: dict, seed: int,
+def _set_policy(con: duckdb.DuckDBPyConnection, period: str, values: dict, seed: int,
                 table: str = "policy") -> None:
     start, end, school_ref = _period_bounds(period)
     cols = [("period", "VARCHAR", period), ("period_start", "DATE", start),
             ("period_end", "DATE", end), ("school_ref_date", "DATE", school_ref),
-            ("policy_year", "INTEGER", policy["policy_year"]), ("seed", "BIGINT", seed)]
-    cols += [(k, "DECIMAL(18,4)", str(policy[k])) for k in _DECIMAL_KEYS]
-    cols += [(k, "INTEGER", int(policy[k])) for k in _INT_KEYS]
-    cols += [(k, "DATE", policy[k]) for k in _DATE_KEYS]
+            ("policy_year", "INTEGER", values["policy_year"]), ("seed", "BIGINT", seed)]
+    cols += policy_columns(values)   # every key of warehouse/policy/keys.toml, typed
     select = ", ".join(f"CAST(? AS {t}) AS {name}" for name, t, _ in cols)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {select}", [v for *_, v in cols])
     if table == "policy":
-        rows = [(code, int(days)) for code, days in policy["deadlines"].items()]
+        rows = [(code, int(days)) for code, days in values["deadlines"].items()]
         con.execute("CREATE OR REPLACE TEMP TABLE deadlines (code VARCHAR, days INTEGER)")
         con.executemany("INSERT INTO deadlines VALUES (?, ?)", rows)
 
@@ -161,10 +121,11 @@ def _set_effective_snapshots(con: duckdb.DuckDBPyConnection, period: str,
 
 def _load_divisions(con: duckdb.DuckDBPyConnection) -> None:
     """Township and county names (code, name, level, parent); empty when the file is absent."""
-    if DIVISIONS_CSV.exists():
+    divisions_csv = load_settings().divisions_csv
+    if divisions_csv.exists():
         con.execute("CREATE OR REPLACE TEMP TABLE divisions AS "
                     "SELECT code, name, level, parent FROM read_csv(?, header = true, "
-                    "all_varchar = true)", [str(DIVISIONS_CSV)])
+                    "all_varchar = true)", [str(divisions_csv)])
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE divisions "
                     "(code VARCHAR, name VARCHAR, level VARCHAR, parent VARCHAR)")

@@ -21,9 +21,8 @@ import polars as pl
 
 from povwatch.tasks.ingest.idnumber import MASK_SQL
 from povwatch.tasks.core.rules import rule_labels
-from povwatch.tasks.core.settings import WAREHOUSE_DIR
+from povwatch.tasks.core.settings import load_settings
 
-DIVISIONS_CSV = WAREHOUSE_DIR / "reference" / "divisions.csv"
 
 # Fallback labels when a mart column carries no COMMENT (the marts give every column one).
 LABELS: dict[str, str] = {
@@ -260,8 +259,9 @@ def register_divisions(con: duckdb.DuckDBPyConnection) -> None:
                         f"SELECT CAST(code AS VARCHAR) AS code, name FROM {candidate}")
             return
     frame = pl.DataFrame({"code": [], "name": []}, schema={"code": pl.Utf8, "name": pl.Utf8})
-    if DIVISIONS_CSV.exists():
-        frame = pl.read_csv(DIVISIONS_CSV, schema_overrides={"code": pl.Utf8, "parent": pl.Utf8}
+    divisions_csv = load_settings().divisions_csv
+    if divisions_csv.exists():
+        frame = pl.read_csv(divisions_csv, schema_overrides={"code": pl.Utf8, "parent": pl.Utf8}
                             ).select("code", "name")
     con.register("divisions_frame", frame)
     con.execute("CREATE OR REPLACE TEMP VIEW divisions AS SELECT code, name FROM divisions_frame")

@@ -18,10 +18,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from povwatch.tasks.core.settings import WAREHOUSE_DIR
-
-REFERENCE_DIR = WAREHOUSE_DIR / "reference"
-DIVISIONS_CSV = REFERENCE_DIR / "divisions.csv"
+# the shipped table (the generator writes it; a county folder may hold its own copy)
+from povwatch.tasks.core.settings import DIVISIONS_CSV
 
 PROVINCE = ("620000", "甘肃省")
 CITY = ("620500", "天水市")

@@ -24,10 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import time
-import tomllib
 import uuid
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from urllib.parse import urlsplit
 
 from povwatch.tasks.core import db
 from povwatch.tasks.ingest.contracts import load_contract
-from povwatch.tasks.core.settings import PACKAGE_ROOT, output_dir
+from povwatch.tasks.core.settings import load_settings, output_dir
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +44,6 @@ READ_TIMEOUT = 5.0
 SAMPLE_ROWS = 3
 MAX_TEXT = 3500            # webhook bots cap message size (DingTalk ~ 4 kB of text)
 
-_SPLIT = re.compile(r"[\s]+|,(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)")
 _HOSTLIKE = re.compile(r"^(localhost|[0-9.]+|\[[0-9a-fA-F:]+\]|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$")
 # Apprise schemes whose "host" is really a token or key.
 _TOKEN_HOST_SCHEMES = {"dingtalk", "wecombot", "feishu", "lark", "tgram", "discord", "slack",
@@ -57,34 +54,9 @@ _TOKEN_HOST_SCHEMES = {"dingtalk", "wecombot", "feishu", "lark", "tgram", "disco
 
 # --------------------------------------------------------------------------- configuration
 
-def _secrets_file() -> Path | None:
-    explicit = os.environ.get("POVWATCH_SECRETS_FILE")
-    if explicit:
-        return Path(explicit).expanduser()
-    for folder in (Path.cwd(), PACKAGE_ROOT):
-        candidate = folder / ".povwatch-secrets.toml"
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def split_urls(text: str) -> list[str]:
-    return [u.strip().rstrip(",") for u in _SPLIT.split(text or "") if u and u.strip().rstrip(",")]
-
-
 def channel_urls() -> list[str]:
-    """The configured Apprise URLs (secrets): environment first, then the secrets file."""
-    env = os.environ.get("POVWATCH_ALERT_URLS")
-    if env is not None and env.strip():
-        return split_urls(env)
-    path = _secrets_file()
-    if path and path.exists():
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        urls = (data.get("alerts") or {}).get("urls") or []
-        if isinstance(urls, str):
-            urls = split_urls(urls)
-        return [u for u in urls if isinstance(u, str) and u.strip()]
-    return []
+    """The configured Apprise URLs (secrets): environment, secrets file, county folder."""
+    return list(load_settings().alert_urls)
 
 
 def channel_label(url: str) -> str:

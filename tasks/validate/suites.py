@@ -37,11 +37,10 @@ from typing import Any
 from povwatch.tasks.core import db
 from povwatch.tasks.ingest.contracts import load_contract
 from povwatch.tasks.ingest.idnumber import MASK_SQL
-from povwatch.tasks.core.settings import EXPECTATIONS_DIR, WAREHOUSE_DIR, output_dir
+from povwatch.tasks.core.settings import load_settings, output_dir
 
 log = logging.getLogger(__name__)
 
-DIVISIONS_CSV = WAREHOUSE_DIR / "reference" / "divisions.csv"
 DATASOURCE = "warehouse"
 BATCH_DEFINITION = "by_period"
 DOCS_SITE = "povwatch"
@@ -106,20 +105,20 @@ def scrub(value: Any) -> Any:
 # --------------------------------------------------------------------------- suites
 
 @lru_cache(maxsize=None)
-def _suite_json(dept: str, mtime_ns: int) -> dict:
-    return json.loads((EXPECTATIONS_DIR / f"{dept}.json").read_text(encoding="utf-8"))
+def _suite_json(path: Path, mtime_ns: int) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def suite_definition(dept: str) -> dict:
     """expectations/<dept>.json as a dict, checked for the meta this module relies on."""
     if not _DEPT.match(dept):
         raise ValueError(f"bad department code {dept!r}")
-    path = EXPECTATIONS_DIR / f"{dept}.json"
+    path = load_settings().expectations_dir / f"{dept}.json"
     if not path.exists():
         raise FileNotFoundError(
             f"no expectation suite for department {dept!r}: {path} "
             f"(start one with: python scripts/build_suites.py --dept {dept})")
-    raw = _suite_json(dept, path.stat().st_mtime_ns)
+    raw = _suite_json(path, path.stat().st_mtime_ns)
     names = set()
     for exp in raw["expectations"]:
         meta = exp.get("meta") or {}
@@ -151,10 +150,11 @@ def quarantine_reason(description: str | None, name: str) -> str:
 def county_village_regex(con) -> str:
     """``^(620523|...)[0-9]{6}$`` from the division table, else from the registry's villages."""
     prefixes: list[str] = []
-    if DIVISIONS_CSV.exists():
+    divisions_csv = load_settings().divisions_csv
+    if divisions_csv.exists():
         prefixes = [r[0] for r in con.execute(
             "SELECT DISTINCT substr(CAST(code AS VARCHAR), 1, 6) FROM read_csv(?, all_varchar=true) "
-            "WHERE lower(level) = 'county' ORDER BY 1", [str(DIVISIONS_CSV)]).fetchall()]
+            "WHERE lower(level) = 'county' ORDER BY 1", [str(divisions_csv)]).fetchall()]
     if not prefixes:
         prefixes = [r[0] for r in con.execute(
             "SELECT DISTINCT substr(village_code, 1, 6) FROM ("
@@ -181,8 +181,9 @@ def volume_bounds(con, dept: str, period: str, max_change: float) -> tuple[int, 
 
 
 def suite_parameters(con, dept: str, period: str, suite_meta: dict) -> tuple[dict, dict]:
-    env = os.environ.get("POVWATCH_VOLUME_MAX_CHANGE")
-    max_change = float(env) if env else float(suite_meta.get("volume_max_change", DEFAULT_VOLUME_MAX_CHANGE))
+    max_change = load_settings().volume_max_change
+    if max_change is None:
+        max_change = float(suite_meta.get("volume_max_change", DEFAULT_VOLUME_MAX_CHANGE))
     low, high, info = volume_bounds(con, dept, period, max_change)
     params = {"volume_min": low, "volume_max": high, "county_village_regex": county_village_regex(con)}
     return params, info
