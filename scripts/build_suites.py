@@ -184,9 +184,11 @@ def build_suite(contract: Contract) -> dict:
             type_, kwargs = "expect_column_values_to_be_unique", {"column": key[0]}
         else:
             type_, kwargs = "expect_compound_columns_to_be_unique", {"column_list": list(key)}
+        # Rows sharing a key are quarantined together (重复键), the key named in each reason;
+        # above reject_above_share the extract is rejected as systematically broken.
         exps.append(_expectation(
-            type_, kwargs, f"唯一性：{labels}不应重复",
-            _meta(name, "blocking", False, list(key)),
+            type_, kwargs, f"重复键：{labels}相同的行不止一条",
+            _meta(name, "warning", True, list(key), duplicate_key=True),
         ))
     return {
         "name": contract.code,

@@ -207,7 +207,9 @@ def test_row_level_checks_count_like_hand_sql_and_quarantine_by_name(wh):
     assert sample[0]["row"] == 5 and re.fullmatch(r"620523\*{8}\w{4}", sample[0]["身份证号"])
 
 
-def test_duplicate_key_is_blocking_and_nothing_is_moved(wh):
+def test_duplicate_key_rows_are_quarantined_and_the_rest_kept(wh):
+    """Two assessments of one head (#20): both rows quarantined under 重复键 naming the key
+    (masked), the extract not rejected; GX's uniqueness result still recorded."""
     from povwatch.tasks.validate.suites import validate_extract
 
     path, con = wh
@@ -219,16 +221,18 @@ def test_duplicate_key_is_blocking_and_nothing_is_moved(wh):
 
     outcome = validate_extract(path, "2020-03", "zhujian", "run-dup")
 
-    assert outcome.blocking_failed
-    blocking = [f for f in outcome.failures if f["blocking"]]
-    assert [f["expectation"] for f in blocking] == ["unique_head_id_number"]
-    assert blocking[0]["unexpected_count"] == 2
-    assert not any(f["blocking"] for f in outcome.failures if f["expectation"] == "grade_in_list")
-    assert outcome.quarantined_rows == 0      # the flow rejects the whole extract
-    assert con.execute("SELECT count(*) FROM pending.zhujian WHERE period = '2020-03'").fetchall()[0][0] == 30
-    assert "未采用" in outcome.message and "unique_head_id_number" in outcome.message
+    assert not outcome.blocking_failed
+    dup = next(f for f in outcome.failures if f["expectation"] == "unique_head_id_number")
+    assert dup["unexpected_count"] == 2 and dup["quarantine"] and not dup["blocking"]
+    assert outcome.quarantined_rows == 3      # the pair and the grade E row
+    assert con.execute("SELECT count(*) FROM pending.zhujian WHERE period = '2020-03'").fetchall()[0][0] == 27
+    reasons_ = [r[0] for r in con.execute(
+        "SELECT reasons FROM quarantine.rows WHERE dept = 'zhujian' AND period = '2020-03' "
+        "AND list_filter(reasons, lambda r: starts_with(r, '重复键')) <> [] ORDER BY row_number").fetchall()]
+    masked = make_id(6)[:6] + "********" + make_id(6)[-4:]
+    assert len(reasons_) == 2 and all(f"户主身份证号 {masked}" in " ".join(r) for r in reasons_)
     assert make_id(6) not in outcome.message and make_id(6) not in json.dumps(outcome.failures, ensure_ascii=False)
-    assert validations(con, "2020-03", "zhujian")["unique_head_id_number"][:3] == (True, False, 2)
+    assert validations(con, "2020-03", "zhujian")["unique_head_id_number"][:3] == (False, False, 2)
 
 
 def test_many_failing_rows_escalate_to_blocking(wh):
@@ -359,8 +363,9 @@ def test_blocking_outcome_reaches_a_webhook_masked(wh, monkeypatch):
     path, con = wh
     rows = [{"id_number": make_id(i), "name": f"人{i}", "cancelled_on": "2020-05-01", "reason": "死亡"}
             for i in range(12)]
-    rows[5] = dict(rows[4])                       # the same cancellation twice
-    insert(con, "gongan", "2020-06", rows)
+    for i in (5, 7, 9):
+        rows[i] = dict(rows[i - 1])               # the same cancellation twice, three times:
+    insert(con, "gongan", "2020-06", rows)        # half the extract, systematically broken
     outcome = validate_extract(path, "2020-06", "gongan", "run-alert")
     assert outcome.blocking_failed
 
@@ -377,7 +382,7 @@ def test_blocking_outcome_reaches_a_webhook_masked(wh, monkeypatch):
     assert [s["delivered"] for s in sent] == [True] and len(server.posts) == 1
     message = json.loads(server.posts[0]["body"])["message"]
     assert "公安局" in message and "2020-06" in message and "unique_id_number_cancelled_on_reason" in message
-    assert "2 行" in message and "620523********" in message and "datadocs" in message
+    assert "6 行" in message and "620523********" in message and "datadocs" in message
     assert _valid_ids_in(message) == []
 
 

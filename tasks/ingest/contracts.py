@@ -74,6 +74,10 @@ class Contract:
     # "monthly": expected every period; "when_available": comes when it comes (the asset
     # registers, quarterly in practice) and its last accepted snapshot stands until the next
     delivery: str = "monthly"
+    # A header row and no data rows is a genuine snapshot (no cancellations yet this year, no
+    # vehicles registered): accepted and recorded as empty. Otherwise an empty file is a mistake
+    # and rejected.
+    may_be_empty: bool = False
 
     @property
     def monthly(self) -> bool:
@@ -124,6 +128,7 @@ def _load_contract(path: Path) -> Contract:
         unique=tuple(tuple(u) for u in raw.get("unique", ())),
         certificate=raw.get("certificate"),
         delivery=raw.get("delivery", "monthly"),
+        may_be_empty=bool(raw.get("may_be_empty", False)),
     )
 
 

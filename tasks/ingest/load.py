@@ -348,7 +348,8 @@ def prepare_part(inbox: Path, period: str, dept: str, files: list[Path], lake: P
         loaded, quar = s_counts.get(d.file, 0), q_counts.get(d.file, 0)
         assert loaded + quar == read, (d.file, read, loaded, quar)
         results.append(FileResult(d.file, d.sha256, read, loaded, quar,
-                                  (REJECTED_PREFIX + message) if broken else None,
+                                  (REJECTED_PREFIX + message) if broken
+                                  else "；".join(d.read.notes) or None,
                                   _extra_columns(d, contract)))
 
     raw = _raw_frame(readable, contract, period, token)

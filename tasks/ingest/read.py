@@ -39,6 +39,8 @@ SUPPORTED_SUFFIXES = (".csv", ".txt", ".xlsx", ".xlsm", ".xls", ".parquet")
 HEADER_SCAN_ROWS = 20          # title rows above the header: look this far down for it
 CERTIFICATE = "certificate"    # canonical name of canlian's 20-character 残疾证号 column
 ROW = "source_row"
+# An accepted header-only file of a department whose snapshot can be empty (contract may_be_empty)
+EMPTY_SNAPSHOT = "空快照：只有表头、没有数据行，已按本期无记录采用"
 
 _STRIP_CHARS = " \t\r\n\u3000*＊「」『』【】[]\"'“”‘’"
 
@@ -183,7 +185,10 @@ def read_file(path: Path, contract: Contract, data: bytes | None = None) -> File
         raise ReadError(f"缺少必需列：{'、'.join(missing)}")
     result.frame = _drop_blank_rows(result.frame)
     if result.frame.height == 0:
-        raise ReadError("文件只有表头，没有数据行")
+        if not contract.may_be_empty:
+            raise ReadError(f"文件只有表头，没有数据行（{contract.name}每期的数据不可能为空，"
+                            "空文件不予采用，请核对后重新报送）")
+        result.notes.append(EMPTY_SNAPSHOT)
     return result
 
 

@@ -41,8 +41,11 @@ def write_receipt(warehouse: Path, period: str, dept: str, out_dir: Path) -> Pat
             if not _has_tables(con):
                 return None
             rows = con.sql(
+                # Rows sharing a duplicate key (重复键) are listed together, key by key, after
+                # the others: the department sees the rows it must choose between side by side.
                 "SELECT file, row_number, reasons, row_data FROM quarantine.rows "
-                "WHERE period = ? AND dept = ? ORDER BY file, row_number",
+                "WHERE period = ? AND dept = ? ORDER BY "
+                "list_filter(reasons, lambda r: starts_with(r, '重复键'))[1] NULLS FIRST, file, row_number",
                 params=[period, dept],
             ).to_arrow_table()
             summary = con.sql(
@@ -62,7 +65,9 @@ def write_receipt(warehouse: Path, period: str, dept: str, out_dir: Path) -> Pat
             con.close()
     rows, summary = pl.from_arrow(rows), pl.from_arrow(summary)
     refused_files = summary.filter((pl.col("status") == "rejected") & (pl.col("rows_read") == 0))
-    if rows.height == 0 and refused_files.height == 0:
+    # a file with a note (an empty snapshot accepted, a sheet not read) is worth a receipt too
+    noted = summary.filter(pl.col("message").is_not_null())
+    if rows.height == 0 and refused_files.height == 0 and noted.height == 0:
         return None
     detail = pl.concat([
         _detail_rows(rows, contract, period),

@@ -348,7 +348,9 @@ def provenance(con: duckdb.DuckDBPyConnection, period: str) -> pl.DataFrame:
                    AS "截至日期",
                e.rows_read AS "读入行数", e.rows_loaded AS "入库行数",
                e.rows_quarantined AS "隔离行数",
-               CASE WHEN e.period = $p THEN '已接收' ELSE '本期未报送，沿用' || e.period END
+               CASE WHEN e.rows_read = 0 AND e.period = $p THEN '已接收（空快照，本期无记录）'
+                    WHEN e.rows_read = 0 THEN '本期未报送，沿用' || e.period || '（空快照）'
+                    WHEN e.period = $p THEN '已接收' ELSE '本期未报送，沿用' || e.period END
                    AS "状态",
                strftime(e.recorded_at, '%Y-%m-%d %H:%M') AS "入库时间"
         FROM audit.extracts e JOIN run USING (dept, period, run_id)

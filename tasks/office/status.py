@@ -44,12 +44,18 @@ def status_text(warehouse: Path, runs: int = 10) -> str:
             "FROM audit.runs ORDER BY started_at DESC LIMIT ?", [runs]).fetchall()
         extracts = con.execute(
             "WITH last AS (SELECT period, dept, arg_max(status, recorded_at) AS status, "
-            "  arg_max(message, recorded_at) AS message, max(recorded_at) AS at "
-            "  FROM audit.extracts WHERE status IN ('accepted', 'rejected') GROUP BY period, dept) "
+            "  arg_max(message, recorded_at) AS message, max(recorded_at) AS at, "
+            "  arg_max(run_id, recorded_at) AS run_id "
+            "  FROM audit.extracts WHERE status IN ('accepted', 'rejected') GROUP BY period, dept), "
+            # an accepted extract without a data row: an empty snapshot (contract may_be_empty)
+            "rows AS (SELECT period, dept, run_id, sum(rows_read) AS rows_read FROM audit.extracts "
+            "  WHERE status = 'accepted' GROUP BY ALL) "
             "SELECT period, count(*) FILTER (WHERE status = 'accepted'), "
             "  count(*) FILTER (WHERE status = 'rejected'), "
-            "  string_agg(dept, ', ' ORDER BY dept) FILTER (WHERE status = 'rejected') "
-            "FROM last GROUP BY period ORDER BY period DESC LIMIT 12").fetchall()
+            "  string_agg(dept, ', ' ORDER BY dept) FILTER (WHERE status = 'rejected'), "
+            "  string_agg(dept, ', ' ORDER BY dept) FILTER (WHERE status = 'accepted' AND rows_read = 0) "
+            "FROM last LEFT JOIN rows USING (period, dept, run_id) "
+            "GROUP BY period ORDER BY period DESC LIMIT 12").fetchall()
         alerts = con.execute(
             "SELECT strftime(created_at, '%Y-%m-%d %H:%M'), period, dept, severity, channel, "
             "CASE WHEN delivered THEN '已送达 sent' ELSE '未送达 not sent' END, summary "
@@ -67,7 +73,8 @@ def status_text(warehouse: Path, runs: int = 10) -> str:
             table(["运行 run", "开始 started", "秒 s", "期次 periods", "状态 status", "说明 message"],
                   recent) if recent else "（无 none）"]
     out += ["", "各期数据 extracts by period",
-            table(["期次 period", "接收 accepted", "退回 rejected", "退回部门 rejected depts"], extracts)
+            table(["期次 period", "接收 accepted", "退回 rejected", "退回部门 rejected depts",
+                   "空快照 empty snapshots"], extracts)
             if extracts else "（无 none）"]
     out += ["", "未解决告警 open alerts (no accepted resubmission since)",
             table(["时间 at", "期次 period", "部门 dept", "级别 severity", "渠道 channel", "送达 delivered",

@@ -481,6 +481,39 @@ def failing_rows_sql(cfg, parameters: dict, batch_sql: str) -> str | None:
     return f"SELECT period, source_file, source_row FROM ({batch_sql}) WHERE {condition}"
 
 
+DUPLICATE_KEY = "重复键"
+
+
+def _key_columns(cfg) -> list[str]:
+    return [cfg.kwargs["column"]] if "column" in cfg.kwargs else list(cfg.kwargs["column_list"])
+
+
+def duplicate_key_reasons_sql(dept: str, cfg, batch_sql: str) -> str:
+    """(period, source_file, source_row, reason) of every row whose key another row shares.
+
+    The reason names the key and its values (identity numbers masked) and how many rows share
+    it, e.g. ``重复键：身份证号 620523********0012、救助类型 低保、起始年月 2019-01-01，共2行，
+    请核对保留哪一行（unique_id_number_assistance_start_month）``: the rows of one key read
+    alike, so the receipt lists them together and the department can say which is right.
+    """
+    contract = load_contract(dept)
+    types = {c.name: c.type for c in contract.columns}
+    labels = {c.name: c.header for c in contract.columns}
+    cols = _key_columns(cfg)
+    quoted = ", ".join(_q(c) for c in cols)
+    shown = " || '、' || ".join(
+        f"'{labels.get(c, c)} ' || coalesce("
+        + (MASK_SQL.format(col=_q(c)) if types.get(c) == "id"
+           else f"strftime({_q(c)}, '%Y-%m')" if types.get(c) == "month"
+           else f"CAST({_q(c)} AS VARCHAR)")
+        + ", '（空）')" for c in cols)
+    skip = " AND ".join(f"{_q(c)} IS NULL" for c in cols)
+    name = cfg.meta["name"].replace("'", "''")
+    return (f"SELECT period, source_file, source_row, '{DUPLICATE_KEY}：' || {shown} || '，共' || _n "
+            f"|| '行，请核对保留哪一行（{name}）' AS reason FROM (SELECT *, count(*) OVER "
+            f"(PARTITION BY {quoted}) AS _n FROM ({batch_sql}) WHERE NOT ({skip})) WHERE _n > 1")
+
+
 def _unexpected_count(result) -> int | None:
     res = result.result or {}
     if result.expectation_config.type == "unexpected_rows_expectation":
@@ -540,6 +573,8 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
     try:
         row_count = con.execute(f"SELECT count(*) FROM pending.{dept} WHERE period = ?", [period]).fetchall()[0][0]
         if row_count == 0:
+            if load_contract(dept).may_be_empty and _nothing_read(con, period, dept, run_id):
+                return _empty_snapshot_outcome(con, raw, period, dept, run_id)
             return _empty_outcome(con, raw, period, dept, run_id)
         params, volume_info = suite_parameters(con, dept, period, raw.get("meta") or {})
         results, docs = run_suite(warehouse, dept, period, run_id, params)
@@ -602,7 +637,11 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
                 "keys_sql": keys_sql,
             })
             if meta.get("quarantine") and keys_sql:
-                quarantine_keys.append((quarantine_reason(cfg.description, name), keys_sql))
+                if meta.get("duplicate_key"):
+                    # every row of a repeated key, each reason naming the key's values
+                    quarantine_keys.append((None, duplicate_key_reasons_sql(dept, cfg, batch_sql)))
+                else:
+                    quarantine_keys.append((quarantine_reason(cfg.description, name), keys_sql))
 
         blocking_failed = any(f["blocking"] for f in failures)
         quarantined = 0
@@ -656,12 +695,48 @@ def _empty_outcome(con, raw: dict, period: str, dept: str, run_id: str) -> Valid
     return outcome
 
 
-def _quarantine(con, dept: str, period: str, run_id: str, keys: list[tuple[str, str]]) -> int:
+def _nothing_read(con, period: str, dept: str, run_id: str) -> bool:
+    """The delivery had no data row at all (header-only files). Rows that were read and all
+    quarantined (a shifted or broken file) are no empty snapshot: that extract is rejected."""
+    read = con.execute("SELECT coalesce(sum(rows_read), 0) FROM audit.extracts "
+                       "WHERE run_id = ? AND period = ? AND dept = ?", [run_id, period, dept]).fetchone()[0]
+    return read == 0
+
+
+def _empty_snapshot_outcome(con, raw: dict, period: str, dept: str, run_id: str) -> ValidationOutcome:
+    """No row for the period, from a department whose snapshot can genuinely be empty (its
+    contract's ``may_be_empty``: no cancellation yet this year, no vehicle registered): accepted
+    as empty. ``not_empty`` is recorded as a non-blocking failure so the emptiness stays visible
+    in audit.validations and the alerts' warning; the rest of the suite has no rows to check."""
+    exp = next((e for e in raw["expectations"] if e["meta"]["name"] == "not_empty"),
+               {"description": "数据量：本期数据不能为空", "meta": {"name": "not_empty"}})
+    name = exp["meta"]["name"]
+    description = "数据量：本期为空快照（只有表头），按本期无记录采用"
+    details = {"type": "expect_table_row_count_to_be_between", "description": description,
+               "meta": exp["meta"], "result": {"observed_value": 0},
+               "note": "empty snapshot accepted (contract may_be_empty): the rest of the suite was not run"}
+    with db.write_lock:
+        con.execute(
+            "INSERT INTO audit.validations (run_id, period, dept, expectation, blocking, success, "
+            "unexpected_count, details) VALUES (?, ?, ?, ?, FALSE, FALSE, NULL, ?)",
+            [run_id, period, dept, name, json.dumps(details, ensure_ascii=False)])
+    outcome = ValidationOutcome(
+        period=period, dept=dept, blocking_failed=False,
+        failures=[{"expectation": name, "description": description, "blocking": False,
+                   "unexpected_count": None, "sample": 0, "escalated": False, "quarantine": False,
+                   "observed": 0, "error": None}],
+        quarantined_rows=0, data_docs=None, message=None, run_id=run_id, results=1, row_count=0)
+    outcome.message = summary_message(outcome)
+    return outcome
+
+
+def _quarantine(con, dept: str, period: str, run_id: str, keys: list[tuple[str | None, str]]) -> int:
     """Move flagged rows from pending to quarantine.rows, one row with every reason. In the caller's
-    transaction."""
+    transaction. A reason of None: the SQL gives each row's own ``reason``."""
     flagged = " UNION ALL ".join(
-        f"SELECT period, source_file, source_row, '{reason.replace(chr(39), chr(39) * 2)}' AS reason "
-        f"FROM ({sql})" for reason, sql in keys)
+        (f"SELECT period, source_file, source_row, '{reason.replace(chr(39), chr(39) * 2)}' AS reason "
+         if reason is not None else "SELECT period, source_file, source_row, reason ")
+        + f"FROM ({sql})" for reason, sql in keys)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _validate_flagged AS "
         f"SELECT source_file, source_row, list(DISTINCT reason ORDER BY reason) AS reasons "
