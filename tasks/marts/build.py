@@ -140,7 +140,7 @@ def _set_departments(con: duckdb.DuckDBPyConnection) -> None:
 
 
 PERIOD_TABLES = ("household_status", "monitoring", "problem_findings", "household_plan",
-                 "spot_check")
+                 "spot_check", "monitoring_states", "roster_unmatched")
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, schema_sql: Path) -> bool:
@@ -162,7 +162,9 @@ def _migrate(con: duckdb.DuckDBPyConnection, schema_sql: Path) -> bool:
                if t in expected and cols != expected[t] and t != "policy_used"]
     for table in changed:
         con.execute(f"DROP TABLE mart.{table}")
-    return any(t in PERIOD_TABLES for t in changed)
+    # a per-period table new to this warehouse (monitoring_states) must be filled for every period
+    added = [t for t in expected if t not in present and present]
+    return any(t in PERIOD_TABLES for t in changed + added)
 
 
 def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
@@ -260,7 +262,9 @@ def _counts(con: duckdb.DuckDBPyConnection, period: str) -> dict:
     return {
         "period": period,
         "households": one("SELECT count(*) FROM mart.household_status WHERE period = ?"),
-        "monitored": one("SELECT count(DISTINCT household_key) FROM mart.monitoring WHERE period = ?"),
+        "warned": one("SELECT count(DISTINCT household_key) FROM mart.monitoring WHERE period = ?"),
+        # under monitoring as the office counts it (36_monitoring_states.sql), not only warned
+        "monitored": one("SELECT count(*) FROM mart.monitoring_states WHERE period = ? AND under_monitoring"),
         "findings": one("SELECT count(*) FROM mart.problem_findings WHERE period = ?"),
         "problems_open": one("SELECT count(*) FROM mart.ledger_as_of(?) WHERE status = 'open'"),
         "overdue": one("SELECT count(*) FROM mart.ledger_as_of(?) WHERE status = 'open' AND overdue"),

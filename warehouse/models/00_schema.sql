@@ -18,7 +18,30 @@ CREATE TABLE IF NOT EXISTS mart.monitoring_history (
     household_key VARCHAR, entered_period VARCHAR, last_flagged_period VARCHAR,
     clean_periods INTEGER, proposed_clear_period VARCHAR, status VARCHAR,
     as_of_period VARCHAR, flagged_periods INTEGER, categories_by_period JSON,
-    has_labour BOOLEAN, village_code VARCHAR
+    has_labour BOOLEAN, village_code VARCHAR,
+    entered_by VARCHAR, cleared_period VARCHAR, cleared_on DATE, clear_way VARCHAR,
+    identified_on DATE, on_roster BOOLEAN, township_code VARCHAR
+);
+-- Monitoring as the office counts it (36_monitoring_states.sql): one row per household that ever
+-- entered monitoring and period from its entry on.
+CREATE TABLE IF NOT EXISTS mart.monitoring_states (
+    period VARCHAR, household_key VARCHAR, household_id VARCHAR, village_code VARCHAR,
+    township_code VARCHAR, status VARCHAR, under_monitoring BOOLEAN, warned BOOLEAN,
+    entered_period VARCHAR, entered_by VARCHAR, first_warned_period VARCHAR,
+    last_warned_period VARCHAR, clean_periods INTEGER, on_roster BOOLEAN, identified_on DATE,
+    risk_status VARCHAR, cleared_on DATE, clear_way VARCHAR, roster_category VARCHAR,
+    in_data BOOLEAN, registry BOOLEAN, has_labour BOOLEAN, three_plus_one BOOLEAN,
+    income_at_line BOOLEAN, proposed_clear_period VARCHAR, cleared_period VARCHAR
+);
+CREATE TABLE IF NOT EXISTS mart.monitoring_events (
+    period VARCHAR, household_key VARCHAR, event VARCHAR, detail VARCHAR, status VARCHAR,
+    village_code VARCHAR, township_code VARCHAR
+);
+-- 名单无数据: rows of the roster standing for a period that match no household of its data
+CREATE TABLE IF NOT EXISTS mart.roster_unmatched (
+    period VARCHAR, roster_period VARCHAR, household_id VARCHAR, head_id_number VARCHAR,
+    village_code VARCHAR, township_code VARCHAR, category VARCHAR, identified_on DATE,
+    risk_status VARCHAR, source_file VARCHAR, source_row INTEGER
 );
 CREATE TABLE IF NOT EXISTS mart.problem_findings (
     period VARCHAR, code VARCHAR, subject_id VARCHAR, subject_type VARCHAR,

@@ -123,7 +123,22 @@ SELECT 'P13', household_key, household_key, village_code,
                 THEN '建档立卡' || members || '人，测算' || declared_members || '人' END),
        'fupin', head_file, head_row
 FROM households
-WHERE registry AND (head_rows = 0 OR (income_known AND members <> declared_members));
+WHERE registry AND (head_rows = 0 OR (income_known AND members <> declared_members))
+UNION ALL
+-- P17 识别不及时: warned this period, no row at all on the official roster that stands for the
+-- period; P18 风险再标注: cleared on that roster and warned in a later month. Both only once a
+-- roster (jiance) has been accepted (36_monitoring_states.sql matches the roster to households).
+SELECT 'P17', s.household_key, s.household_key, s.village_code,
+       '预警未识别纳入监测（首次预警' || s.first_warned_period || '）', 'jiance', NULL, NULL
+FROM monitoring_states_now s
+WHERE s.warned AND NOT s.on_roster
+  AND EXISTS (SELECT 1 FROM mart.period_deliveries d, policy p WHERE d.dept = 'jiance' AND d.period <= p.period)
+UNION ALL
+SELECT 'P18', s.household_key, s.household_key, s.village_code,
+       '名单' || strftime(s.cleared_on, '%Y-%m-%d') || coalesce(s.clear_way, '') || '，本期再次预警',
+       'jiance', NULL, NULL
+FROM monitoring_states_now s, policy p
+WHERE s.warned AND s.risk_status = '已消除' AND s.cleared_on < p.period_start;
 
 
 DELETE FROM mart.problem_findings WHERE period = (SELECT period FROM policy);

@@ -7,7 +7,8 @@ DELETE FROM mart.spot_check WHERE period = (SELECT period FROM policy);
 INSERT INTO mart.spot_check
 WITH hs AS (
     SELECT h.county_code, h.village_code, h.household_key, h.registry_status AS stratum,
-           h.household_key IN (SELECT household_key FROM categories) AS monitored
+           -- under monitoring as the office counts it (36_monitoring_states.sql)
+           h.household_key IN (SELECT household_key FROM monitoring_states_now WHERE under_monitoring) AS monitored
     FROM households h WHERE h.village_code IS NOT NULL
 ), county_min AS (
     SELECT c.county_code,

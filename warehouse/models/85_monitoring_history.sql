@@ -1,32 +1,88 @@
--- 监测对象历史: per household ever flagged, up to the latest built period. A household is
--- proposed for 风险消除 after risk_clear_months consecutive clean built periods, never for one
--- with no labour-able member (status manual_review: 需人工评估).
+-- reads:  mart.monitoring, mart.monitoring_events, mart.monitoring_states, mart.policy_used
+-- writes: mart.monitoring_events, mart.monitoring_history
+-- 监测对象历史 and its events, replayed from the per-period states (36_monitoring_states.sql) of
+-- every built period up to the latest. Nothing here depends on the order of the builds.
+-- Events: entered (预警 / 名单), warned (every warning period), proposed_clear (with the
+-- conditions met), manual_review, proposal_withdrawn, cleared (date and way from the roster),
+-- reflagged_after_clear (a warning after a roster clearance: 风险再标注, P18).
+DELETE FROM mart.monitoring_events;
+INSERT INTO mart.monitoring_events
+WITH s AS (
+    SELECT st.*,
+           lag(status) OVER w AS prev_status,
+           lag(period) OVER w AS prev_period,
+           warned AND coalesce(risk_status = '已消除'
+                               AND cleared_on < strptime(period || '-01', '%Y-%m-%d')::DATE, false)
+               AS reflagged
+    FROM mart.monitoring_states st
+    WHERE period IN (SELECT period FROM mart.policy_used WHERE period <= getvariable('upto'))
+    WINDOW w AS (PARTITION BY household_key ORDER BY period)
+), s2 AS (
+    SELECT *, coalesce(lag(reflagged) OVER (PARTITION BY household_key ORDER BY period), false)
+                  AS prev_reflagged
+    FROM s
+), cats AS (
+    SELECT period, household_key,
+           string_agg(coalesce(category_name, category), '、' ORDER BY category) AS categories
+    FROM mart.monitoring GROUP BY ALL
+), ev AS (
+    SELECT period, household_key, 'entered' AS event,
+           CASE WHEN entered_by = '名单' THEN '名单：识别纳入 ' || strftime(identified_on, '%Y-%m-%d')
+                ELSE '预警' END AS detail, s2.*
+    FROM s2 WHERE prev_period IS NULL
+    UNION ALL
+    SELECT period, household_key, 'warned', c.categories, s2.*
+    FROM s2 JOIN cats c USING (period, household_key) WHERE warned
+    UNION ALL
+    SELECT period, household_key, 'proposed_clear',
+           '连续' || clean_periods || '期无预警且人均收入不低于监测线；3+1达标；有劳动力', s2.*
+    FROM s2 WHERE status = 'proposed_clear' AND prev_status IS DISTINCT FROM 'proposed_clear'
+    UNION ALL
+    SELECT period, household_key, 'manual_review',
+           '连续' || clean_periods || '期无预警且人均收入不低于监测线；'
+               || CASE WHEN registry THEN '无劳动力' ELSE '非建档立卡户，劳动力不详' END
+               || '，需人工评估', s2.*
+    FROM s2 WHERE status = 'manual_review' AND prev_status IS DISTINCT FROM 'manual_review'
+    UNION ALL
+    SELECT period, household_key, 'proposal_withdrawn',
+           CASE WHEN warned THEN '再次预警' WHEN NOT coalesce(income_at_line, false) THEN '收入低于监测线'
+                WHEN NOT three_plus_one THEN '3+1未达标' ELSE '条件不再满足' END, s2.*
+    FROM s2 WHERE prev_status = 'proposed_clear' AND status IN ('monitoring', 'manual_review')
+    UNION ALL
+    SELECT period, household_key, 'cleared',
+           strftime(cleared_on, '%Y-%m-%d') || ' ' || coalesce(clear_way, '消除方式未填'), s2.*
+    FROM s2 WHERE status = 'cleared' AND prev_status IS DISTINCT FROM 'cleared'
+    UNION ALL
+    SELECT period, household_key, 'reflagged_after_clear',
+           '名单' || strftime(cleared_on, '%Y-%m-%d') || '已消除，本期再次预警', s2.*
+    FROM s2 WHERE reflagged AND NOT prev_reflagged
+)
+SELECT period, household_key, event, detail, status, village_code, township_code FROM ev;
+
 DELETE FROM mart.monitoring_history;
 INSERT INTO mart.monitoring_history
-WITH periods AS (
-    SELECT period, row_number() OVER (ORDER BY period) AS i
-    FROM (SELECT DISTINCT period FROM mart.policy_used WHERE period <= getvariable('upto'))
-), flagged AS (
-    SELECT m.household_key, m.period, p.i, list(m.category ORDER BY m.category) AS cats
-    FROM mart.monitoring m JOIN periods p USING (period) GROUP BY ALL
-), per_hh AS (
-    SELECT household_key, min(period) AS entered_period, max(period) AS last_flagged_period,
-           max(i) AS last_i, count(*)::INTEGER AS flagged_periods,
-           to_json(map_from_entries(list((period, cats) ORDER BY period))) AS categories_by_period
-    FROM flagged GROUP BY household_key
-), latest_status AS (
-    SELECT household_key, labour_able_members > 0 AS has_labour, village_code
-    FROM mart.household_status
-    WHERE period <= getvariable('upto')
+WITH latest AS (
+    SELECT * FROM mart.monitoring_states
+    WHERE period IN (SELECT period FROM mart.policy_used WHERE period <= getvariable('upto'))
     QUALIFY row_number() OVER (PARTITION BY household_key ORDER BY period DESC) = 1
-), n AS (SELECT max(i) AS n FROM periods)
-SELECT h.household_key, h.entered_period, h.last_flagged_period,
-       (n.n - h.last_i)::INTEGER AS clean_periods,
-       CASE WHEN n.n - h.last_i >= pol.risk_clear_months AND coalesce(s.has_labour, false)
-            THEN (SELECT period FROM periods WHERE i = h.last_i + pol.risk_clear_months) END,
-       CASE WHEN n.n - h.last_i < pol.risk_clear_months THEN 'monitoring'
-            WHEN coalesce(s.has_labour, false) THEN 'proposed_clear'
-            ELSE 'manual_review' END,
-       getvariable('upto'), h.flagged_periods, h.categories_by_period, s.has_labour, s.village_code
-FROM per_hh h CROSS JOIN n CROSS JOIN upto_policy pol
-LEFT JOIN latest_status s USING (household_key);
+), flagged AS (
+    SELECT household_key, count(*)::INTEGER AS flagged_periods,
+           to_json(map_from_entries(list((period, cats) ORDER BY period))) AS categories_by_period
+    FROM (SELECT household_key, period, list(category ORDER BY category) AS cats
+          FROM mart.monitoring
+          WHERE period IN (SELECT period FROM mart.policy_used WHERE period <= getvariable('upto'))
+          GROUP BY ALL)
+    GROUP BY household_key
+), proposals AS (   -- a proposal is history: the latest one stays even when withdrawn
+    SELECT household_key, max(period) AS proposed_clear_period
+    FROM mart.monitoring_events WHERE event = 'proposed_clear' GROUP BY household_key
+)
+SELECT l.household_key, l.entered_period, l.last_warned_period, l.clean_periods,
+       p.proposed_clear_period, l.status, getvariable('upto'), coalesce(f.flagged_periods, 0),
+       f.categories_by_period, l.has_labour, l.village_code, l.entered_by, l.cleared_period,
+       CASE WHEN l.status = 'cleared' THEN l.cleared_on END,
+       CASE WHEN l.status = 'cleared' THEN l.clear_way END,
+       l.identified_on, l.on_roster, l.township_code
+FROM latest l
+LEFT JOIN flagged f USING (household_key)
+LEFT JOIN proposals p USING (household_key);
