@@ -681,7 +681,7 @@ class CountyWorld:
         year_start = mi - mi % 12   # month index of January of the period's year
         dep = self.departed.filter((pl.col("month") <= mi) & (pl.col("month") >= year_start))
         vill = H["village_code"].to_numpy()
-        dep = dep.with_columns(pl.Series("_town", vill[dep["pid"].to_numpy() % len(vill)]).str.slice(0, 9))
+        dep = dep.with_columns(pl.Series("_town", vill[dep["pid"].to_numpy() % len(vill)], dtype=pl.Utf8).str.slice(0, 9))
         recent = died.filter(pl.col("month") >= year_start)
         deaths = recent.with_columns(
             _dates(recent["month"].to_numpy(), recent["day"].to_numpy()).alias("cancelled_on")).join(
