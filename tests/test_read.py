@@ -84,7 +84,6 @@ def test_undecodable_bytes_are_refused_in_chinese() -> None:
 
 @pytest.mark.parametrize("data,fragment", [
     (b"", "0字节"),
-    ("身份证号,姓名,工作单位,入职日期\n".encode(), "没有数据行"),
     ("身份证号,工作单位,入职日期\n1,2,3\n".encode(), "姓名"),
     ("身份证号,姓名,工作单位,身份证号\n1,2,3,4\n".encode(), "同一列"),
 ])
@@ -93,6 +92,20 @@ def test_broken_csv_raises_read_error(tmp_path: Path, data: bytes, fragment: str
     path.write_bytes(data)
     with pytest.raises(ReadError, match=fragment):
         read_file(path, CAIZHENG)
+
+
+def test_header_only_is_an_empty_snapshot_only_where_one_can_be_genuine(tmp_path: Path) -> None:
+    """caizheng may have no payroll staff in the registry's county (may_be_empty): a header-only
+    file reads as no rows, with the note; the registry never is empty: refused, saying why."""
+    from povwatch.tasks.ingest.read import EMPTY_SNAPSHOT
+
+    path = tmp_path / "x.csv"
+    path.write_bytes("身份证号,姓名,工作单位,入职日期\n\n".encode())
+    read = read_file(path, CAIZHENG)
+    assert read.rows_read == 0 and read.notes == [EMPTY_SNAPSHOT]
+    path.write_bytes("户编号,姓名,身份证号,与户主关系,村代码,贫困户属性,脱贫状态\n".encode())
+    with pytest.raises(ReadError, match="没有数据行.*不可能为空"):
+        read_file(path, load_contract("fupin"))
 
 
 def test_ragged_csv_names_the_line(tmp_path: Path) -> None:

@@ -77,6 +77,19 @@ def normalize_header(text: object) -> str:
     return norm.strip(_STRIP_CHARS)
 
 
+_NOTE = re.compile(r"\([^()]*\)$")   # a note after the name: 入职日期（年-月-日）, 金额(元)
+
+
+def lookup_header(mapping: dict[str, str], raw: object) -> str | None:
+    """The canonical column a delivered header names: as written, else without a bracketed note
+    at its end (NFKC has made （） into ()). None for a header of no contract column."""
+    norm = normalize_header(raw)
+    found = mapping.get(norm)
+    if found is None and norm.endswith(")"):
+        found = mapping.get(_NOTE.sub("", norm).strip(_STRIP_CHARS))
+    return found
+
+
 def header_map(contract: Contract) -> dict[str, str]:
     """normalized header -> canonical column name (every header, synonym and the English name)."""
     mapping: dict[str, str] = {}
@@ -108,7 +121,7 @@ def _match_headers(contract: Contract, raw_headers: list[object]) -> tuple[list[
     first_at: dict[str, tuple[int, str]] = {}
     for i, raw in enumerate(raw_headers):
         delivered = "" if raw is None else str(raw).strip()
-        canonical = mapping.get(normalize_header(raw))
+        canonical = lookup_header(mapping, raw)
         if canonical and canonical in first_at:
             j, other = first_at[canonical]
             raise ReadError(
@@ -214,6 +227,10 @@ class _NotUtf8(Exception):
 def _read_csv(data: bytes, contract: Contract) -> FileRead:
     """UTF-8 is tried first without a Python decode: pyarrow validates it while parsing. Bytes
     that are not UTF-8 are then transcoded from GB18030 (once, in C) and parsed again."""
+    if b"\r" in data and b"\n" not in data:
+        # old Mac line ends (CR only): one line break as any other. (0x0D is no byte of a
+        # GBK/GB18030 character, so this cannot split one.)
+        data = data.replace(b"\r", b"\n")
     if data.startswith(b"\xef\xbb\xbf"):
         try:
             return _read_csv_utf8(data[3:], "utf-8-sig", contract)
@@ -292,14 +309,33 @@ def _read_csv_utf8(body: bytes, encoding: str, contract: Contract) -> FileRead:
     frame = pl.from_arrow(table)
     frame.columns = names
     # Rows are lines: header on line 1. A quoted cell with line breaks in it makes its row take
-    # more lines, so the rows after it start that much later. (Blank lines, which the parser
-    # skips, still shift the count: rare in departmental exports.)
+    # more lines, so the rows after it start that much later.
     line = pl.int_range(2, frame.height + 2, dtype=pl.Int32)
     if b'"' in body and b"\n" in body and frame.height:
         breaks = pl.sum_horizontal([pl.col(n).str.count_matches("\n").fill_null(0) for n in names])
         line = line + (breaks.cum_sum() - breaks).cast(pl.Int32)
     frame = frame.with_columns(line.alias(ROW))
+    # Empty lines, which the parser skips, are lines in the clerk's editor all the same: the
+    # n-th non-empty line is the row's line.
+    nonblank = _nonblank_lines(body)
+    if nonblank is not None and frame.height:
+        frame = frame.with_columns(nonblank.gather(frame[ROW] - 1).alias(ROW))
     return FileRead(frame, headers, extras, encoding=encoding)
+
+
+def _nonblank_lines(body: bytes) -> pl.Series | None:
+    """1-based numbers of the lines that are not empty ("" or a lone CR); None when none is."""
+    if b"\n\n" not in body and b"\n\r\n" not in body:
+        return None
+    import numpy as np
+
+    data = np.frombuffer(body, dtype=np.uint8)
+    ends = np.flatnonzero(data == 10)
+    starts = np.concatenate(([0], ends + 1))
+    stops = np.concatenate((ends, [len(data)]))
+    length = stops - starts
+    lone_cr = (length == 1) & (data[np.minimum(starts, len(data) - 1)] == 13)
+    return pl.Series(ROW, np.flatnonzero(~((length == 0) | lone_cr)) + 1, dtype=pl.Int32)
 
 
 def _find_header_row(contract: Contract, rows: list[list[object]]) -> int:
@@ -307,7 +343,7 @@ def _find_header_row(contract: Contract, rows: list[list[object]]) -> int:
     mapping = header_map(contract)
     best, best_hits = -1, 0
     for i, row in enumerate(rows):
-        present = {mapping.get(normalize_header(v)) for v in row if v is not None}
+        present = {lookup_header(mapping, v) for v in row if v is not None}
         present.discard(None)
         if not missing_required(contract, present):  # type: ignore[arg-type]
             return i
@@ -318,7 +354,7 @@ def _find_header_row(contract: Contract, rows: list[list[object]]) -> int:
 
 def _present(contract: Contract, row: list[object]) -> set[str]:
     mapping = header_map(contract)
-    return {mapping[normalize_header(v)] for v in row if v is not None and normalize_header(v) in mapping}
+    return {c for c in (lookup_header(mapping, v) for v in row if v is not None) if c}
 
 
 def _read_excel(path: Path, data: bytes, contract: Contract) -> FileRead:
@@ -403,6 +439,14 @@ def _mark_numeric_ids(data: bytes, body: pl.DataFrame, names: list[str], headers
     if data[:2] == b"PK":
         numeric = _xlsx_numeric_cells(data, {c: headers[c] for c in id_cols}, header_index + 1,
                                       sheet_index)
+        if numeric is None:
+            # no cell references to place the number cells by (valid OOXML some writers
+            # produce): a cell is damaged when its text is what a long number cell of the
+            # sheet reads as — a real 18-digit text that equals one is not to be met in practice
+            floats = _xlsx_long_number_texts(data, sheet_index)
+            return body.with_columns(
+                pl.when(pl.col(c).str.contains(r"^[0-9]{16,}$") & pl.col(c).is_in(floats))
+                .then(_scientific(pl.col(c))).otherwise(pl.col(c)).alias(c) for c in id_cols)
     if numeric is None:
         numeric = _xls_numeric_cells(data, {c: headers[c] for c in id_cols}, header_index,
                                      sheet_index)
@@ -473,6 +517,23 @@ def _xlsx_numeric_cells(data: bytes, columns: dict[str, str], header_row: int,
         for name in names_of[letter]:
             found[name].add(int(number))
     return found
+
+
+def _xlsx_long_number_texts(data: bytes, sheet_index: int = 0) -> pl.Series:
+    """The texts calamine gives the sheet's number cells of 16 or more digits: the float's exact
+    integer ("620523198001018004" stored as a number reads "620523198001017984")."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            xml = zf.read(_sheet_path(zf, sheet_index))
+    except Exception:
+        return pl.Series([], dtype=pl.Utf8)
+    # a number cell: no t= other than t="n"; its value, after a formula if it has one
+    number_cell = (rb'<c\b(?![^>]*\bt="(?!n")[^"]*")[^>]*(?<!/)>\s*'
+                   rb'(?:<f[^>]*/>|<f[^>]*>[^<]*</f>)?\s*<v>([^<]+)</v>')
+    values = pl.Series([v.decode() for v in re.findall(number_cell, xml)], dtype=pl.Utf8)
+    floats = values.cast(pl.Float64, strict=False)
+    floats = floats.filter(floats.abs() >= 1e15)
+    return floats.cast(pl.Int64, strict=False).cast(pl.Utf8).drop_nulls().unique()
 
 
 def _xml_text(fragment: bytes) -> str:
@@ -547,13 +608,20 @@ def _read_parquet(data: bytes, contract: Contract) -> FileRead:
     except Exception:
         raise ReadError("Parquet文件无法读取，请检查文件是否损坏") from None
     frame = pl.from_arrow(table)
+    names, headers, extras = _match_headers(contract, list(frame.columns))
+    id_names = {c.name for c in contract.columns if c.type == "id"} | {CERTIFICATE}
     casts = []
-    for name, dtype in frame.schema.items():
+    for (name, dtype), canonical in zip(frame.schema.items(), names):
         col = pl.col(name)
         if dtype.is_float():
+            whole = col.cast(pl.Int64, strict=False).cast(pl.Utf8)
+            if canonical in id_names:
+                # A float keeps 15-16 significant digits: an 18-digit number that passed through
+                # one has lost its last digits (620523198001018004 → …7984, a valid number of
+                # someone else). It is damaged, as Excel's 6.20523E+17 is, and quarantined.
+                whole = pl.when(col.abs() >= 1e15).then(_scientific(whole)).otherwise(whole)
             casts.append(
-                pl.when(col == col.round(0)).then(col.cast(pl.Int64, strict=False).cast(pl.Utf8))
-                .otherwise(col.cast(pl.Utf8)).alias(name)
+                pl.when(col == col.round(0)).then(whole).otherwise(col.cast(pl.Utf8)).alias(name)
             )
         elif dtype == pl.Boolean:
             casts.append(pl.when(col).then(pl.lit("是")).when(~col).then(pl.lit("否")).alias(name))
@@ -563,7 +631,6 @@ def _read_parquet(data: bytes, contract: Contract) -> FileRead:
             casts.append(col.cast(pl.Utf8).alias(name))
     if casts:
         frame = frame.with_columns(casts)
-    names, headers, extras = _match_headers(contract, list(frame.columns))
     frame.columns = names
     frame = frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int32).alias(ROW))
     return FileRead(frame, headers, extras)
