@@ -155,5 +155,19 @@ def status(warehouse) -> None:
     sys.exit(status_cli(warehouse=warehouse_path(warehouse)))
 
 
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+def init(folder) -> None:
+    """Create a county folder from the shipped defaults (contracts, suites, policy, divisions,
+    alert settings); use it with POVWATCH_COUNTY=FOLDER. Files already there are kept."""
+    from povwatch.tasks.core.county import init_county
+
+    written, kept = init_county(folder)
+    where = Path(folder).expanduser().resolve()
+    click.echo(f"县级配置目录 county folder {where}: {len(written)} 个文件已写入 written, "
+               f"{len(kept)} 个已存在保留 kept")
+    click.echo(f"使用 use it:  export POVWATCH_COUNTY={where}")
+
+
 if __name__ == "__main__":
     main()
