@@ -217,7 +217,7 @@ def _measure_m(inbox: Path) -> None:
 def whole_run(inbox: Path, warehouse: Path, dask: bool) -> dict:
     """``povwatch run`` in prefect mode, thread pool or Dask (POVWATCH_TASK_RUNNER=dask: a local
     cluster of POVWATCH_DASK_WORKERS processes started by the run itself)."""
-    from povwatch.flows.pipeline import run_inbox
+    from povwatch.flows.run_command import run_inbox
 
     os.environ["POVWATCH_TASK_RUNNER"] = "dask" if dask else "thread"
     os.environ["POVWATCH_OUTPUT"] = str(warehouse.parent / "output")

@@ -174,7 +174,7 @@ def worker_run(args) -> dict:
 
     events: list[dict] = []
     _timer_patch(events, threading.Lock())
-    from povwatch.flows.pipeline import run_inbox
+    from povwatch.flows.run_command import run_inbox
 
     # interpreter start and imports (what `povwatch run` pays before it does anything)
     startup = time.time() - psutil.Process().create_time()

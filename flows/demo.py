@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from povwatch.flows.pipeline import run_inbox
+from povwatch.flows.run_command import run_inbox
 from povwatch.tasks.core.locking import open_for_reading
 
 DEMO_PERIOD = "2020-06"

@@ -23,14 +23,17 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from prefect import flow
 from prefect.states import Completed
 
-from povwatch.flows.pipeline import inbox_flow, pending_periods
+from povwatch.flows.pipeline import inbox_flow
 from povwatch.flows.runners import prepare_prefect
 from povwatch.tasks.core.locking import is_locked, warehouse_lock
+from povwatch.tasks.core.runs import loaded_hashes
+from povwatch.tasks.ingest.inbox import pending_periods
 from povwatch.tasks.core.settings import load_settings
 
 log = logging.getLogger("povwatch")
@@ -44,17 +47,19 @@ FLOW_NAMES = ["povwatch-run", "povwatch-period", "povwatch-inbox-watch", "povwat
 
 
 @flow(name="povwatch-inbox-watch", log_prints=True)
-def inbox_watch(inbox: str, warehouse: str):
-    """Start a run when a department has delivered a new or changed file; otherwise do nothing."""
+def inbox_watch(inbox: str, warehouse: str, pipeline: Any = None):
+    """Start a run when a department has delivered a new or changed file; otherwise do nothing.
+    ``pipeline``: the business functions of the run (None: those of tasks/)."""
     if not Path(inbox).is_dir():
         raise FileNotFoundError(f"收件箱不存在 inbox not found: {inbox}")
     if is_locked(warehouse):
         return Completed(message="仓库正在写入，下次再查 / warehouse busy, checking next time")
-    periods = pending_periods(Path(inbox), Path(warehouse))
+    periods = pending_periods(Path(inbox), loaded_hashes(Path(warehouse)))
     if not periods:
         return Completed(message="没有新数据 / nothing new")
     print(f"新数据 new files for {', '.join(periods)}: starting a run")
-    summary = inbox_flow(inbox=inbox, warehouse=warehouse)   # a failed run raises: the watch fails too
+    # a failed run raises: the watch fails too
+    summary = inbox_flow(inbox=inbox, warehouse=warehouse, pipeline=pipeline)
     return Completed(message=summary["message"], data=summary)
 
 
@@ -79,26 +84,35 @@ def bulletin_flow(kind: str, warehouse: str, since: str | None = None, until: st
 # --------------------------------------------------------------------------------------------
 
 
-def build_deployments(warehouse: Path, inbox: Path, watch_minutes: float | None = None) -> list:
+class ServedFlows(NamedTuple):
+    """The flows ``povwatch serve`` deploys (a test serves flows of the same names over fakes)."""
+
+    run: Any = inbox_flow
+    watch: Any = inbox_watch
+    bulletin: Any = bulletin_flow
+
+
+def build_deployments(warehouse: Path, inbox: Path, watch_minutes: float | None = None,
+                      flows: ServedFlows = ServedFlows()) -> list:
     from prefect.schedules import Cron, Interval
 
     settings = load_settings()
     watch_minutes = watch_minutes or settings.watch_minutes
     w, i = str(warehouse), str(inbox)
     return [
-        inbox_flow.to_deployment(
+        flows.run.to_deployment(
             name="monthly", schedules=[Cron(settings.monthly_cron, timezone=TZ)],
             parameters={"inbox": i, "warehouse": w}, tags=["povwatch"],
             description="月度运行：收件箱中每个有新文件的期次，按顺序 / the monthly run"),
-        inbox_watch.to_deployment(
+        flows.watch.to_deployment(
             name="inbox-watch", schedules=[Interval(dt.timedelta(minutes=watch_minutes), timezone=TZ)],
             parameters={"inbox": i, "warehouse": w}, tags=["povwatch"],
             description="收件箱巡检：部门报送新文件（sha256 变化）即启动运行 / start a run on delivery"),
-        bulletin_flow.to_deployment(
+        flows.bulletin.to_deployment(
             name="weekly-dispatch", schedules=[Cron(WEEKLY_CRON, timezone=TZ)],
             parameters={"kind": "weekly", "warehouse": w}, tags=["povwatch"],
             description="周调度：上周新开、整改、逾期问题 / weekly dispatch summary"),
-        bulletin_flow.to_deployment(
+        flows.bulletin.to_deployment(
             name="dekad-bulletin", schedules=[Cron(DEKAD_CRON, timezone=TZ)],
             parameters={"kind": "dekad", "warehouse": w}, tags=["povwatch"],
             description="旬通报：上一旬的问题台账变化 / dekad bulletin"),
@@ -153,7 +167,7 @@ def ensure_failure_automation(url: str | None = None):
     ).create()
 
 
-def serve(warehouse: Path, inbox: str | None = None) -> None:
+def serve(warehouse: Path, inbox: str | None = None, flows: ServedFlows = ServedFlows()) -> None:
     """Register the deployments and the failure Automation, then run them until stopped."""
     from prefect import serve as prefect_serve
     from prefect.settings import PREFECT_API_URL
@@ -168,7 +182,7 @@ def serve(warehouse: Path, inbox: str | None = None) -> None:
         raise SystemExit(1)
     inbox_path = settings.inbox.resolve()
     inbox_path.mkdir(parents=True, exist_ok=True)
-    deployments = build_deployments(Path(warehouse), inbox_path)
+    deployments = build_deployments(Path(warehouse), inbox_path, flows=flows)
     automation = ensure_failure_automation()
     print(f"povwatch: inbox {inbox_path}, warehouse {warehouse}; "
           f"failure automation: {'on' if automation else 'off (no POVWATCH_ALERT_URLS)'}", flush=True)

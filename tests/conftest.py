@@ -38,7 +38,7 @@ def loop_county(tmp_path_factory):
 
     import duckdb
 
-    from povwatch.flows.pipeline import run_inbox
+    from povwatch.flows.run_command import run_inbox
     from povwatch.tasks.synth.generate import generate
 
     root = tmp_path_factory.mktemp("loop_county")

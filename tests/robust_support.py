@@ -79,7 +79,7 @@ def run_in_process(inbox: Path, warehouse: Path, tmp: Path, period: str | None =
     """``povwatch run`` in this process (local mode, no Prefect server): saves the imports."""
     import pytest
 
-    from povwatch.flows.pipeline import run_inbox
+    from povwatch.flows.run_command import run_inbox
 
     env = cli_env(tmp)
     with pytest.MonkeyPatch.context() as mp:

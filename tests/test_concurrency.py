@@ -1,6 +1,6 @@
 """Two runs at once, and readers during a run: no corruption, and messages a person understands.
 
-A run is held at its validation step (tests.testhooks pause) while it holds the warehouse lock.
+A run is held at its validation step (tests.support.testhooks pause) while it holds the warehouse lock.
 Meanwhile:
 
 - a second ``povwatch run`` on the same warehouse stops at once (exit 1) saying who is running,
@@ -32,7 +32,7 @@ def _start_paused_run(inbox: Path, warehouse: Path, tmp: Path, signal: Path) -> 
                      POVWATCH_TEST_PAUSE_SECONDS=str(PAUSE_SECONDS),
                      POVWATCH_TEST_PAUSE_SIGNAL=str(signal))
     return subprocess.Popen(
-        [rs.PYTHON, "-m", "tests.crash_driver", "run", "--inbox", str(inbox),
+        [rs.PYTHON, "-m", "tests.support.crash_driver", "run", "--inbox", str(inbox),
          "--warehouse", str(warehouse)],
         env=env, cwd=str(rs.PROJECT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

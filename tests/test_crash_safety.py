@@ -3,7 +3,7 @@
 The scenario: a warehouse holding period 2020-06 (the *before* state); then an inbox with a
 resubmitted 2020-06 extract (weijian, one row fewer) and the new period 2020-07. An uninterrupted
 run over it gives the *reference* state. Then, starting from *before*, runs are killed one after
-the other at different stages (tests/crash_driver.py wraps the steps with tests.testhooks
+the other at different stages (tests/support/crash_driver.py wraps the steps with tests.support.testhooks
 checkpoints; the process SIGKILLs itself there, as the OOM killer or a power cut would). After
 each kill:
 
@@ -63,7 +63,7 @@ def _driver(inbox: Path, warehouse: Path, tmp: Path, kill_at: str | None) -> sub
     if kill_at:
         env["POVWATCH_TEST_KILL_AT"] = kill_at
     return subprocess.run(
-        [rs.PYTHON, "-m", "tests.crash_driver", "run", "--inbox", str(inbox),
+        [rs.PYTHON, "-m", "tests.support.crash_driver", "run", "--inbox", str(inbox),
          "--warehouse", str(warehouse)],
         env=env, cwd=str(rs.PROJECT), capture_output=True, text=True, timeout=300)
 

@@ -1,8 +1,8 @@
 """Deployments on a real ``prefect server start``: registered by the serve code path, triggered,
 and a failing run reaching a webhook through the Automation. One server for the whole session.
 
-The served flow runs are subprocesses of ``povwatch serve``; a sitecustomize.py on their
-PYTHONPATH puts tests/pipeline_fakes.py in place of the business steps.
+The served process is the product's ``serve`` with flows of the product's names that run the
+product's flow functions over fake business steps (tests/support/served.py, fakes.py).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import duckdb
 import httpx
 import pytest
 
-from tests import pipeline_fakes as fakes
+from tests.support.fakes import make_inbox
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -92,22 +92,17 @@ def webhook():
 
 @pytest.fixture(scope="session")
 def served(prefect_server, webhook, tmp_path_factory):
-    """``povwatch serve`` in a subprocess, with the fakes, against the server."""
+    """``serve`` in a subprocess, over the fakes, against the server."""
     tmp = tmp_path_factory.mktemp("served")
-    site = tmp / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-        "from tests import pipeline_fakes\npipeline_fakes.install_plain()\n", encoding="utf-8")
-    inbox = fakes.make_inbox(tmp)
+    inbox = make_inbox(tmp)
     warehouse = tmp / "wh.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "POVWATCH_"))}
     env.update(PREFECT_API_URL=prefect_server, PREFECT_HOME=str(tmp / "home"),
                PREFECT_SERVER_ANALYTICS_ENABLED="false", POVWATCH_ALERT_URLS=webhook[0],
                POVWATCH_SETTLE_SECONDS="0", POVWATCH_WATCH_MINUTES="600",
-               PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
+               PYTHONPATH=str(ROOT))
     log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "povwatch.flows.cli", "serve", "--warehouse", str(warehouse),
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.served", "--warehouse", str(warehouse),
                              "--inbox", str(inbox)], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -175,7 +170,7 @@ def test_failing_run_reaches_webhook_through_automation(served, api, webhook):
     from prefect.deployments import run_deployment
 
     _, received = webhook
-    crash = fakes.make_inbox(served["tmp"] / "crash", extra={("2026-01", "fupin"): "crash.csv"})
+    crash = make_inbox(served["tmp"] / "crash", extra={("2026-01", "fupin"): "crash.csv"})
     flow_run = run_deployment("povwatch-run/monthly", timeout=240, parameters={
         "inbox": str(crash), "warehouse": str(served["tmp"] / "crash" / "wh.duckdb")})
     assert flow_run.state.is_failed()
@@ -238,7 +233,7 @@ def test_two_counties_on_dask_workers_match_thread_pool(prefect_server, api, two
     equal a thread-pool (local mode) run of the same inbox."""
     from prefect.artifacts import Artifact
 
-    from povwatch.flows.pipeline import run_inbox
+    from povwatch.flows.run_command import run_inbox
     from povwatch.tasks.ingest.load import lake_root
 
     monkeypatch.setenv("POVWATCH_SETTLE_SECONDS", "0")
@@ -275,7 +270,7 @@ def test_two_counties_on_dask_workers_match_thread_pool(prefect_server, api, two
 
     # A resubmission: only the changed department is sent to the cluster; the unchanged ones are
     # recognised (sha256) before it, in the flow's process, and not read again.
-    from povwatch.flows.pipeline import _stage_prepared
+    from povwatch.flows.pipeline import _stage_prepared, real_pipeline
     from povwatch.flows.runners import LocalSteps
 
     resubmitted = tmp_path / "resubmitted"
@@ -296,8 +291,8 @@ def test_two_counties_on_dask_workers_match_thread_pool(prefect_server, api, two
 
     steps = LocalSteps()
     try:
-        staged, partitions = _stage_prepared(steps, prepare_here, str(dask_wh), str(resubmitted),
-                                             "2020-06", "resubmission")
+        staged, partitions = _stage_prepared(steps, real_pipeline(), prepare_here, str(dask_wh),
+                                             str(resubmitted), "2020-06", "resubmission")
     finally:
         steps.close()
     assert [list(e) for e in sent] == [["jiaoyu"]]

@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +37,11 @@ import polars as pl
 from povwatch.tasks.ingest import reasons
 from povwatch.tasks.ingest.conform import FILE, REASONS, Conformed, conform
 from povwatch.tasks.ingest.contracts import Contract, department_codes, load_contract
+from povwatch.tasks.ingest.inbox import Delivery, delivery, discover_periods, unreadable_sha256  # noqa: F401
 from povwatch.tasks.core.db import empty_layer_select, open_warehouse, raw_column_names, write_lock
 from povwatch.tasks.ingest.read import ROW, FileRead, ReadError, read_file
 
 log = logging.getLogger(__name__)
-SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}
-PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 REJECTED_PREFIX = "整批退回："
 STAGE_CONFORM = "conform"
 STAGE_REJECT = "validate"   # whole-extract rejections happen at validation (ddl: conform / validate)
@@ -84,25 +82,15 @@ class ExtractResult:
 # --------------------------------------------------------------------------------------------
 # the inbox
 
-def discover_periods(inbox: Path) -> list[str]:
-    """YYYY-MM folders of the inbox, sorted."""
-    inbox = Path(inbox)
-    if not inbox.is_dir():
-        return []
-    return sorted(p.name for p in inbox.iterdir() if p.is_dir() and PERIOD_RE.match(p.name))
-
-
 def extract_files(inbox: Path, period: str, dept: str) -> list[Path]:
-    """The files a department delivered for a period (sorted; Office lock files and hidden files skipped)."""
-    folder = Path(inbox) / period / dept
-    if not folder.is_dir():
-        return []
-    # Every delivered file counts (an unsupported type is refused, not silently dropped), except
-    # what an operating system or Excel leaves beside them.
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and not p.name.startswith(("~$", "._")) and p.name not in SYSTEM_FILES
-    )
+    """The files a department delivered for a period, as tasks.ingest.inbox.delivery defines them
+    (the one definition the change check uses too)."""
+    return list(delivery(inbox, period, dept).files)
+
+
+def skipped_results(d: Delivery) -> list[FileResult]:
+    """Audit rows naming what was in the folder and not read (no sha256: not part of the extract)."""
+    return [FileResult(name, None, 0, 0, 0, reason) for name, reason in d.skipped]
 
 
 def _relative(inbox: Path, path: Path) -> str:
@@ -282,7 +270,10 @@ def unchanged_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_
             finally:
                 con.close()
         return ExtractResult(period, dept, "rejected", results, message)
-    files = extract_files(inbox, period, dept)
+    found = delivery(inbox, period, dept)
+    if found.unreadable:
+        return _refuse_unreadable(warehouse, inbox, found, run_id)
+    files = list(found.files)
     if not files:
         return ExtractResult(period, dept, "missing", [], f"{contract.name}本期（{period}）未报送数据")
     if shas is None:
@@ -300,6 +291,23 @@ def unchanged_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_
                                  "与已入库的数据相同（sha256一致），未重复导入")
         finally:
             con.close()
+
+
+def _refuse_unreadable(warehouse: Path, inbox: Path, found: Delivery, run_id: str) -> ExtractResult:
+    """A file or folder of the delivery cannot be read (permissions): the department is rejected
+    before anything is read, its last accepted data stays, and the reason names the entry."""
+    message = "；".join(reason for _, reason in found.unreadable) + "。请修正权限后重新报送"
+    results = ([FileResult(name, unreadable_sha256(name), 0, 0, 0, reason) for name, reason in found.unreadable]
+               + [FileResult(_relative(inbox, p), hashlib.sha256(_read_bytes(p) or b"").hexdigest(), 0, 0, 0,
+                             "未读取：同批有无法读取的文件，整批退回") for p in found.files]
+               + skipped_results(found))
+    with write_lock:
+        con = open_warehouse(warehouse)
+        try:
+            _write_audit(con, run_id, found.period, found.dept, results, "rejected")
+        finally:
+            con.close()
+    return ExtractResult(found.period, found.dept, "rejected", results, message)
 
 
 def prepare_part(inbox: Path, period: str, dept: str, files: list[Path], lake: Path, part: str,
@@ -435,6 +443,7 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
     status = "rejected" if errors else "staged"
     message = "；".join(errors) if errors else None
     results = [f for p in parts for f in p.files]
+    skipped = skipped_results(delivery(inbox, period, dept))
     refused = [p for p in parts if errors and not p.errors]   # readable parts of a refused extract
     if refused:
         refusal = REJECTED_PREFIX + message
@@ -443,6 +452,7 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
             for p in refused for f in p.files]
     # pending.<dept> lists the conformed Parquet files (nothing is inserted: the rows are
     # written into DuckDB once, when promoted to staging); a refused extract lists none.
+    results += skipped
     pending = [p.pending for p in parts if p.pending and not errors]
     quarantine = _sources(parts, "quarantine")
     raw = [p.raw for p in parts if p.raw]
@@ -703,6 +713,7 @@ def _accepted_shas(con, period: str, dept: str) -> list[str] | None:
             ORDER BY recorded_at DESC LIMIT 1)
         SELECT sha256 FROM audit.extracts
         WHERE period = ? AND dept = ? AND status = 'accepted' AND run_id = (SELECT run_id FROM latest)
+          AND sha256 IS NOT NULL
         """,
         [period, dept, period, dept],
     ).fetchall()

@@ -1,7 +1,7 @@
 """``povwatch`` with crash checkpoints around the pipeline's steps, for tests/test_crash_safety.py.
 
-Usage: ``python -m tests.crash_driver run --inbox DIR --warehouse FILE`` with
-``POVWATCH_TEST_KILL_AT=<stage>[#n]`` (see tests/testhooks.py). The steps of tasks/ are wrapped
+Usage: ``python -m tests.support.crash_driver run --inbox DIR --warehouse FILE`` with
+``POVWATCH_TEST_KILL_AT=<stage>[#n]`` (see tests/support/testhooks.py). The steps of tasks/ are wrapped
 here, in the test's own process, so that the modules under test stay untouched:
 
 ==================  =====================================================================
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 
-from tests.testhooks import checkpoint
+from tests.support.testhooks import checkpoint
 
 
 def _wrap(module, name: str, before: str | None = None, after: str | None = None) -> None:
