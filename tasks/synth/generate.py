@@ -25,6 +25,7 @@ import polars as pl
 
 from povwatch.tasks.core.rules import rule_codes
 from povwatch.tasks.ingest.contracts import load_contract
+from povwatch.tasks.synth.assets import ASSET_DEPTS, AssetRegisters, delivers, wan_text
 from povwatch.tasks.synth.defects import render
 from povwatch.tasks.synth.divisions import load_divisions
 from povwatch.tasks.synth.oracle import clearance, evaluate, load_policy
@@ -33,7 +34,7 @@ from povwatch.tasks.synth.world import CountyWorld, month_end, month_index, mont
 from povwatch.tasks.synth.writers import write_csv, write_xlsx
 
 DEPTS = ["fupin", "shouru", "jiaoyu", "zhujian", "minzheng", "yibao", "weijian", "shuili",
-         "canlian", "renshe", "gongan", "caizheng"]
+         "canlian", "renshe", "gongan", "caizheng", *ASSET_DEPTS]
 DEFAULT_COUNTY = "620523"
 NEIGHBOURS = ["620521", "620522", "620524", "620525", "620502", "620503"]
 
@@ -62,6 +63,9 @@ DELIVERY = {
     "canlian": Delivery("csv", "utf-8", per_township=True),
     "gongan": Delivery("xlsx", date_format="%Y/%-m/%-d"),
     "caizheng": Delivery("csv", "utf-8"),
+    "cheliang": Delivery("xlsx", titles=1, date_format="%Y/%-m/%-d"),
+    "budongchan": Delivery("csv", "gbk", date_format="%Y年%-m月%-d日"),
+    "shichang": Delivery("csv", "utf-8", date_format="%Y%m%d"),
     "jiance": Delivery("xlsx"),          # the official roster, from the second period on (roster.py)
 }
 CANLIAN_CATEGORY_DIGIT = {c: str(i + 1) for i, c in enumerate(["视力", "听力", "言语", "肢体", "智力", "精神", "多重"])}
@@ -115,7 +119,8 @@ class Generator:
     def run(self) -> str:
         started = time.perf_counter()
         self._clear_previous()
-        worlds = []
+        worlds, registers = [], []   # registers: the asset registers (assets.py), per county
+        last_assets: dict[str, pl.DataFrame] = {}   # a register's last delivery stands
         gongan_seen: list[pl.DataFrame] = []        # deaths are facts once reported (P07/P07b)
         taken = None
         for i, (code, name) in enumerate(self.counties):
@@ -128,15 +133,22 @@ class Generator:
             issued = pl.concat([w.P["id_number"], w.departed["id_number"]])
             taken = issued if taken is None else pl.concat([taken, issued])
             worlds.append(w)
+            registers.append(AssetRegisters(np.random.default_rng([self.seed, i, 17]), w.P, w.H, code))
         monitoring, problems, households = [], [], []
         for t, period in enumerate(self.periods):
             loaded: dict[str, list[pl.DataFrame]] = {d: [] for d in DEPTS}
             for i, w in enumerate(worlds):
                 frames = w.frames(t)
+                if delivers(period, t):
+                    frames.update(registers[i].frames(t))
                 for j, dept in enumerate(DEPTS):
+                    if dept not in frames:
+                        continue
                     rng = np.random.default_rng([self.seed, i, t, j, 7])
                     loaded[dept].append(self._deliver(dept, frames[dept], rng, period, t, w))
-            merged = {d: pl.concat(v, how="vertical_relaxed") for d, v in loaded.items()}
+            merged = {d: pl.concat(v, how="vertical_relaxed") for d, v in loaded.items() if v}
+            last_assets.update({d: merged[d] for d in ASSET_DEPTS if d in merged})
+            merged.update({d: f for d, f in last_assets.items() if d not in merged})
             gongan_seen.append(merged["gongan"])
             merged["gongan_all"] = pl.concat(gongan_seen, how="vertical_relaxed")
             policy = load_policy(int(period[:4]))
@@ -169,12 +181,14 @@ class Generator:
             return self._deliver_canlian(canon, rng, period, t, world)
         text, loaded = render(contract, canon, rng, self.defects, how.date_format, excel=how.kind == "xlsx")
         text = text.with_columns(canon["_town"].gather(text["_src"]).alias("_town"))
+        if dept == "shichang":
+            text = wan_text(text, canon)
         if how.per_township:
             for town, part in text.group_by("_town", maintain_order=True):
                 self._write(dept, part, period, t, world, town=town[0])
         else:
             self._write(dept, text, period, t, world)
-        return loaded.drop(["_pid", "_hh", "_town", "_protect"])
+        return loaded.drop(["_pid", "_hh", "_town", "_protect", "_wan"], strict=False)
 
     def _deliver_canlian(self, canon: pl.DataFrame, rng, period, t, world) -> pl.DataFrame:
         """Per township; one township sends the 20-character 残疾证号, another writes 一级…四级."""

@@ -18,6 +18,7 @@ import polars as pl
 
 from povwatch.tasks.core.rules import rule_codes
 from povwatch.tasks.core.settings import POLICY_DIR
+from povwatch.tasks.synth.assets import asset_problems, empty_frame, excluded_heads
 
 ABLE = ["普通劳动力", "技能劳动力"]
 ENROLLED = ["在读", "送教上门"]
@@ -162,6 +163,11 @@ def evaluate(frames: dict[str, pl.DataFrame], period: str, policy: dict) -> tupl
                 .select("household_key", pl.lit("marginal").alias("category")))
     cats.append(S.filter(pl.col("income_drop") | pl.col("medical")).select("household_key", pl.lit("sudden_hardship").alias("category")))
     monitoring = pl.concat(cats).unique().with_columns(pl.lit(period).alias("period")).select(MONITORING_COLUMNS)
+    # the negative list: a non-registry household whose head owns a counted asset is not marginal
+    registers = {d: frames.get(d, empty_frame(d)) for d in ("cheliang", "budongchan", "shichang")}
+    capital_line = int(policy.get("enterprise_capital_line", 500000)) * 100
+    excluded = excluded_heads(registers, capital_line).with_columns(pl.lit("marginal").alias("category"))
+    monitoring = monitoring.join(excluded, on=["household_key", "category"], how="anti")
 
     # ---------------- problems ----------------
     probs = [
@@ -203,6 +209,7 @@ def evaluate(frames: dict[str, pl.DataFrame], period: str, policy: dict) -> tupl
                  .select(pl.lit("P12").alias("code"), pl.col("household_id").alias("subject_id")))
     probs.append(RH.filter((~pl.col("unknown") & (pl.col("members") != pl.col("n_ids"))) | pl.col("head_id").is_null())
                  .select(pl.lit("P13").alias("code"), pl.col("household_id").alias("subject_id")))
+    probs.append(asset_problems(registers, person.select("id_number").unique(), capital_line))
     problems = pl.concat(probs).unique().with_columns(pl.lit(period).alias("period")).select(PROBLEM_COLUMNS)
     uncatalogued = set(problems["code"].unique()) - set(rule_codes())
     if uncatalogued:   # a planted rule the marts would not know (warehouse/rules.toml)

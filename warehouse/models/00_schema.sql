@@ -14,6 +14,10 @@ CREATE TABLE IF NOT EXISTS mart.monitoring (
     period VARCHAR, household_key VARCHAR, category VARCHAR, reasons VARCHAR[], evidence JSON,
     category_name VARCHAR, registry_status VARCHAR, village_code VARCHAR
 );
+-- 负面清单: non-registry households not warned as marginal because of an asset, and why.
+CREATE TABLE IF NOT EXISTS mart.monitoring_exclusions (
+    period VARCHAR, household_key VARCHAR, asset VARCHAR, evidence JSON
+);
 CREATE TABLE IF NOT EXISTS mart.monitoring_history (
     household_key VARCHAR, entered_period VARCHAR, last_flagged_period VARCHAR,
     clean_periods INTEGER, proposed_clear_period VARCHAR, status VARCHAR,

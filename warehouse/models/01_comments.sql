@@ -22,6 +22,11 @@ COMMENT ON COLUMN mart.household_status."declared_members" IS '收入测算家�
 COMMENT ON COLUMN mart.household_status."income_known" IS '已收入测算';
 COMMENT ON COLUMN mart.household_status."labour_able_members" IS '有劳动能力人数';
 COMMENT ON COLUMN mart.household_status."monitored" IS '是否监测对象';
+COMMENT ON TABLE mart.monitoring_exclusions IS '负面清单排除（非建档立卡户因名下资产不列为边缘易致贫户）';
+COMMENT ON COLUMN mart.monitoring_exclusions."period" IS '期次（年月）';
+COMMENT ON COLUMN mart.monitoring_exclusions."household_key" IS '户标识（户主身份证号）';
+COMMENT ON COLUMN mart.monitoring_exclusions."asset" IS '资产类别（car 家用轿车 / town_dwelling 城镇商品房 / company 企业）';
+COMMENT ON COLUMN mart.monitoring_exclusions."evidence" IS '依据（部门、文件、行号、说明）';
 COMMENT ON TABLE mart.monitoring IS '监测对象（每户每期每类别）';
 COMMENT ON COLUMN mart.monitoring."period" IS '期次（年月）';
 COMMENT ON COLUMN mart.monitoring."household_key" IS '户标识';

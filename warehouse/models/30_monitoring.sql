@@ -18,6 +18,25 @@ UNION ALL
 SELECT household_key, 'sudden_hardship' FROM households
 WHERE income_known AND (income_drop OR medical_shock);
 
+-- 负面清单: a non-registry household whose head owns a counted asset (25_assets.sql) is not warned
+-- as marginal; the exclusion is recorded with its evidence. sudden_hardship still applies. The
+-- head is the member of a non-registry household the warehouse knows (shouru keys it so).
+DELETE FROM mart.monitoring_exclusions WHERE period = (SELECT period FROM policy);
+INSERT INTO mart.monitoring_exclusions
+SELECT p.period, c.household_key, a.asset,
+       to_json(list_sort(list({'dept': a.dept, 'source_file': a.source_file,
+                               'source_row': a.source_row, 'detail': a.detail})))
+FROM categories c
+JOIN households h USING (household_key)
+JOIN counted_assets a ON a.id_number = h.head_id
+CROSS JOIN policy p
+WHERE c.category = 'marginal' AND NOT h.registry
+GROUP BY p.period, c.household_key, a.asset;
+DELETE FROM categories
+WHERE category = 'marginal'
+  AND household_key IN (SELECT household_key FROM mart.monitoring_exclusions
+                        WHERE period = (SELECT period FROM policy));
+
 -- Evidence: (household_key, reason, dept, period, source_file, source_row, note). A reason that
 -- rests on a missing record names the department with no file and the note 无记录.
 CREATE OR REPLACE TEMP TABLE reason_evidence AS

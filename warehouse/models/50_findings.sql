@@ -125,6 +125,13 @@ SELECT 'P13', household_key, household_key, village_code,
 FROM households
 WHERE registry AND (head_rows = 0 OR (income_known AND members <> declared_members))
 UNION ALL
+-- P14–P16 registry member who owns a counted asset (25_assets.sql: car, town flat, company)
+SELECT a.code, a.id_number, m.household_id, m.village_code, a.detail, a.dept,
+       a.source_file, a.source_row
+FROM counted_assets a
+JOIN (SELECT id_number, min(household_id) AS household_id, min(village_code) AS village_code
+      FROM members GROUP BY id_number) m USING (id_number)
+UNION ALL
 -- P17 识别不及时: warned this period, no row at all on the official roster that stands for the
 -- period; P18 风险再标注: cleared on that roster and warned in a later month. Both only once a
 -- roster (jiance) has been accepted (36_monitoring_states.sql matches the roster to households).
