@@ -15,6 +15,8 @@ import polars as pl
 from povwatch.tasks.ingest.contracts import all_contracts
 from povwatch.tasks.core.db import open_warehouse
 from povwatch.tasks.ingest.idnumber import check_char
+from povwatch.tasks.core.rules import write_rules_table
+from povwatch.tasks.marts.build import _set_policy, load_policy
 from povwatch.tasks.core.settings import MODELS_DIR
 
 COUNTY = "620523"
@@ -79,6 +81,7 @@ def _build(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE TABLE mart.departments (code VARCHAR, name VARCHAR)")
     con.executemany("INSERT INTO mart.departments VALUES (?, ?)",
                     [(c.code, c.name) for c in all_contracts().values()])
+    write_rules_table(con)   # the rule catalogue, as build_marts writes it
     _model(con, "00_schema.sql")
     _model(con, "01_comments.sql")
     hh = households()
@@ -145,6 +148,9 @@ def _build(con: duckdb.DuckDBPyConnection) -> None:
                 + ", ".join(f"('{c}', '{n}', 'township', '{COUNTY}')" for c, n in TOWNSHIPS.items())
                 + ") AS t(code, name, level, parent)")
     con.execute("SET VARIABLE upto = ?", [PERIODS[-1]])
+    # the latest policy, as build_marts stages it for the history models (ranking weights …)
+    policy = load_policy(2020)
+    _set_policy(con, PERIODS[-1], policy, int(policy["spot_check_seed"]), table="upto_policy")
     _model(con, "80_ledger.sql")
     _model(con, "90_township_ranking.sql")
     con.execute(f"""

@@ -5,12 +5,15 @@
 -- pending    conformed candidate of a (period, dept) being validated; promoted or dropped
 -- staging    typed, canonical, accepted extracts, one snapshot per (period, dept)
 -- quarantine rows refused, with reasons
--- core, mart what the marts build;  audit  runs, extracts, validations, alerts
+-- mart       what the marts build;  audit  runs, extracts, validations, alerts
+-- work       intermediate results one model hands to later ones (warehouse/models/ORDER), rebuilt
+--            with every period built: never a source of truth
 CREATE SCHEMA IF NOT EXISTS raw;
 CREATE SCHEMA IF NOT EXISTS pending;
 CREATE SCHEMA IF NOT EXISTS staging;
 CREATE SCHEMA IF NOT EXISTS quarantine;
-CREATE SCHEMA IF NOT EXISTS core;
+CREATE SCHEMA IF NOT EXISTS work;
+DROP SCHEMA IF EXISTS core;   -- an empty schema of earlier versions, never used
 CREATE SCHEMA IF NOT EXISTS mart;
 CREATE SCHEMA IF NOT EXISTS audit;
 
@@ -46,6 +49,10 @@ CREATE TABLE IF NOT EXISTS audit.extracts (
 -- rejects a (period, dept), so a delivery's rows appear and disappear atomically with its
 -- quarantine and audit rows. pending_dropped: rows validation or the writer took out of the
 -- pending files (which are never rewritten).
+-- lake_files.path is relative to the lake (tasks/core/lake.py resolves it when the warehouse is
+-- opened); lake_homes: every lake files were listed from, read by a copy of the .duckdb file alone.
+CREATE TABLE IF NOT EXISTS audit.lake_homes (path VARCHAR);
+
 CREATE TABLE IF NOT EXISTS audit.lake_files (
     layer            VARCHAR,  -- raw | pending
     dept             VARCHAR,

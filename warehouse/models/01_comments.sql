@@ -1,3 +1,5 @@
+-- reads:  -
+-- writes: mart.departments, mart.household_plan, mart.household_status, mart.monitoring, mart.monitoring_exclusions, mart.monitoring_history, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_findings, mart.problem_ledger, mart.rules, mart.spot_check, mart.township_ranking
 -- Chinese comments on every mart table and column (exports use them as headers).
 
 COMMENT ON TABLE mart.household_status IS '户状态（每户每期：3+1指标与三色码）';

@@ -1,3 +1,5 @@
+-- reads:  eff_canlian, eff_fupin, eff_jiaoyu, eff_renshe, eff_weijian, eff_yibao, policy
+-- writes: work.members
 -- Registry members of the period (one row per household and identity number) with everything
 -- the checks need about each person. Reads the effective snapshots eff_<dept> (each department's
 -- latest accepted snapshot at or before the period) and the one-row temp table `policy`.
@@ -7,7 +9,7 @@ CREATE OR REPLACE TEMP MACRO age_on(birth, d) AS
     - CASE WHEN month(birth) > month(d) OR (month(birth) = month(d) AND day(birth) > day(d))
            THEN 1 ELSE 0 END;
 
-CREATE OR REPLACE TEMP TABLE members AS
+CREATE OR REPLACE TABLE work.members AS
 WITH rows AS (
     SELECT * FROM eff_fupin
     QUALIFY row_number() OVER (PARTITION BY household_id, id_number

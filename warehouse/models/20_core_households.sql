@@ -1,3 +1,5 @@
+-- reads:  eff_shouru, eff_shuili, eff_zhujian, policy, work.members
+-- writes: work.households
 -- Households of the period: registry households (from the registry, matched to their income
 -- assessment by household_id, else by the head's identity number) and non-registry households
 -- (shouru rows that match no registry household — also those typed 建档立卡户 whose household
@@ -20,7 +22,7 @@ SELECT household_id,
        (count(*) FILTER (WHERE labour_able))::INTEGER AS labour_able_members,
        bool_and(insured) AS medical_ok,
        NOT bool_or(out_of_school) AS education_ok
-FROM members GROUP BY household_id;
+FROM work.members GROUP BY household_id;
 
 CREATE OR REPLACE TEMP TABLE shouru_income AS
 SELECT s.*,
@@ -42,7 +44,7 @@ WITH candidates AS (   -- two equi-joins, not one OR-join (which would be a nest
 SELECT * EXCLUDE (pref) FROM candidates
 QUALIFY row_number() OVER (PARTITION BY household_id ORDER BY pref, source_file, source_row) = 1;
 
-CREATE OR REPLACE TEMP TABLE households AS
+CREATE OR REPLACE TABLE work.households AS
 WITH reg AS (
     SELECT h.household_id AS household_key, h.household_id, h.head_id, true AS registry,
            h.poverty_status AS registry_status,

@@ -1,3 +1,5 @@
+-- reads:  eff_budongchan, eff_cheliang, eff_shichang, policy
+-- writes: work.counted_assets
 -- The asset registers' counted assets (P14–P16 and the negative list 负面清单), one row per owner
 -- and asset: a non-operating passenger car still owned (小型/微型载客汽车, 非营运, 正常 or 查封), a
 -- commercial town dwelling (城镇, 住宅, 商品房), a company of an active registration (存续/在业) with
@@ -5,7 +7,7 @@
 -- a 注销/报废 car, a 农村 自建房 or a 注销/吊销 company count for nothing. Reads the effective
 -- snapshots eff_cheliang / eff_budongchan / eff_shichang (a register's last accepted snapshot
 -- stands until the next one) and the temp table `policy`.
-CREATE OR REPLACE TEMP TABLE counted_assets AS
+CREATE OR REPLACE TABLE work.counted_assets AS
 SELECT 'P14' AS code, 'car' AS asset, id_number, 'cheliang' AS dept, source_file, source_row,
        vehicle_type || '，' || "use" || '，' || status || '，号牌'
            || CASE WHEN length(plate) > 4 THEN left(plate, 2) || '***' || right(plate, 2) ELSE '***' END

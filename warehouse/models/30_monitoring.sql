@@ -1,21 +1,23 @@
+-- reads:  eff_canlian, eff_periods, mart.monitoring_exclusions, policy, work.counted_assets, work.households, work.members
+-- writes: mart.monitoring, mart.monitoring_exclusions, work.categories, work.reason_evidence
 -- 监测对象: categories per household, the reasons (风险类型) found for the household and the rows
 -- behind every reason.
 
-CREATE OR REPLACE TEMP TABLE categories AS
-SELECT household_key, 'not_exited_below_line' AS category FROM households
+CREATE OR REPLACE TABLE work.categories AS
+SELECT household_key, 'not_exited_below_line' AS category FROM work.households
 WHERE registry AND registry_status = '未脱贫' AND coalesce(income_ok, false) = false
 UNION ALL
-SELECT household_key, 'unstable_exited' FROM households
+SELECT household_key, 'unstable_exited' FROM work.households
 WHERE registry AND registry_status = '已脱贫'
   AND (coalesce(below_monitoring, true) OR NOT education_ok OR NOT medical_ok
        OR NOT housing_ok OR NOT water_ok OR NOT coalesce(income_ok, false))
 UNION ALL
-SELECT household_key, 'marginal' FROM households
+SELECT household_key, 'marginal' FROM work.households
 WHERE NOT registry
   AND (coalesce(below_monitoring, true) OR coalesce(NOT housing_ok, false)
        OR coalesce(NOT water_ok, false))
 UNION ALL
-SELECT household_key, 'sudden_hardship' FROM households
+SELECT household_key, 'sudden_hardship' FROM work.households
 WHERE income_known AND (income_drop OR medical_shock);
 
 -- 负面清单: a non-registry household whose head owns a counted asset (25_assets.sql) is not warned
@@ -26,80 +28,80 @@ INSERT INTO mart.monitoring_exclusions
 SELECT p.period, c.household_key, a.asset,
        to_json(list_sort(list({'dept': a.dept, 'source_file': a.source_file,
                                'source_row': a.source_row, 'detail': a.detail})))
-FROM categories c
-JOIN households h USING (household_key)
-JOIN counted_assets a ON a.id_number = h.head_id
+FROM work.categories c
+JOIN work.households h USING (household_key)
+JOIN work.counted_assets a ON a.id_number = h.head_id
 CROSS JOIN policy p
 WHERE c.category = 'marginal' AND NOT h.registry
 GROUP BY p.period, c.household_key, a.asset;
-DELETE FROM categories
+DELETE FROM work.categories
 WHERE category = 'marginal'
   AND household_key IN (SELECT household_key FROM mart.monitoring_exclusions
                         WHERE period = (SELECT period FROM policy));
 
 -- Evidence: (household_key, reason, dept, period, source_file, source_row, note). A reason that
 -- rests on a missing record names the department with no file and the note 无记录.
-CREATE OR REPLACE TEMP TABLE reason_evidence AS
+CREATE OR REPLACE TABLE work.reason_evidence AS
 -- 收入不达标: below the household's own line (poverty line if not exited, else monitoring line)
 SELECT household_key, '收入不达标' AS reason, 'shouru' AS dept, income_period AS period,
        income_file AS source_file, income_row AS source_row, NULL AS note
-FROM households
+FROM work.households
 WHERE income_known AND CASE WHEN registry_status = '未脱贫' THEN NOT income_ok ELSE below_monitoring END
 UNION ALL
 SELECT household_key, '未测算', 'shouru', NULL, NULL, NULL, '收入测算无记录'
-FROM households WHERE registry AND NOT income_known
+FROM work.households WHERE registry AND NOT income_known
 UNION ALL
 SELECT household_key, '收入骤减', 'shouru', income_period, income_file, income_row, NULL
-FROM households WHERE income_drop
+FROM work.households WHERE income_drop
 UNION ALL
 SELECT household_key, '因病', 'shouru', income_period, income_file, income_row, '自付医疗费用'
-FROM households WHERE medical_shock
+FROM work.households WHERE medical_shock
 UNION ALL
 SELECT m.household_id, '因病', 'fupin', m.src_period, m.source_file, m.source_row, m.health
-FROM members m WHERE m.ill
+FROM work.members m WHERE m.ill
 UNION ALL
 -- a medical-insurance gap is its own reason (参保缺失): 因病 needs illness or a medical expense
 SELECT m.household_id, '参保缺失', 'yibao', NULL, NULL, NULL, '未参加基本医疗保险'
-FROM members m WHERE NOT m.insured
+FROM work.members m WHERE NOT m.insured
 UNION ALL
 SELECT m.household_id, '因残', 'canlian', NULL, m.cert_file, m.cert_row, NULL
-FROM members m WHERE m.disability_level IS NOT NULL
+FROM work.members m WHERE m.disability_level IS NOT NULL
 UNION ALL
 SELECT h.household_key, '因残', 'canlian', NULL, c.source_file, c.source_row, NULL
-FROM households h JOIN eff_canlian c ON c.id_number = h.head_id WHERE NOT h.registry
+FROM work.households h JOIN eff_canlian c ON c.id_number = h.head_id WHERE NOT h.registry
 UNION ALL
 SELECT m.household_id, '缺劳力', 'fupin', m.src_period, m.source_file, m.source_row, m.labor
-FROM members m JOIN households h ON h.household_key = m.household_id AND h.registry
+FROM work.members m JOIN work.households h ON h.household_key = m.household_id AND h.registry
 WHERE h.labour_able_members = 0
 UNION ALL
 SELECT m.household_id, '务工不稳', 'renshe', NULL, m.work_file, m.work_row,
        '务工' || m.work_months || '个月'
-FROM members m WHERE m.unstable_work
+FROM work.members m WHERE m.unstable_work
 UNION ALL
 SELECT household_key, '住房安全', 'zhujian', NULL, housing_file, housing_row,
        CASE WHEN housing_file IS NULL THEN '无鉴定记录' ELSE grade || '级' || coalesce(renovation, '') END
-FROM households WHERE housing_ok = false
+FROM work.households WHERE housing_ok = false
 UNION ALL
 SELECT household_key, '饮水安全', 'shuili', NULL, water_file, water_row,
        CASE WHEN water_file IS NULL THEN '无记录' ELSE '不达标' END
-FROM households WHERE water_ok = false
+FROM work.households WHERE water_ok = false
 UNION ALL
 SELECT m.household_id, '因学', 'jiaoyu', NULL, m.enrol_file, m.enrol_row,
        coalesce(m.enrol_status, '无学籍')
-FROM members m WHERE m.out_of_school
+FROM work.members m WHERE m.out_of_school
 UNION ALL
 -- the registry rows of the members behind member-based reasons
 SELECT household_id, '因学', 'fupin', src_period, source_file, source_row, NULL
-FROM members WHERE out_of_school
+FROM work.members WHERE out_of_school
 UNION ALL
 SELECT household_id, '务工不稳', 'fupin', src_period, source_file, source_row, NULL
-FROM members WHERE unstable_work
+FROM work.members WHERE unstable_work
 UNION ALL
 SELECT household_id, '参保缺失', 'fupin', src_period, source_file, source_row, '未参保'
-FROM members WHERE NOT insured;
+FROM work.members WHERE NOT insured;
 
 -- Snapshot periods of the evidence rows: the effective period of the department.
-UPDATE reason_evidence e SET period = ep.eff_period
+UPDATE work.reason_evidence e SET period = ep.eff_period
 FROM eff_periods ep WHERE ep.dept = e.dept AND e.period IS NULL AND e.source_file IS NOT NULL;
 
 DELETE FROM mart.monitoring WHERE period = (SELECT period FROM policy);
@@ -110,7 +112,7 @@ WITH reasons AS (
            to_json(list_sort(list({'reason': reason, 'dept': dept, 'period': period,
                                    'source_file': source_file, 'source_row': source_row,
                                    'note': note}))) AS evidence
-    FROM reason_evidence GROUP BY household_key
+    FROM work.reason_evidence GROUP BY household_key
 )
 SELECT p.period, c.household_key, c.category,
        coalesce(r.reasons, []::VARCHAR[]), coalesce(r.evidence, '[]')::JSON,
@@ -119,7 +121,7 @@ SELECT p.period, c.household_key, c.category,
                        WHEN 'marginal' THEN '边缘易致贫户'
                        WHEN 'sudden_hardship' THEN '突发严重困难户' END,
        h.registry_status, h.village_code
-FROM categories c
+FROM work.categories c
 CROSS JOIN policy p
-JOIN households h USING (household_key)
+JOIN work.households h USING (household_key)
 LEFT JOIN reasons r USING (household_key);

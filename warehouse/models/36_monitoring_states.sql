@@ -1,5 +1,5 @@
--- reads:  eff_jiance, mart.monitoring, mart.monitoring_states, mart.policy_used, policy, households, monitoring_states_now
--- writes: mart.household_status, mart.monitoring_states, mart.roster_unmatched, monitoring_states_now
+-- reads:  eff_jiance, mart.monitoring, mart.monitoring_states, mart.policy_used, policy, work.households
+-- writes: mart.household_status, mart.monitoring_states, mart.roster_unmatched, work.monitoring_states_now
 -- 监测对象 as the office counts them (docs/rules.md, "Monitoring and the official roster"): one row
 -- per household and period for every household that ever entered monitoring — by a warning (预警)
 -- or by its identification on the official roster (名单, the jiance extract that stands for the
@@ -10,7 +10,7 @@
 -- build rebuilds the periods after the one loaded, in order, so the previous period's rows are
 -- final here and the order in which periods are loaded does not change the result.
 
-CREATE OR REPLACE TEMP TABLE monitoring_states_now AS
+CREATE OR REPLACE TABLE work.monitoring_states_now AS
 WITH prev AS (
     SELECT * FROM mart.monitoring_states
     WHERE period = (SELECT max(period) FROM mart.policy_used WHERE period < (SELECT period FROM policy))
@@ -18,11 +18,11 @@ WITH prev AS (
     SELECT DISTINCT household_key FROM mart.monitoring WHERE period = (SELECT period FROM policy)
 ), heads AS (   -- a roster row without a registry 户编号 match is matched by the head's number
     SELECT head_id, min(household_key) AS household_key
-    FROM households WHERE head_id IS NOT NULL GROUP BY head_id
+    FROM work.households WHERE head_id IS NOT NULL GROUP BY head_id
 ), roster AS (
     SELECT coalesce(r.household_key, h.household_key) AS household_key, j.*
     FROM eff_jiance j
-    LEFT JOIN households r ON r.registry AND r.household_id = j.household_id
+    LEFT JOIN work.households r ON r.registry AND r.household_id = j.household_id
     LEFT JOIN heads h ON h.head_id = j.head_id_number
     WHERE coalesce(r.household_key, h.household_key) IS NOT NULL
     QUALIFY row_number() OVER (PARTITION BY coalesce(r.household_key, h.household_key)
@@ -49,7 +49,7 @@ WITH prev AS (
     LEFT JOIN warned w USING (household_key)
     LEFT JOIN prev pr USING (household_key)
     LEFT JOIN roster r USING (household_key)
-    LEFT JOIN households h USING (household_key)
+    LEFT JOIN work.households h USING (household_key)
 ), stepped AS (
     SELECT *,
            coalesce(first_warned_period, CASE WHEN warned THEN period END) AS first_warned,
@@ -93,11 +93,11 @@ SELECT period, household_key, household_id, village_code, left(village_code, 9) 
 FROM judged;
 
 DELETE FROM mart.monitoring_states WHERE period = (SELECT period FROM policy);
-INSERT INTO mart.monitoring_states BY NAME SELECT * FROM monitoring_states_now;
+INSERT INTO mart.monitoring_states BY NAME SELECT * FROM work.monitoring_states_now;
 
 -- household_status.monitored: under monitoring as defined above (not merely warned this period)
 UPDATE mart.household_status SET monitored = household_key IN (
-    SELECT household_key FROM monitoring_states_now WHERE under_monitoring)
+    SELECT household_key FROM work.monitoring_states_now WHERE under_monitoring)
 WHERE period = (SELECT period FROM policy);
 
 -- 名单无数据: roster rows of the standing snapshot that match no household of the period's data
@@ -106,5 +106,5 @@ INSERT INTO mart.roster_unmatched
 SELECT p.period, j.period AS roster_period, j.household_id, j.head_id_number, j.village_code,
        left(j.village_code, 9), j.category, j.identified_on, j.risk_status, j.source_file, j.source_row
 FROM eff_jiance j CROSS JOIN policy p
-WHERE NOT EXISTS (SELECT 1 FROM households h
+WHERE NOT EXISTS (SELECT 1 FROM work.households h
                   WHERE (h.registry AND h.household_id = j.household_id) OR h.head_id = j.head_id_number);

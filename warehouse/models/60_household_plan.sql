@@ -1,16 +1,18 @@
+-- reads:  mart.departments, policy, work.categories, work.households, work.members, work.reason_evidence
+-- writes: mart.household_plan
 -- 一户一策: suggested measures for every household under monitoring, from its reasons.
 DELETE FROM mart.household_plan WHERE period = (SELECT period FROM policy);
 INSERT INTO mart.household_plan
 WITH monitored AS (
-    SELECT DISTINCT household_key FROM categories
+    SELECT DISTINCT household_key FROM work.categories
 ), hr AS (
-    SELECT DISTINCT household_key, reason FROM reason_evidence
+    SELECT DISTINCT household_key, reason FROM work.reason_evidence
     WHERE household_key IN (SELECT household_key FROM monitored)
 ), below AS (   -- below the line: 收入不达标 found
     SELECT h.household_key, h.registry, h.labour_able_members,
-           EXISTS (SELECT 1 FROM members m WHERE m.household_id = h.household_key
+           EXISTS (SELECT 1 FROM work.members m WHERE m.household_id = h.household_key
                    AND m.labour_able AND m.work_months < p.stable_work_months) AS idle_labour
-    FROM households h, policy p
+    FROM work.households h, policy p
     WHERE h.household_key IN (SELECT household_key FROM hr WHERE reason = '收入不达标')
 ), measures AS (
     SELECT household_key, '纳入低保或特困供养（应保尽保）' AS measure, 'minzheng' AS dept_code,

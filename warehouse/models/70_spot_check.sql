@@ -1,3 +1,5 @@
+-- reads:  divisions, policy, work.households, work.monitoring_states_now
+-- writes: mart.spot_check
 -- 抽查: per county, villages first (seeded order) until at least the minimum number of villages
 -- and households is reached (all where there are fewer), then households within the drawn
 -- villages, stratified by village x registry status (ceil of the proportional share, so every
@@ -8,8 +10,8 @@ INSERT INTO mart.spot_check
 WITH hs AS (
     SELECT h.county_code, h.village_code, h.household_key, h.registry_status AS stratum,
            -- under monitoring as the office counts it (36_monitoring_states.sql)
-           h.household_key IN (SELECT household_key FROM monitoring_states_now WHERE under_monitoring) AS monitored
-    FROM households h WHERE h.village_code IS NOT NULL
+           h.household_key IN (SELECT household_key FROM work.monitoring_states_now WHERE under_monitoring) AS monitored
+    FROM work.households h WHERE h.village_code IS NOT NULL
 ), county_min AS (
     SELECT c.county_code,
            CASE WHEN dv.name LIKE '%管理区%' OR dv.level LIKE '%管理区%'

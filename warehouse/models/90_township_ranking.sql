@@ -1,3 +1,5 @@
+-- reads:  divisions, mart.household_status, mart.policy_used, upto_policy, work.states
+-- writes: mart.township_ranking
 -- 月排名 for every built period up to the latest, from the replayed ledger states. Every number of
 -- the score (base, weights, per how many households, how many last places) is policy.
 DELETE FROM mart.township_ranking;
@@ -28,7 +30,7 @@ WITH periods AS (
            (count(*) FILTER (WHERE status = 'open' AND overdue))::INTEGER AS overdue_problems,
            (count(*) FILTER (WHERE closing))::INTEGER AS closed_in_period,
            (count(*) FILTER (WHERE status = 'closed'))::INTEGER AS closed_problems
-    FROM states WHERE township_code IS NOT NULL GROUP BY ALL
+    FROM work.states WHERE township_code IS NOT NULL GROUP BY ALL
 ), t AS (
     SELECT period, township_code,
            coalesce(hh.households, 0) AS households,
