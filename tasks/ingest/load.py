@@ -39,7 +39,7 @@ from povwatch.tasks.ingest.conform import FILE, REASONS, Conformed, conform
 from povwatch.tasks.ingest.contracts import Contract, department_codes, load_contract
 from povwatch.tasks.ingest.inbox import Delivery, delivery, discover_periods, unreadable_sha256  # noqa: F401
 from povwatch.tasks.core.db import empty_layer_select, open_warehouse, raw_column_names, write_lock
-from povwatch.tasks.ingest.read import ROW, FileRead, ReadError, read_file
+from povwatch.tasks.ingest.read import ROW, FileRead, ReadError, read_file, read_parts  # noqa: F401
 
 log = logging.getLogger(__name__)
 REJECTED_PREFIX = "整批退回："
@@ -122,12 +122,18 @@ def _read_all(inbox: Path, blobs: list[tuple[Path, bytes]], shas: list[str],
                 raise ReadError("无法打开（权限不足或已被移走）")
             if path.stat().st_size != len(data):
                 raise ReadError("在读取时仍在变化（可能正在写入或复制），请待其完成后重新报送")
-            item.read = read_file(path, contract, data)
+            parts = read_parts(path, contract, data)
         except ReadError as exc:
             item.error = f"文件“{path.name}”{'' if str(exc).startswith('：') else '：'}{exc}"
         except Exception as exc:  # an unreadable file must reject, not crash the run
             item.error = f"文件“{path.name}”：无法读取（{type(exc).__name__}）"
-        out.append(item)
+        if item.error:
+            out.append(item)
+            continue
+        # A workbook with a data sheet per township: each sheet is delivered as "<file>#<sheet>"
+        # (its own rows, row numbers and audit line; the workbook's sha256).
+        for sheet, read in parts:
+            out.append(_Delivered(item.file + (f"#{sheet}" if sheet else ""), path, sha, read))
     return out
 
 
@@ -282,7 +288,8 @@ def unchanged_extract(warehouse: Path, inbox: Path, period: str, dept: str, run_
         con = open_warehouse(warehouse)
         try:
             accepted = _accepted_shas(con, period, dept)
-            if accepted is None or sorted(accepted) != sorted(shas[p] for p in files):
+            # sets: a workbook read as several sheets is audited once per sheet, one sha256
+            if accepted is None or set(accepted) != {shas[p] for p in files}:
                 return None
             results = [FileResult(_relative(inbox, p), shas[p], 0, 0, 0, "与已入库数据相同，未重复导入")
                        for p in files]
@@ -492,7 +499,9 @@ def load_parts(warehouse: Path, inbox: Path, period: str, dept: str, parts: list
     _remove_files(p for part in parts for p in (part.quarantine,) if p)
     _remove_unlisted(warehouse, "pending", dept, period, pending)
     _remove_unlisted(warehouse, "raw", dept, period, raw)
-    return ExtractResult(period, dept, status, results, message)
+    # what was noted on readable files (sheets not read, an empty snapshot) reaches the run output
+    notes = "；".join(dict.fromkeys(f.message for f in results if f.message))
+    return ExtractResult(period, dept, status, results, message or notes or None)
 
 
 def _quarantine_cross_part_duplicates(con, contract: Contract, run_id: str, period: str,

@@ -178,7 +178,24 @@ def detect_encoding(data: bytes) -> str:
 # formats
 
 def read_file(path: Path, contract: Contract, data: bytes | None = None) -> FileRead:
-    """Read one delivered file as text. ``data`` (the file's bytes) saves a second read."""
+    """Read one delivered file as text. ``data`` (the file's bytes) saves a second read.
+
+    A workbook with several data sheets gives their rows together (each numbered within its
+    sheet); the loader reads such a workbook by :func:`read_parts`, a part per sheet.
+    """
+    parts = read_parts(path, contract, data)
+    if len(parts) == 1:
+        return parts[0][1]
+    first = parts[0][1]
+    frame = pl.concat([p.frame for _, p in parts], how="diagonal_relaxed")
+    headers = {k: v for _, p in parts for k, v in p.headers.items()}
+    extras = list(dict.fromkeys(e for _, p in parts for e in p.extra_columns))
+    return FileRead(frame, headers, extras, title_rows=first.title_rows, notes=first.notes)
+
+
+def read_parts(path: Path, contract: Contract, data: bytes | None = None) -> list[tuple[str | None, FileRead]]:
+    """One delivered file as text, in parts: one per data sheet of a workbook with several (the
+    sheet's name beside it), else the one part, unnamed."""
     path = Path(path)
     suffix = path.suffix.lower()
     if data is None:
@@ -186,23 +203,25 @@ def read_file(path: Path, contract: Contract, data: bytes | None = None) -> File
     if len(data) == 0:
         raise ReadError("文件为空（0字节）")
     if suffix in (".csv", ".txt"):
-        result = _read_csv(data, contract)
+        parts = [(None, _read_csv(data, contract))]
     elif suffix in (".xlsx", ".xlsm", ".xls"):
-        result = _read_excel(path, data, contract)
+        parts = _read_excel(path, data, contract)
     elif suffix == ".parquet":
-        result = _read_parquet(data, contract)
+        parts = [(None, _read_parquet(data, contract))]
     else:
         raise ReadError(f"不支持的文件类型“{suffix}”，请提供CSV、Excel（xlsx/xls）或Parquet文件")
-    missing = missing_required(contract, set(result.frame.columns))
-    if missing:
-        raise ReadError(f"缺少必需列：{'、'.join(missing)}")
-    result.frame = _drop_blank_rows(result.frame)
-    if result.frame.height == 0:
+    for sheet, result in parts:
+        where = f"（工作表“{sheet}”）" if sheet else ""
+        missing = missing_required(contract, set(result.frame.columns))
+        if missing:
+            raise ReadError(f"缺少必需列：{'、'.join(missing)}{where}")
+        result.frame = _drop_blank_rows(result.frame)
+    if sum(r.frame.height for _, r in parts) == 0:
         if not contract.may_be_empty:
             raise ReadError(f"文件只有表头，没有数据行（{contract.name}每期的数据不可能为空，"
                             "空文件不予采用，请核对后重新报送）")
-        result.notes.append(EMPTY_SNAPSHOT)
-    return result
+        parts[0][1].notes.append(EMPTY_SNAPSHOT)
+    return parts
 
 
 def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
@@ -357,19 +376,35 @@ def _present(contract: Contract, row: list[object]) -> set[str]:
     return {c for c in (lookup_header(mapping, v) for v in row if v is not None) if c}
 
 
-def _read_excel(path: Path, data: bytes, contract: Contract) -> FileRead:
+SHEET_HIDDEN = "隐藏的工作表，不读取"
+SHEET_NO_HEADER = "没有表头（说明或封面页），不是数据"
+SHEET_EMPTY = "空工作表"
+
+
+def _read_excel(path: Path, data: bytes, contract: Contract) -> list[tuple[str | None, FileRead]]:
+    """Every sheet of a workbook read or named as skipped, with the reason.
+
+    Data sheets are the visible sheets whose first rows hold the required headers; one per
+    township is common, and together they are the file's rows (one part per sheet, named by the
+    sheet, so each keeps its own row numbers). A hidden sheet is never read (often last year's
+    list kept out of sight); a sheet without the header (说明, 封面) or without content is not
+    data. The skipped sheets are named in the first part's notes: they reach the receipt and
+    the run's output.
+    """
     import fastexcel
 
     try:
         reader = fastexcel.read_excel(data)
-        sheet_count = len(reader.sheet_names)
+        sheet_names = list(reader.sheet_names)
     except Exception as exc:  # calamine raises its own errors for corrupt / encrypted files
         raise ReadError(f"Excel文件无法打开（{type(exc).__name__}），请检查文件是否损坏或加密") from None
-    # The data is on the first sheet whose first rows hold the required headers (a leading
-    # 说明 / 封面 sheet is skipped); failing that, the first sheet explains what is missing.
-    chosen = None
-    for sheet_index in range(max(sheet_count, 1)):
+    found, skipped = [], []
+    best = None       # the sheet that explains what is missing when no sheet is data
+    hidden_data = []  # hidden sheets that hold the header
+    for sheet_index in range(max(len(sheet_names), 1)):
+        name = sheet_names[sheet_index] if sheet_index < len(sheet_names) else f"{sheet_index + 1}"
         try:
+            visible = reader.load_sheet(sheet_index, header_row=None, n_rows=0).visible == "visible"
             # eager: calamine's rows straight into one Arrow batch (fupin at size M: 2.0 s
             # instead of 2.6 s for the lazy sheet and its to_arrow)
             table = reader.load_sheet(sheet_index, header_row=None, skip_rows=0,
@@ -377,24 +412,46 @@ def _read_excel(path: Path, data: bytes, contract: Contract) -> FileRead:
         except Exception as exc:
             if sheet_index == 0:
                 raise ReadError(f"Excel文件无法打开（{type(exc).__name__}），请检查文件是否损坏或加密") from None
+            skipped.append((name, f"无法读取（{type(exc).__name__}）"))
             continue
         candidate = pl.from_arrow(table)
         if not isinstance(candidate, pl.DataFrame) or candidate.height == 0 or candidate.width == 0:
+            skipped.append((name, SHEET_HIDDEN if not visible else SHEET_EMPTY))
             continue
         scan = [list(r) for r in candidate.head(HEADER_SCAN_ROWS).rows()]
         index = _find_header_row(contract, scan)
         full = index >= 0 and not missing_required(contract, _present(contract, scan[index]))
-        if chosen is None or full:
-            chosen = (sheet_index, candidate, scan, index)
-        if full:
-            break
-    if chosen is None:
-        raise ReadError("工作表为空")
-    sheet_index, frame, scan, header_index = chosen
+        if not visible:
+            skipped.append((name, SHEET_HIDDEN))
+            if full:
+                hidden_data.append(name)
+        elif full:
+            found.append((sheet_index, name, candidate, index))
+        else:
+            skipped.append((name, SHEET_NO_HEADER))
+            if best is None:
+                best = (sheet_index, name, candidate, index)
+    if not found:
+        if hidden_data:
+            raise ReadError(f"数据在隐藏的工作表“{'、'.join(hidden_data)}”中；隐藏的工作表不读取，"
+                            "请将本期数据放在可见的工作表中重新报送")
+        if best is None:
+            raise ReadError("工作表为空")
+        found = [best]   # explains what is missing (raises)
+    parts = [(name if len(found) > 1 else None, _read_sheet(data, contract, sheet_index, frame, index))
+             for sheet_index, name, frame, index in found]
+    parts[0][1].notes.extend(f"工作表“{name}”未读取：{why}" for name, why in skipped)
+    return parts
+
+
+def _read_sheet(data: bytes, contract: Contract, sheet_index: int, frame: pl.DataFrame,
+                header_index: int) -> FileRead:
+    """One data sheet: the header row found, the rows below it as text, numbered as in Excel."""
     if header_index < 0:
         needed = "、".join(c.header for c in contract.required)
         raise ReadError(f"前{HEADER_SCAN_ROWS}行中找不到表头（应含：{needed}）")
-    names, headers, extras = _match_headers(contract, list(scan[header_index]))
+    scan = [list(r) for r in frame.slice(header_index, 1).rows()]
+    names, headers, extras = _match_headers(contract, scan[0])
     missing = missing_required(contract, set(names))
     if missing:
         raise ReadError(f"缺少必需列：{'、'.join(missing)}（表头在第{header_index + 1}行）")
