@@ -183,3 +183,14 @@ def test_out_of_order_and_repeated_builds_give_identical_tables(county, tmp_path
         assert _snapshot(other) == _snapshot(county)
     finally:
         other.con.close()
+
+
+def test_township_summary_for_the_report(county):
+    rows = county.query("SELECT period, monitored, warned, proposed_clear, manual_review, cleared, "
+                        "identification_overdue, reflagged FROM mart.township_monitoring "
+                        "WHERE period IN ('2020-05', '2020-07', '2020-09') ORDER BY period")
+    assert rows == [
+        ("2020-05", 6, 2, 0, 0, 0, 2, 0),   # HB overdue since 2020-03; HL past its deadline too
+        ("2020-07", 6, 2, 3, 1, 0, 1, 0),   # HA, HC, HR (roster only) proposed; HN manual review
+        ("2020-09", 6, 3, 1, 1, 0, 1, 1),   # HR's proposal awaits the office; HC re-flagged (P18)
+    ]
