@@ -1,6 +1,10 @@
--- Mart tables, their Chinese comments, the rule catalogue and the ledger macros.
+-- reads:  mart.departments, mart.ledger_as_of, mart.ledger_states, mart.period_deliveries, mart.policy_used, mart.problem_findings, mart.rules
+-- writes: mart.household_plan, mart.household_status, mart.ledger_as_of, mart.ledger_states, mart.monitoring, mart.monitoring_events, mart.monitoring_exclusions, mart.monitoring_history, mart.monitoring_states, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_findings, mart.problem_ledger, mart.problems_open_in, mart.roster_unmatched, mart.spot_check, mart.township_monitoring, mart.township_ranking
+-- Mart tables and the ledger macros (the rule catalogue, mart.rules, is written by the build from
+-- warehouse/rules.toml). The work schema holds what one model hands to a later one.
+CREATE SCHEMA IF NOT EXISTS work;
 -- Run first on every build (idempotent). Column lists of the interface tables follow
--- ../shared/spec/interface.md exactly; extra columns come after them.
+-- the interface (docs/marts.md, "Tables") exactly; extra columns come after them.
 
 CREATE TABLE IF NOT EXISTS mart.household_status (
     period VARCHAR, household_key VARCHAR, household_id VARCHAR, county_code VARCHAR,

@@ -1,4 +1,4 @@
--- reads:  mart.monitoring_states, mart.policy_used, states (80_ledger.sql)
+-- reads:  mart.monitoring_states, mart.policy_used, work.states
 -- writes: mart.township_monitoring
 -- 监测对象 per township and built period, as the report shows them: households under monitoring
 -- (docs/monitoring.md; those in the period's data, as household_status.monitored counts them),
@@ -25,7 +25,7 @@ WITH periods AS (
            count(*) FILTER (WHERE code = 'P17' AND status = 'open' AND overdue)::INTEGER
                AS identification_overdue,
            count(*) FILTER (WHERE code = 'P18' AND status = 'open')::INTEGER AS reflagged
-    FROM states
+    FROM work.states
     WHERE code IN ('P17', 'P18') AND township_code IS NOT NULL AND period IN (SELECT period FROM periods)
     GROUP BY ALL
 )
