@@ -674,3 +674,230 @@ def good_neighbour(inbox: Path, rows: int = 5) -> int:
     """A good extract of another department beside the bad one; returns its row count."""
     write_csv(dept_dir(inbox, GOOD_DEPT) / "签约名单.csv", WEIJIAN_HEADER, weijian_rows(rows))
     return rows
+
+
+# ============================================================================================
+# Reading without guessing (#13 items 3, 4, 5, 11): values that do not parse unambiguously,
+# identity numbers that passed through a float, every sheet of a workbook, CR-only line ends,
+# empty lines, headers with a note. Each case is run by tests/test_reading_corpus.py at the
+# read + conform level (prepare_part, no warehouse): the accounting, exactly the listed rows
+# quarantined under a reason naming the column, the rows loaded, or the refusal's message.
+
+@dataclass
+class ReadCase:
+    name: str
+    build: Callable[[Path], None]          # writes into <inbox>/<PERIOD>/<dept>/
+    dept: str = BAD_DEPT
+    quarantined: tuple[Q, ...] = ()        # exactly these rows (file may be "<file>#<sheet>")
+    loaded: int | None = None              # rows loaded over the extract
+    refused: tuple[str, ...] = ()          # fragments of the refusal (empty: not refused)
+    staged: dict = field(default_factory=dict)   # {(column, file, row): value} as staged
+    notes: tuple[str, ...] = ()            # fragments of the files' notes (sheets skipped ...)
+
+
+def _one_cell_case(name: str, dept: str, column: str, value: str, quarantined: bool,
+                   expect=None) -> ReadCase:
+    """Three good rows and one row (line 3) whose one cell is ``value``."""
+    header, maker, label = {
+        "caizheng": (CAIZHENG_HEADER, caizheng_rows, None),
+        "minzheng": (MINZHENG_HEADER, minzheng_rows, None),
+    }[dept]
+    col = header.index(column)
+    filename = f"{name}.csv"
+
+    def build(inbox: Path) -> None:
+        rows = maker(3)
+        rows[1] = list(rows[1])
+        rows[1][col] = value
+        write_csv(dept_dir(inbox, dept) / filename, header, rows)
+
+    if quarantined:
+        return ReadCase(name, build, dept, quarantined=(Q(filename, 3, column, ""),), loaded=2)
+    return ReadCase(name, build, dept, loaded=3,
+                    staged={(column, filename, 3): expect} if expect is not None else {})
+
+
+def _no_guess_cases() -> list[ReadCase]:
+    import datetime as dt
+
+    out = []
+    # dates: a bare number shorter than a serial, a two-digit year, impossible days
+    for i, v in enumerate(["2010", "5", "1", "205", "20-1-5", "19/3/5", "2010-13-01", "2010-02-30",
+                           "20101301", "2010年2月30日"]):
+        out.append(_one_cell_case(f"date_not_guessed_{i}", "caizheng", "入职日期", v, True))
+    for i, (v, want) in enumerate([("40179", dt.date(2010, 1, 1)), ("2010/1/5", dt.date(2010, 1, 5)),
+                                   ("20100105", dt.date(2010, 1, 5)),
+                                   ("2010年1月5日", dt.date(2010, 1, 5))]):
+        out.append(_one_cell_case(f"date_read_{i}", "caizheng", "入职日期", v, False, want))
+    # months: a year alone, a two-digit year, a month alone, month 13, a year before 1900
+    for i, v in enumerate(["2019", "19-01", "1", "2019-13", "0019-01", "201913", "2019年13月",
+                           "19年1月", "1/2019"]):
+        out.append(_one_cell_case(f"month_not_guessed_{i}", "minzheng", "起始年月", v, True))
+    for i, (v, want) in enumerate([("2019/3", dt.date(2019, 3, 1)), ("201903", dt.date(2019, 3, 1)),
+                                   ("2019年3月", dt.date(2019, 3, 1)), ("43525", dt.date(2019, 3, 1))]):
+        out.append(_one_cell_case(f"month_read_{i}", "minzheng", "起始年月", v, False, want))
+    # money: European decimal comma, inner spaces, commas not grouping thousands
+    for i, v in enumerate(["1.234,50", "4 50", "1,23", "1,2345.00", "12,34,567", "1 234.50",
+                           "450,5", "4.5.0"]):
+        out.append(_one_cell_case(f"money_not_guessed_{i}", "minzheng", "月保障金额", v, True))
+    for i, (v, want) in enumerate([("1,234.50", 1234.5), ("1234.5元", 1234.5), ("¥300", 300.0),
+                                   ("￥1,200", 1200.0)]):
+        out.append(_one_cell_case(f"money_read_{i}", "minzheng", "月保障金额", v, False, want))
+    return out
+
+
+# --- identity numbers that passed through a float ---------------------------------------------
+
+def _strip_cell_refs(xlsx: bytes) -> bytes:
+    """The same workbook without r="A1" cell and row references (valid OOXML)."""
+    import re
+
+    src = zipfile.ZipFile(io.BytesIO(xlsx))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info.filename)
+            if info.filename.startswith("xl/worksheets/"):
+                body = re.sub(rb' r="[A-Z]*\d+"', b"", body)
+            dst.writestr(info, body)
+    return out.getvalue()
+
+
+def _number_cell_ids(refs: bool, n_numbers: int = 2) -> Callable[[Path], None]:
+    def build(inbox: Path) -> None:
+        rows = caizheng_rows(4)
+        for r in rows[:n_numbers]:
+            r[0] = int(r[0])                    # stored as a number: Excel keeps 15 digits
+        data = xlsx_bytes(CAIZHENG_HEADER, rows)
+        (dept_dir(inbox) / "numbers.xlsx").write_bytes(data if refs else _strip_cell_refs(data))
+    return build
+
+
+def _parquet_ids(kind: str) -> Callable[[Path], None]:
+    def build(inbox: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = caizheng_rows(4)
+        ids: list = [r[0] for r in rows]
+        if kind == "float":
+            ids = [float(v) for v in ids]
+        elif kind == "float15":
+            ids = [float(f"{COUNTY}80010108{i}") for i in range(4)]   # legacy 15 digits: exact
+        elif kind == "int":
+            ids = [int(v) for v in ids]
+        table = pa.table({"身份证号": ids, "姓名": [r[1] for r in rows],
+                          "工作单位": [r[2] for r in rows], "入职日期": [r[3] for r in rows]})
+        pq.write_table(table, dept_dir(inbox) / "ids.parquet")
+    return build
+
+
+def _float_id_cases() -> list[ReadCase]:
+    sci = reasons.ID_SCIENTIFIC
+    return [
+        ReadCase("xlsx_number_ids_with_refs", _number_cell_ids(True), loaded=2,
+                 quarantined=(Q("numbers.xlsx", 2, "身份证号", sci), Q("numbers.xlsx", 3, "身份证号", sci))),
+        ReadCase("xlsx_number_ids_without_refs", _number_cell_ids(False), loaded=2,
+                 quarantined=(Q("numbers.xlsx", 2, "身份证号", sci), Q("numbers.xlsx", 3, "身份证号", sci))),
+        ReadCase("xlsx_all_number_ids_without_refs", _number_cell_ids(False, 4), loaded=0,
+                 quarantined=tuple(Q("numbers.xlsx", r, "身份证号", sci) for r in range(2, 6))),
+        ReadCase("parquet_float_ids", _parquet_ids("float"), loaded=0,
+                 quarantined=tuple(Q("ids.parquet", r, "身份证号", sci) for r in range(1, 5))),
+        ReadCase("parquet_float_legacy15_ids", _parquet_ids("float15"), loaded=4),
+        ReadCase("parquet_int64_ids", _parquet_ids("int"), loaded=4,
+                 staged={("身份证号", "ids.parquet", 1): make_id(0)}),
+    ]
+
+
+# --- every sheet of a workbook -------------------------------------------------------------
+
+def _workbook(sheets: list[tuple[str, list[list], str]]) -> Callable[[Path], None]:
+    """sheets: (name, rows, state) with state "visible" / "hidden"; rows include the header."""
+    def build(inbox: Path) -> None:
+        import openpyxl
+
+        wb = openpyxl.Workbook()
+        wb.remove(wb.active)
+        for name, rows, state in sheets:
+            ws = wb.create_sheet(name)
+            for r in rows:
+                ws.append(r)
+            ws.sheet_state = state
+        if all(state != "visible" for _, _, state in sheets):
+            wb.create_sheet("空白")
+        wb.active = next(i for i, (_, _, st) in enumerate(sheets + [("", [], "visible")]) if st == "visible")
+        wb.save(dept_dir(inbox) / "名单.xlsx")
+    return build
+
+
+def _sheet_cases() -> list[ReadCase]:
+    H = CAIZHENG_HEADER
+    stale = [H] + caizheng_rows(3, offset=600)
+    town_a = [H] + caizheng_rows(3)
+    town_b = [["东乡名单"], H] + caizheng_rows(2, offset=50) + [["坏号码", "王五", "某单位", "2010-01-01"]]
+    cover = [["填表说明"], ["身份证号请填写18位"]]
+    return [
+        ReadCase("sheet_hidden_stale_first", _workbook([("去年", stale, "hidden"), ("本期", town_a, "visible")]),
+                 loaded=3, notes=("去年", "隐藏")),
+        ReadCase("sheet_one_per_township", _workbook([("城关镇", town_a, "visible"), ("东乡", town_b, "visible")]),
+                 loaded=5, quarantined=(Q("名单.xlsx#东乡", 5, "身份证号", ""),)),
+        ReadCase("sheet_cover_then_data", _workbook([("说明", cover, "visible"), ("数据", town_a, "visible")]),
+                 loaded=3, notes=("说明", "没有表头")),
+        ReadCase("sheet_only_hidden_data", _workbook([("数据", town_a, "hidden")]),
+                 refused=("名单.xlsx", "隐藏的工作表", "数据")),
+        ReadCase("sheet_hidden_cover_and_towns",
+                 _workbook([("封面", cover, "visible"), ("旧", stale, "hidden"),
+                            ("城关镇", town_a, "visible"), ("东乡", town_b, "visible")]),
+                 loaded=5, quarantined=(Q("名单.xlsx#东乡", 5, "身份证号", ""),),
+                 notes=("封面", "旧", "隐藏")),
+        ReadCase("sheet_veryhidden_stale", _workbook([("本期", town_a, "visible"), ("x", stale, "veryHidden")]),
+                 loaded=3, notes=("隐藏",)),
+        ReadCase("sheet_empty_extra_sheets", _workbook([("本期", town_a, "visible"), ("Sheet2", [], "visible")]),
+                 loaded=3, notes=("Sheet2", "空工作表")),
+    ]
+
+
+# --- CSV line ends, empty lines, headers with a note -------------------------------------------
+
+def _csv_text(name: str, lines: list[str], newline: str, encoding: str = "utf-8",
+              dept: str = BAD_DEPT) -> Callable[[Path], None]:
+    def build(inbox: Path) -> None:
+        (dept_dir(inbox, dept) / name).write_bytes((newline.join(lines) + newline).encode(encoding))
+    return build
+
+
+def _line_cases() -> list[ReadCase]:
+    H = ",".join(CAIZHENG_HEADER)
+    good = [",".join(r) for r in caizheng_rows(3)]
+    bad = f"{bad_check(90)},赵敏,城关镇人民政府,2012-05-01"
+    out = []
+    for enc in ("utf-8", "gbk"):
+        out.append(ReadCase(f"cr_only_{enc}", _csv_text("mac.csv", [H] + good[:2] + [bad] + good[2:], "\r", enc),
+                            loaded=3, quarantined=(Q("mac.csv", 4, "身份证号", reasons.ID_CHECK_DIGIT),)))
+    for newline in ("\n", "\r\n"):
+        tag = "lf" if newline == "\n" else "crlf"
+        lines = [H, good[0], "", "", good[1], "", bad, good[2]]        # bad row on editor line 7
+        out.append(ReadCase(f"blank_lines_{tag}", _csv_text("blank.csv", lines, newline), loaded=3,
+                            quarantined=(Q("blank.csv", 7, "身份证号", reasons.ID_CHECK_DIGIT),)))
+    out.append(ReadCase("blank_lines_before_first_row",
+                        _csv_text("gap.csv", [H, "", "", "", bad] + good, "\n"), loaded=3,
+                        quarantined=(Q("gap.csv", 5, "身份证号", reasons.ID_CHECK_DIGIT),)))
+    for i, header in enumerate([["身份证号", "姓名", "工作单位", "入职日期（年-月-日）"],
+                                ["身份证号(18位)", "姓名", "工作单位", "入职日期"],
+                                ["身份证号", "姓名（必填）", "工作单位 ( 全称 )", "入职日期"]]):
+        def build(inbox: Path, header=header) -> None:
+            write_csv(dept_dir(inbox) / "noted.csv", header, caizheng_rows(3))
+        out.append(ReadCase(f"header_with_note_{i}", build, loaded=3,
+                            staged={("入职日期", "noted.csv", 2): __import__("datetime").date(2010, 1, 15)}))
+    month_header = MINZHENG_HEADER[:3] + ["月保障金额（元）"] + MINZHENG_HEADER[4:]
+    out.append(ReadCase("header_with_unit_note", lambda inbox: write_csv(
+        dept_dir(inbox, "minzheng") / "noted.csv", month_header, minzheng_rows(3)), dept="minzheng",
+        loaded=3, staged={("月保障金额", "noted.csv", 2): 450.0}))
+    return out
+
+
+def reading_cases() -> list[ReadCase]:
+    out = _no_guess_cases() + _float_id_cases() + _sheet_cases() + _line_cases()
+    names = [c.name for c in out]
+    assert len(names) == len(set(names)), "case names must be unique"
+    return out

@@ -502,7 +502,7 @@ def _mark_numeric_ids(data: bytes, body: pl.DataFrame, names: list[str], headers
             # sheet reads as — a real 18-digit text that equals one is not to be met in practice
             floats = _xlsx_long_number_texts(data, sheet_index)
             return body.with_columns(
-                pl.when(pl.col(c).str.contains(r"^[0-9]{16,}$") & pl.col(c).is_in(floats))
+                pl.when(pl.col(c).str.contains(r"^[0-9]{16,}$") & pl.col(c).is_in(floats.implode()))
                 .then(_scientific(pl.col(c))).otherwise(pl.col(c)).alias(c) for c in id_cols)
     if numeric is None:
         numeric = _xls_numeric_cells(data, {c: headers[c] for c in id_cols}, header_index,
