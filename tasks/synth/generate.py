@@ -29,7 +29,7 @@ from povwatch.tasks.synth.assets import ASSET_DEPTS, AssetRegisters, delivers, w
 from povwatch.tasks.synth.defects import render
 from povwatch.tasks.synth.divisions import load_divisions
 from povwatch.tasks.synth.oracle import clearance, evaluate, load_policy
-from povwatch.tasks.synth.roster import deliver_roster
+from povwatch.tasks.synth.roster import ROSTER_CODES, deliver_roster, roster_summary
 from povwatch.tasks.synth.world import CountyWorld, month_end, month_index, month_label
 from povwatch.tasks.synth.writers import write_csv, write_xlsx
 
@@ -160,6 +160,7 @@ class Generator:
                                                     load_policy(int(self.periods[0][:4])))
         self._write_truth(monitoring, problems + [roster_problems], households)
         monitored.write_csv(self.out / "truth" / "monitored.csv")
+        self.monitored = monitored
         return self._summary(monitoring, problems, time.perf_counter() - started)
 
     def _clear_previous(self) -> None:
@@ -290,7 +291,7 @@ class Generator:
             m = ", ".join(f"{c}={n}" for _, c, n in mc.filter(pl.col("period") == period).iter_rows())
             lines.append(f"{period} 问题：{p}")
             lines.append(f"{period} 监测：{m}")
-        codes = rule_codes()
+        codes = [c for c in rule_codes() if c not in ROSTER_CODES]
         categories = ["not_exited_below_line", "unstable_exited", "marginal", "sudden_hardship"]
         for period in self.periods:
             missing = (set(codes) - set(pc.filter(pl.col("period") == period)["code"])) | (
@@ -298,6 +299,7 @@ class Generator:
             if missing:
                 lines.append(f"注意：{period} 未能种下 {', '.join(sorted(missing))}（户数太少？）")
         lines.append(f"风险消除建议（truth/clearance.csv）：{self.clearance.height} 户")
+        lines.append(roster_summary(self.monitored, self.problems))
         return "\n".join(lines)
 
 

@@ -203,3 +203,20 @@ def deliver_roster(generator, worlds, monitoring: list[pl.DataFrame], households
             parts.append(generator._deliver("jiance", canon, rng, periods[t], t, w))
         loaded.append(pl.concat(parts, how="vertical_relaxed"))
     return monitored_truth(periods, warnings, households, loaded, int(policy["risk_clear_months"]))
+
+
+ROSTER_CODES = ("P17", "P18")   # follow the roster's timing: not planted in every period
+
+
+def roster_summary(monitored: pl.DataFrame, problems: pl.DataFrame) -> str:
+    """One line for the generator's summary: the last period's monitoring, the roster problems."""
+    last = monitored.filter(pl.col("period") == monitored["period"].max())
+    count = dict(last.group_by("status").len().iter_rows())
+    roster = problems.filter(pl.col("code").is_in(ROSTER_CODES)).group_by("code").agg(
+        pl.col("subject_id").n_unique())
+    seen = dict(roster.iter_rows())
+    under = sum(count.get(s, 0) for s in ("monitoring", "proposed_clear", "manual_review"))
+    return (f"监测对象（truth/monitored.csv，{last['period'][0] if last.height else '—'}）：监测中 {under} 户"
+            f"（其中建议风险消除 {count.get('proposed_clear', 0)}，需人工评估 {count.get('manual_review', 0)}），"
+            f"已消除 {count.get('cleared', 0)} 户；识别不及时 P17 {seen.get('P17', 0)} 户，"
+            f"风险再标注 P18 {seen.get('P18', 0)} 户")
