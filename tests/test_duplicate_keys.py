@@ -55,6 +55,21 @@ def _yibao_shifted(inbox: Path) -> None:
     bc.write_csv(bc.dept_dir(inbox, "yibao") / "参保.csv", header, shifted)
 
 
+NEXT = "2020-07"
+
+
+def _fupin_two_villages(inbox: Path) -> None:
+    """Twelve households of two members; H0005 is also used for a household of another village
+    (lines 12-13 and 26): the two must not be merged into one."""
+    rows = []
+    for h in range(12):
+        for k, relation in enumerate(("户主", "配偶")):
+            rows.append([f"H{h:04d}", bc.NAMES[k], bc.make_id(500 + 2 * h + k), relation, bc.VILLAGE,
+                         "一般贫困户", "未脱贫"])
+    rows.append(["H0005", "孙强", bc.make_id(560), "户主", "620523100202", "一般贫困户", "未脱贫"])
+    bc.write_csv(bc.dept_dir(inbox, "fupin", NEXT) / "建档立卡.csv", FUPIN_HEADER, rows)
+
+
 @pytest.fixture(scope="module")
 def delivered(tmp_path_factory):
     from povwatch.tasks.ingest import load
@@ -81,6 +96,12 @@ def delivered(tmp_path_factory):
                 result = load.promote_extract(warehouse, PERIOD, dept, "r1")
         results[dept] = result
     receipts = {d: write_receipt(warehouse, PERIOD, d, tmp / "receipts") for d in results}
+    # the next month: a registry where one 户编号 is used in two villages
+    _fupin_two_villages(inbox)
+    result = load.stage_extract(warehouse, inbox, NEXT, "fupin", "r2")
+    outcome = validate_extract(warehouse, NEXT, "fupin", "r2")
+    assert not outcome.blocking_failed, outcome.message
+    results["fupin_next"] = load.promote_extract(warehouse, NEXT, "fupin", "r2")
     yield warehouse, results, outcomes, receipts
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -166,3 +187,18 @@ def test_empty_registry_is_rejected_with_the_reason(delivered):
     result = delivered[1]["fupin"]
     assert result.status == "rejected"
     assert "只有表头" in result.message and "不可能为空" in result.message
+
+
+def test_one_household_number_in_two_villages_is_not_merged(delivered):
+    """#13 item 11: every row of the 户编号 is quarantined with the cause; the rest is accepted."""
+    warehouse, results, _, _ = delivered
+    result = results["fupin_next"]
+    assert result.status == "accepted" and (result.rows_loaded, result.rows_quarantined) == (22, 3)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        rows = con.execute("SELECT row_number, reasons FROM quarantine.rows WHERE dept = 'fupin' "
+                           "AND period = ? ORDER BY row_number", [NEXT]).fetchall()
+    finally:
+        con.close()
+    assert [r[0] for r in rows] == [12, 13, 26]
+    assert all("户编号" in r[1][0] and "不同村" in r[1][0] for r in rows)
