@@ -169,5 +169,17 @@ def init(folder) -> None:
     click.echo(f"使用 use it:  export POVWATCH_COUNTY={where}")
 
 
+@main.command(name="compat-copy")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--storage-version", default="v1.0.0", show_default=True,
+              help="the oldest DuckDB that must open the copy")
+@WAREHOUSE_OPTION
+def compat_copy(out, storage_version, warehouse) -> None:
+    """Copy the warehouse into a file DuckDB 1.x clients (BI tools) can open read-only."""
+    from povwatch.tasks.office.compat_copy import compat_copy_cli
+
+    sys.exit(compat_copy_cli(warehouse_path(warehouse), Path(out), storage_version))
+
+
 if __name__ == "__main__":
     main()

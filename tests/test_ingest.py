@@ -347,8 +347,8 @@ def test_parts_prepared_apart_load_as_one_extract(inbox: Path, warehouse: Path, 
     assert result.status == "staged"
     accounting_holds(result)
     listed = q(warehouse, "SELECT path FROM audit.lake_files WHERE layer = 'pending'")
-    assert sorted(r[0] for r in listed) == sorted(  # pending reads them in place
-        Path(p.pending).resolve().as_posix() for p in parts)
+    assert sorted(r[0] for r in listed) == sorted(  # pending reads them in place (lake-relative)
+        Path(p.pending).resolve().relative_to(lake.resolve()).as_posix() for p in parts)
     whole = tmp_path / "whole" / "povwatch.duckdb"
     expected = stage_extract(whole, inbox, PERIOD, "minzheng", "r1")
 

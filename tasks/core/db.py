@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from povwatch.tasks.ingest.contracts import Contract, all_contracts
+from povwatch.tasks.core.lake import use_lake
 from povwatch.tasks.core.settings import WAREHOUSE_DIR, load_settings
 
 
@@ -26,13 +27,17 @@ def connect(warehouse: Path | str, read_only: bool = False) -> duckdb.DuckDBPyCo
     """
     warehouse = Path(warehouse)
     if read_only:
-        return duckdb.connect(str(warehouse), read_only=True)
+        con = duckdb.connect(str(warehouse), read_only=True)
+        use_lake(con, warehouse)
+        return con
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     deadline = _time.monotonic() + load_settings().db_lock_wait
     while True:
         old_umask = os.umask(0o077)  # personal data: owner-only file and WAL
         try:
-            return duckdb.connect(str(warehouse))
+            con = duckdb.connect(str(warehouse))
+            use_lake(con, warehouse)
+            return con
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or _time.monotonic() >= deadline:
                 raise

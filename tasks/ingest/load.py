@@ -38,6 +38,8 @@ from povwatch.tasks.ingest import reasons
 from povwatch.tasks.ingest.conform import FILE, REASONS, Conformed, conform
 from povwatch.tasks.ingest.contracts import Contract, department_codes, load_contract
 from povwatch.tasks.ingest.inbox import Delivery, delivery, discover_periods, unreadable_sha256  # noqa: F401
+from povwatch.tasks.core import lake as core_lake
+from povwatch.tasks.core.lake import listed_path
 from povwatch.tasks.core.db import empty_layer_select, open_warehouse, raw_column_names, write_lock
 from povwatch.tasks.ingest.read import ROW, FileRead, ReadError, read_file, read_parts  # noqa: F401
 
@@ -204,8 +206,7 @@ def lake_root(warehouse: Path) -> Path:
     :func:`prepare_part` and :func:`load_parts`, deleted once loaded). Partitioned
     ``<layer>/dept=<dept>/period=<period>/part=<county or all>/<run_id>.parquet``.
     """
-    warehouse = Path(warehouse)
-    return warehouse.with_name(warehouse.stem + ".lake")
+    return core_lake.lake_root(warehouse)
 
 
 def _part_dir(lake: Path, layer: str, period: str, dept: str, part: str) -> Path:
@@ -595,11 +596,11 @@ def _quarantine_refused_parts(con, contract: Contract, run_id: str, period: str,
 # raw.<dept> and pending.<dept>: views over Parquet files in the lake
 
 def _list_files(con, layer: str, dept: str, period: str, files: list[str], run_id: str | None) -> None:
-    """Add files to audit.lake_files (absolute paths)."""
+    """Add files to audit.lake_files (relative to the lake: tasks/core/lake.py)."""
     if files:
         con.executemany("INSERT INTO audit.lake_files (layer, dept, period, path, run_id) "
                         "VALUES (?, ?, ?, ?, ?)",
-                        [[layer, dept, period, Path(f).resolve().as_posix(), run_id] for f in files])
+                        [[layer, dept, period, listed_path(con, f), run_id] for f in files])
 
 
 def _replace_listed(con, warehouse: Path, layer: str, contract: Contract, period: str,
@@ -617,9 +618,10 @@ def _replace_listed(con, warehouse: Path, layer: str, contract: Contract, period
 def define_layer_view(con, layer: str, contract: Contract, lake: Path) -> None:
     """raw.<dept> / pending.<dept> over every file the layer's catalog lists, or empty.
 
-    Paths are absolute: a copy of the DuckDB file (a backup, a test's "before" state) goes on
-    reading the files of the warehouse it was copied from, and writes its own new ones into
-    its own lake. Moving a warehouse means moving its .lake folder to the same place.
+    Paths are relative to the lake, resolved through the connection's file_search_path
+    (tasks/core/lake.py): a warehouse moved with its .lake folder reads the files where they now
+    are; a copy of the DuckDB file alone (a backup, a test's "before" state) goes on reading the
+    files of the warehouse it was copied from, and writes its own new ones into its own lake.
     pending leaves out the rows a validation or the writer dropped (audit.pending_dropped).
     """
     kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? "

@@ -21,6 +21,7 @@ import polars as pl
 
 from povwatch.tasks.ingest.idnumber import MASK_SQL
 from povwatch.tasks.core.rules import rule_labels
+from povwatch.tasks.core.lake import use_lake
 from povwatch.tasks.core.settings import load_settings
 
 
@@ -136,7 +137,9 @@ def open_read(warehouse: Path, *, strict: bool = False,
             "first, or pass --warehouse.",
         )
     try:
-        return duckdb.connect(str(warehouse), read_only=True, config=config or {})
+        con = duckdb.connect(str(warehouse), read_only=True, config=config or {})
+        use_lake(con, warehouse)   # raw.<dept> reads the lake wherever the warehouse now is
+        return con
     except duckdb.IOException as exc:
         text = str(exc).lower()
         if any(p in text for p in _LOCK_PATTERNS):

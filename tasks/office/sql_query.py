@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from povwatch.tasks.ingest.load import lake_root
+from povwatch.tasks.core.lake import allowed_lake_directories
 from povwatch.tasks.office.outputs import WarehouseUnavailable, fail, open_read
 
 MAX_TABLE_ROWS = 1000  # the aligned-text table is for reading; csv/json print every row
@@ -54,11 +54,12 @@ def run_query(warehouse: Path, query: str) -> pl.DataFrame:
     """Run ``query`` read-only; raise WarehouseUnavailable, QueryRefused or duckdb.Error."""
     con = open_read(Path(warehouse), strict=True)
     try:
-        # The raw.<dept> views read Parquet files in the warehouse's lake folder: that folder,
-        # and no other file, may be read. Set before external access is switched off, after
-        # which neither setting can be changed by the query.
-        lake = lake_root(Path(warehouse)).resolve().as_posix() + "/"
-        con.execute(f"SET allowed_directories = ['{lake.replace(chr(39), chr(39) * 2)}']")
+        # The raw.<dept> views read Parquet files in the warehouse's lake folder (by paths
+        # relative to it): the lake, and no other file, may be read. Set before external access
+        # is switched off, after which neither setting can be changed by the query.
+        allowed = ", ".join("'" + d.replace("'", "''") + "'"
+                            for d in allowed_lake_directories(con, Path(warehouse)))
+        con.execute(f"SET allowed_directories = [{allowed}]")
         con.execute("SET enable_external_access = false")
         try:
             return pl.from_arrow(con.sql(query).to_arrow_table()) if _returns_rows(con, query) \

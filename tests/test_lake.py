@@ -1,0 +1,92 @@
+"""A movable warehouse: the lake's files are listed relative to the lake, resolved at open."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from povwatch.flows.cli import main
+from povwatch.tasks.core.db import connect, open_warehouse
+from povwatch.tasks.core.lake import lake_root
+from povwatch.tasks.ingest.load import promote_extract, stage_extract
+from tests.test_ingest import row, write_csv
+
+JUNE, JULY = "2020-06", "2020-07"
+
+
+def deliver(inbox: Path, period: str, rows: list[list[str]]) -> None:
+    write_csv(inbox / period / "minzheng" / "城关镇.csv", rows)
+
+
+def load(warehouse: Path, inbox: Path, period: str, run_id: str) -> None:
+    assert stage_extract(warehouse, inbox, period, "minzheng", run_id).status == "staged"
+    promote_extract(warehouse, period, "minzheng", run_id)
+
+
+def sql(warehouse: Path, query: str) -> str:
+    result = CliRunner().invoke(main, ["sql", query, "--format", "csv", "--warehouse", str(warehouse)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture()
+def moved(tmp_path: Path) -> Path:
+    """A warehouse loaded with June, then its folder (.duckdb and .lake) moved elsewhere."""
+    inbox = tmp_path / "inbox"
+    deliver(inbox, JUNE, [row(0), row(1), row(2)])
+    old = tmp_path / "old" / "povwatch.duckdb"
+    open_warehouse(old).close()
+    load(old, inbox, JUNE, "r1")
+    new_folder = tmp_path / "elsewhere" / "county"
+    new_folder.parent.mkdir()
+    shutil.move(old.parent, new_folder)
+    assert not old.parent.exists()
+    return new_folder / "povwatch.duckdb"
+
+
+def test_a_moved_warehouse_reads_its_lake_and_takes_the_next_month(moved: Path, tmp_path: Path):
+    assert sql(moved, "SELECT count(*) AS n FROM raw.minzheng").splitlines() == ["n", "3"]
+    inbox = tmp_path / "inbox"
+    deliver(inbox, JULY, [row(0), row(1), row(2), row(3)])
+    load(moved, inbox, JULY, "r2")                                   # the next run writes there
+    counts = sql(moved, "SELECT period, count(*) AS n FROM raw.minzheng GROUP BY 1 ORDER BY 1")
+    assert counts.splitlines() == ["period,n", f"{JUNE},3", f"{JULY},4"]
+    con = connect(moved, read_only=True)
+    try:
+        listed = [r[0] for r in con.execute("SELECT path FROM audit.lake_files").fetchall()]
+    finally:
+        con.close()
+    assert listed and all(not Path(p).is_absolute() for p in listed)
+
+
+def test_another_duckdb_client_reads_the_lake_with_the_documented_search_path(moved: Path):
+    con = duckdb.connect(str(moved), read_only=True)      # a BI tool: not through povwatch
+    try:
+        with pytest.raises(duckdb.Error):
+            con.execute("SELECT count(*) FROM raw.minzheng").fetchall()
+        con.execute(f"SET file_search_path = '{lake_root(moved).as_posix()}'")
+        assert con.execute("SELECT count(*) FROM raw.minzheng").fetchone() == (3,)
+    finally:
+        con.close()
+
+
+def test_a_compat_copy_is_in_a_storage_format_duckdb_1_reads(moved: Path, tmp_path: Path):
+    from povwatch.tasks.office.compat_copy import storage_version_number
+
+    assert storage_version_number(moved) > 68                # DuckDB 1.x refuses the warehouse
+    out = tmp_path / "bi" / "povwatch-duckdb1.duckdb"
+    result = CliRunner().invoke(main, ["compat-copy", str(out), "--warehouse", str(moved)])
+    assert result.exit_code == 0, result.output
+    assert 64 <= storage_version_number(out) <= 68            # what DuckDB 1.0 … 1.5 read
+    assert out.stat().st_mode & 0o077 == 0                    # personal data: owner-only
+    con = duckdb.connect(str(out), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM staging.minzheng").fetchone() == (3,)
+        assert con.execute("SELECT count(*) FROM audit.extracts").fetchone()[0] >= 1
+        con.execute(f"SET file_search_path = '{lake_root(moved).as_posix()}'")
+        assert con.execute("SELECT count(*) FROM raw.minzheng").fetchone() == (3,)
+    finally:
+        con.close()
