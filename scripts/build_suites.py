@@ -30,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from povwatch.tasks.ingest.contracts import LINEAGE_COLUMNS, Contract, all_contracts  # noqa: E402
-from povwatch.tasks.ingest.idnumber import CHECK_CHARS, MASK_SQL, WEIGHTS  # noqa: E402
+from povwatch.tasks.core.privacy import mask_id_sql  # noqa: E402
+from povwatch.tasks.ingest.idnumber import CHECK_CHARS, WEIGHTS  # noqa: E402
 from povwatch.tasks.core.settings import EXPECTATIONS_DIR  # noqa: E402
 
 ID_REGEX = "^[0-9]{17}[0-9X]$"
@@ -89,7 +90,7 @@ def id_check_sql(column: str) -> str:
     digits = " + ".join(
         f"{w}*CAST(substr({column}, {i + 1}, 1) AS INTEGER)" for i, w in enumerate(WEIGHTS)
     )
-    masked = MASK_SQL.format(col=column)
+    masked = mask_id_sql(column)
     return (
         f"SELECT period, source_file, source_row, {masked} AS {column}_masked FROM {{batch}} "
         f"WHERE length({column}) = 18 AND regexp_full_match({column}, '[0-9]+X?') AND ("

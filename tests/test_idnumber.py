@@ -17,7 +17,7 @@ from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
 from povwatch.tasks.ingest import reasons
-from povwatch.tasks.ingest.idnumber import check_char, is_valid_expr, mask, mask_expr, repair_expr
+from povwatch.tasks.ingest.idnumber import check_char, is_valid_expr, repair_expr
 
 # Address codes that stdnum's table lists as valid for every birth year used below.
 ADDRESSES = ["110101", "110105", "310104", "440106", "510104", "620102"]
@@ -157,10 +157,3 @@ def test_repairs_and_damage_named() -> None:
     assert rows[3]["error"] == reasons.ID_SCIENTIFIC and rows[3]["id_number"] is None
     assert rows[4]["error"] == reasons.ID_SCIENTIFIC
     assert rows[5] == rows[6] == {"id_number": None, "repair": None, "error": None}
-
-
-def test_mask_keeps_six_and_four() -> None:
-    number = "11010519491231002X"
-    assert mask(number) == "110105********002X"
-    masked = pl.DataFrame({"n": [number]}).select(mask_expr(pl.col("n")))["n"][0]
-    assert masked == "110105********002X"

@@ -48,7 +48,7 @@ ID_CORPUS = [
 ]
 
 PLATE_CORPUS = [("甘A12345", "甘A***45"), ("甘AD12345", "甘A****45"), ("甘A·12345", "甘A***45"),
-                ("甘A 1234", "甘A**34"), ("无", "无")]
+                ("甘A 1234", "甘A**34"), ("甘A1", "***"), ("", "")]
 
 
 def _three_forms(name: str, values: list[str | None]) -> tuple[list, list, list]:

@@ -17,8 +17,9 @@ Prefect, the CLI's output) shows a full identity number. Three rules, each in th
     户编号 inside free text is masked as well; where the registry number is its own column it is
     not an identity number and stays readable.
 
-``mask_plate`` — a vehicle plate (``甘A12345`` → ``甘A***45``): province and city letter and the
-    last two characters kept, the middle starred, like an identity number's middle.
+``mask_plate`` — personal text that is not an identity number, such as a vehicle plate
+    (``甘A12345`` → ``甘A***45``): the first two and the last two characters kept, the middle
+    starred, like an identity number's middle; a value of 1-4 characters shows as ``***``.
 
 The test ``tests/test_privacy.py`` holds the three forms to one corpus of examples.
 """
@@ -109,12 +110,12 @@ def scrub_value(value: Any) -> Any:
 
 
 def mask_plate(plate: str | None) -> str | None:
-    """A vehicle plate with its middle starred: 甘A12345 -> 甘A***45 (5 or fewer: kept)."""
+    """A vehicle plate with its middle starred: 甘A12345 -> 甘A***45 (1-4 characters: ***)."""
     if plate is None:
         return None
     plate = re.sub(r"[\s·.\-]", "", str(plate))
-    if len(plate) <= 5:
-        return plate
+    if len(plate) <= 4:
+        return "***" if plate else plate
     return plate[:2] + "*" * (len(plate) - 4) + plate[-2:]
 
 
@@ -162,7 +163,9 @@ def scrub_expr(text: pl.Expr) -> pl.Expr:
 def mask_plate_expr(plate: pl.Expr) -> pl.Expr:
     """Polars form of :func:`mask_plate`."""
     compact = plate.cast(pl.Utf8).str.replace_all(r"[\s·.\-]", "")
-    return pl.when(compact.str.len_chars() <= 5).then(compact).otherwise(_starred_plate(compact))
+    n = compact.str.len_chars()
+    return (pl.when(n == 0).then(compact).when(n <= 4).then(pl.lit("***"))
+            .otherwise(_starred_plate(compact)))
 
 
 def _starred_plate(compact: pl.Expr) -> pl.Expr:
@@ -220,5 +223,12 @@ def scrub_sql(value: str) -> str:
 def mask_plate_sql(value: str) -> str:
     """SQL form of :func:`mask_plate`."""
     compact = f"regexp_replace(CAST({value} AS VARCHAR), '[\\s·.\\-]', '', 'g')"
-    return (f"CASE WHEN length({compact}) <= 5 THEN {compact} ELSE left({compact}, 2) || "
+    return (f"CASE WHEN length({compact}) = 0 THEN {compact} WHEN length({compact}) <= 4 THEN '***' "
+            f"ELSE left({compact}, 2) || "
             f"repeat('*', length({compact}) - 4) || right({compact}, 2) END")
+
+
+def scrub_rendered(value: Any) -> Any:
+    """Jinja's ``finalize``: every text a template prints passes :func:`scrub` (markup povwatch
+    builds itself, such as a chart's SVG, and numbers are printed as they are)."""
+    return scrub(value) if type(value) is str else value

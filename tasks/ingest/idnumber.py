@@ -160,21 +160,6 @@ def is_valid_expr(value: pl.Expr) -> pl.Expr:
     ).fill_null(False)
 
 
-def mask_expr(value: pl.Expr) -> pl.Expr:
-    """Masked for anything leaving the warehouse: first 6 and last 4 kept (620523********123X)."""
-    return value.str.slice(0, 6) + pl.lit("********") + value.str.slice(-4, 4)
-
-
-def mask(value: str | None) -> str | None:
-    """The same mask for a single value (alert texts, log lines)."""
-    if value is None or len(value) < 10:
-        return value
-    return value[:6] + "*" * (len(value) - 10) + value[-4:]
-
-
-MASK_SQL = "substr({col}, 1, 6) || '********' || substr({col}, -4)"
-
-
 def _plausible_birth(birth: pl.Expr) -> pl.Expr:
     """A birth date that is a real date between 1900-01-01 and today."""
     return birth.is_not_null() & (birth >= pl.date(1900, 1, 1)) & (birth <= pl.lit(_today()))

@@ -13,7 +13,8 @@ import polars as pl
 
 from povwatch.tasks.ingest.contracts import Contract, load_contract
 from povwatch.tasks.core.db import connect, write_lock
-from povwatch.tasks.ingest.idnumber import mask_expr
+from povwatch.tasks.core.privacy import mask_id_expr, mask_plate_expr, scrub_expr, scrub_frame
+from povwatch.tasks.core.workbooks import private_workbook
 from povwatch.tasks.ingest.read import CERTIFICATE, header_map, normalize_header
 
 DETAIL_HEADERS = ["文件", "行号", "列", "原因", "原始内容"]
@@ -24,8 +25,6 @@ HIDDEN = "（已隐去）"
 # Columns whose values never leave the warehouse next to a name (health, disability, and the
 # causes of poverty that reveal them): the contract marks them ``sensitive``; the 残疾证号 too.
 SENSITIVE_COLUMNS = {CERTIFICATE}
-# Any other run of 15-18 digits (an identity number in a note column) is masked too.
-_LONG_NUMBER = r"(\d{6})\d{5,8}([0-9Xx]{4})"
 
 
 def receipt_path(out_dir: Path, period: str, dept: str) -> Path:
@@ -88,8 +87,9 @@ def write_receipt(warehouse: Path, period: str, dept: str, out_dir: Path) -> Pat
         pl.col("message").fill_null("").alias("说明"),
     )
     path = receipt_path(out_dir, period, dept)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_xlsx(path, contract, period, detail, summary_out)
+    # Everything written passes the masking rule: file names, headers and messages can hold a
+    # number too, not only the rows' content.
+    _write_xlsx(path, contract, period, scrub_frame(detail), scrub_frame(summary_out))
     return path
 
 
@@ -113,7 +113,7 @@ def _detail_rows(rows: pl.DataFrame, contract: Contract, period: str) -> pl.Data
     labels = {c.header for c in contract.columns}
     if contract.certificate:
         labels.add(contract.certificate["header"])
-    content = masked_content(rows["row_data"], contract)
+    content = row_content(rows["row_data"], contract)
     frame = rows.with_columns(content.alias("原始内容")).explode("reasons")
     prefix = pl.col("reasons").str.extract(r"^([^：]+)：", 1)
     is_column = prefix.is_in(sorted(labels)).fill_null(False)
@@ -127,7 +127,7 @@ def _detail_rows(rows: pl.DataFrame, contract: Contract, period: str) -> pl.Data
     )
 
 
-def masked_content(row_data: pl.Series, contract: Contract) -> pl.Series:
+def row_content(row_data: pl.Series, contract: Contract) -> pl.Series:
     """Each row_data JSON as "表头：值，表头：值", identity numbers masked, sensitive values hidden."""
     text = row_data.fill_null("{}")
     if len(text) == 0:
@@ -149,42 +149,19 @@ def masked_content(row_data: pl.Series, contract: Contract) -> pl.Series:
         if canonical in hidden:
             shown = pl.when(value.is_not_null()).then(pl.lit(HIDDEN))
         elif canonical in id_cols:
-            shown = _mask_any(value)
+            shown = mask_id_expr(value)
         elif canonical in masked_text:
-            shown = mask_ends(value)
+            shown = mask_plate_expr(value)
         else:
-            shown = value.str.replace_all(_LONG_NUMBER, "${1}********${2}")
+            shown = scrub_expr(value)
         parts.append(pl.when(shown.is_not_null()).then(pl.lit(f"{k}：") + shown))
     out = decoded.select(pl.concat_str(parts, separator="，", ignore_nulls=True).alias("原始内容"))
     return out["原始内容"]
 
 
-def mask_ends(value: pl.Expr) -> pl.Expr:
-    """Personal text that is not an identity number (a plate 甘J12345): its first two and last two
-    characters, the middle starred, as an identity number's middle is (甘J***45)."""
-    compact = value.str.replace_all(r"[\s\u3000]+", "")
-    return (pl.when(compact.str.len_chars() > 4)
-            .then(compact.str.slice(0, 2) + pl.lit("***") + compact.str.slice(-2))
-            .otherwise(pl.lit("***")))
-
-
-def _mask_any(value: pl.Expr) -> pl.Expr:
-    """Whatever an identity-number cell holds, no more than its first 6 and last 4 characters."""
-    compact = value.str.replace_all(r"[\s\u3000]+", "")
-    n = compact.str.len_chars()
-    return (
-        pl.when(n >= 10).then(mask_expr(compact))
-        .when(compact.str.contains(r"\d{5,}")).then(pl.lit("******"))
-        .otherwise(compact)
-    )
-
-
 def _write_xlsx(path: Path, contract: Contract, period: str, detail: pl.DataFrame,
                 summary: pl.DataFrame) -> None:
-    import xlsxwriter
-
-    wb = xlsxwriter.Workbook(str(path))
-    try:
+    with private_workbook(path) as wb:   # text as text; owner-only, like the exports
         bold = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
         wrap = wb.add_format({"text_wrap": True, "valign": "top"})
         ws = wb.add_worksheet("问题明细")
@@ -210,6 +187,3 @@ def _write_xlsx(path: Path, contract: Contract, period: str, detail: pl.DataFram
         ss.set_column(5, 5, 80)
         wb.set_properties({"title": f"{contract.name} {period} 数据回执",
                            "comments": "请按“问题明细”逐行核改后重新报送（身份证号已脱敏）"})
-    finally:
-        wb.close()
-        Path(path).chmod(0o600)   # names and rows of a department: owner-only, like the exports

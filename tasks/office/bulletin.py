@@ -26,6 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from povwatch.tasks.office.outputs import (EVENT_KINDS, PROBLEM_LABELS, WarehouseUnavailable,
                            dept_names_sql_values, fail, frame, place_sql, reading,
                            register_divisions, table_columns, table_exists, write_private)
+from povwatch.tasks.core.privacy import scrub_rendered
 from povwatch.tasks.core.settings import output_dir
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -221,10 +222,11 @@ def write_bulletin(warehouse: Path, kind: str, since: date, until: date) -> Path
                      ("按问题类型", "问题类型", data["by_code"].rows(named=True))],
     }
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
+                      finalize=scrub_rendered,  # problem details can hold a number
                       trim_blocks=True, lstrip_blocks=True)
     folder = output_dir(warehouse) / "bulletins"
     stem = f"{kind}-{since.isoformat()}_{until.isoformat()}"
-    md_env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=False,
+    md_env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=False, finalize=scrub_rendered,
                          trim_blocks=True, lstrip_blocks=True)
     md_env.filters["cell"] = lambda v: str(v).replace("|", "｜")
     write_private(folder / f"{stem}.md", md_env.get_template("bulletin.md.j2").render(**ctx))

@@ -21,24 +21,24 @@ by their owner only.
 """
 from __future__ import annotations
 
-import os
 import re
 from datetime import datetime
 from pathlib import Path
 
 import polars as pl
-import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
 
 from povwatch.tasks.office.outputs import (CATEGORY_LABELS, COLOR_LABELS, PROBLEM_LABELS, WarehouseUnavailable,
-                           column_labels, dept_names_sql_values, fail, frame, mask_key_sql,
-                           period_end, place_sql, private_files, provenance, reading,
-                           register_divisions, resolve_period, scrub_sql, table_exists)
+                           column_labels, dept_names_sql_values, fail, frame,
+                           period_end, place_sql, provenance, reading,
+                           register_divisions, resolve_period, table_exists)
+from povwatch.tasks.core.privacy import scrub_frame, scrub_sql
+from povwatch.tasks.core.workbooks import private_workbook
 from povwatch.tasks.core.settings import output_dir
 
 KINDS = ("monitoring", "ledger", "spot-check")
-WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_numbers": False,
-                    "strings_to_urls": False}
+# The registry number (户编号) is not an identity number: the one text column not scrubbed.
+REGISTRY_NUMBER_COLUMNS = ("household_id", "户编号")
 FORMULA_START = r"^[=+\-@\t\r]"
 HISTORY_STATUS_SQL = ("CASE h.status WHEN 'monitoring' THEN '监测中' WHEN 'proposed_clear' "
                       "THEN '拟风险消除' WHEN 'manual_review' THEN '需人工评估' ELSE h.status END")
@@ -109,7 +109,7 @@ def _monitoring(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
         SELECT {place_sql('s.township_code') if has['household_status'] else 'NULL'}
                    AS township_name,
                {place_sql('s.village_code') if has['household_status'] else 'NULL'} AS village_name,
-               {status}household_id, {mask_key_sql('m.household_key')} AS household_key,
+               {status}household_id, {scrub_sql('m.household_key')} AS household_key,
                {status}registry_status, {status}members,
                {'CAST(s.per_capita_income AS DOUBLE)' if has['household_status'] else 'NULL'}
                    AS per_capita_income,
@@ -161,8 +161,8 @@ def _ledger(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
             s AS ({state})
             SELECT coalesce(d.name, l.responsible_dept, '（未指定）') AS dept,
                    l.problem_key, l.code, coalesce(r.rule_name, pr.label) AS problem,
-                   {mask_key_sql('l.subject_id')} AS subject_id,
-                   {mask_key_sql('l.household_key')} AS household_key,
+                   {scrub_sql('l.subject_id')} AS subject_id,
+                   {scrub_sql('l.household_key')} AS household_key,
                    {place_sql('l.township_code')} AS township_name,
                    {place_sql('l.village_code')} AS village_name,
                    CASE WHEN l.open_now THEN '未整改' ELSE '已销号' END AS status,
@@ -210,7 +210,7 @@ def _spot_check(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
                    {place_sql('substr(c.village_code, 1, 9)')} AS township_name,
                    {place_sql('c.village_code')} AS village_name,
                    {'s.household_id' if has_status else 'NULL'} AS household_id,
-                   {mask_key_sql('c.household_key')} AS household_key,
+                   {scrub_sql('c.household_key')} AS household_key,
                    coalesce(st.label, c.stratum) AS stratum,
                    {'''CASE WHEN EXISTS (SELECT 1 FROM mart.monitoring m WHERE m.period = c.period
                         AND m.household_key = c.household_key) THEN '是' ELSE '否' END'''
@@ -240,17 +240,15 @@ def _spot_check(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
 
 
 class _workbook:
-    """An xlsxwriter Workbook created owner-readable only, with formulas never inferred."""
+    """A private, text-only workbook (tasks/core/workbooks.py) with the exports' formats."""
 
     def __init__(self, path: Path):
         self.path = path
         self.sheet_names: set[str] = set()
 
     def __enter__(self):
-        self._umask = private_files()
-        self._umask.__enter__()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.wb = xlsxwriter.Workbook(str(self.path), WORKBOOK_OPTIONS)
+        self._opened = private_workbook(self.path)
+        self.wb = self._opened.__enter__()
         self.wb.set_properties({"title": self.path.stem, "author": "povwatch",
                                 "comments": "身份证号已脱敏（保留前6位和后4位）"})
         self.wb.sheet_names_used = self.sheet_names
@@ -270,13 +268,7 @@ class _workbook:
         return self.wb
 
     def __exit__(self, *exc):
-        try:
-            self.wb.close()
-        finally:
-            self._umask.__exit__(*exc)
-        if self.path.exists():
-            os.chmod(self.path, 0o600)
-        return False
+        return self._opened.__exit__(*exc)
 
 
 def _sheet_name(wb, wanted: str) -> str:
@@ -290,7 +282,10 @@ def _sheet_name(wb, wanted: str) -> str:
 
 
 def guard_text(df: pl.DataFrame) -> pl.DataFrame:
-    """Text that a spreadsheet would run as a formula gets a leading apostrophe (vectorised)."""
+    """Text as written to a sheet: identity numbers masked wherever they stand (the registry
+    number excepted), and text a spreadsheet would run as a formula given a leading apostrophe
+    so that copying it elsewhere does not arm it (vectorised)."""
+    df = scrub_frame(df, keep=REGISTRY_NUMBER_COLUMNS)
     return df.with_columns(
         pl.when(pl.col(c).str.contains(FORMULA_START)).then("'" + pl.col(c)).otherwise(pl.col(c))
         .alias(c)

@@ -3,7 +3,7 @@
 Opening the warehouse for reading with errors a person can act on, the Chinese labels of mart
 columns (from the warehouse's own ``COMMENT ON``, falling back to a label dict), township names,
 periods, the provenance of a period (which extracts, files and as-of dates it was built from),
-masking in SQL, and writing files readable by their owner only.
+and writing files readable by their owner only (masking is ``tasks/core/privacy.py``).
 
 Nothing here loops over rows: every table is shaped in DuckDB SQL and handed over as Arrow/polars.
 """
@@ -19,7 +19,6 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from povwatch.tasks.ingest.idnumber import MASK_SQL
 from povwatch.tasks.core.rules import rule_labels
 from povwatch.tasks.core.lake import use_lake
 from povwatch.tasks.core.settings import load_settings
@@ -361,25 +360,6 @@ def provenance(con: duckdb.DuckDBPyConnection, period: str) -> pl.DataFrame:
         WHERE e.status = 'accepted'
         ORDER BY d.ord NULLS LAST, e.dept, e.file
     """, {"p": period})
-
-
-# ---------------------------------------------------------------- masking
-
-ID_IN_TEXT = r"([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])"
-ID_EXACT = r"^[0-9]{17}[0-9Xx]$"
-
-
-def scrub_sql(expr: str) -> str:
-    """SQL: text with every 18-character identity number inside it masked (first 6 + last 4)."""
-    return f"regexp_replace(CAST({expr} AS VARCHAR), '{ID_IN_TEXT}', '\\1********\\2', 'g')"
-
-
-def mask_key_sql(expr: str) -> str:
-    """SQL: a household key or subject that is an identity number, masked; anything else kept
-    (with any identity number inside it masked)."""
-    col = f"CAST({expr} AS VARCHAR)"
-    return (f"CASE WHEN regexp_full_match({col}, '{ID_EXACT}') THEN "
-            f"{MASK_SQL.format(col=col)} ELSE {scrub_sql(col)} END")
 
 
 # ---------------------------------------------------------------- files

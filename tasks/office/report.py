@@ -21,6 +21,7 @@ import polars as pl
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from povwatch.tasks.office import charts
+from povwatch.tasks.core.privacy import scrub_rendered
 from povwatch.tasks.core.settings import output_dir
 from povwatch.tasks.office.outputs import (CATEGORY_LABELS, EVENT_KINDS, WarehouseUnavailable,
                            dept_names_sql_values, fail, frame, mart_periods, period_end,
@@ -92,6 +93,7 @@ def render_report(con: duckdb.DuckDBPyConnection, warehouse: Path, period: str,
     ctx.update(_ranking(con, period))
     ctx.update(_quality(con, period))
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
+                      finalize=scrub_rendered,  # file names and messages can hold a number
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:.1f}%"
     env.filters["num"] = _num

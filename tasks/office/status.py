@@ -8,6 +8,7 @@ import unicodedata
 from pathlib import Path
 
 from povwatch.tasks.core.locking import WarehouseBusy, holder, is_locked, open_for_reading
+from povwatch.tasks.core.privacy import scrub
 
 
 def _width(text: str) -> int:
@@ -79,7 +80,7 @@ def status_text(warehouse: Path, runs: int = 10) -> str:
     out += ["", "未解决告警 open alerts (no accepted resubmission since)",
             table(["时间 at", "期次 period", "部门 dept", "级别 severity", "渠道 channel", "送达 delivered",
                    "摘要 summary"], alerts) if alerts else "（无 none）"]
-    return "\n".join(out)
+    return scrub("\n".join(out))   # messages and summaries can name a file holding a number
 
 
 def status_cli(warehouse: Path) -> int:

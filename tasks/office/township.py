@@ -23,7 +23,7 @@ import polars as pl
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from povwatch.tasks.core.settings import output_dir
-from povwatch.tasks.ingest.idnumber import MASK_SQL
+from povwatch.tasks.core.privacy import mask_id_sql
 from povwatch.tasks.office import charts
 from povwatch.tasks.office.export import _data_sheet, _sheet_name, _workbook, guard_text
 from povwatch.tasks.office.outputs import (PROBLEM_LABELS, WarehouseUnavailable, dept_names_sql_values,
@@ -126,7 +126,7 @@ def _open_problems(con, period: str) -> pl.DataFrame:
                coalesce(lb.label, l.code) AS problem,
                {place_sql('l.village_code')} AS village_name,
                coalesce(pn.name, h.name) AS subject_name,
-               {MASK_SQL.format(col="coalesce(CASE WHEN pn.name IS NOT NULL THEN l.subject_id END, h.id_number)")}
+               {mask_id_sql("coalesce(CASE WHEN pn.name IS NOT NULL THEN l.subject_id END, h.id_number)")}
                    AS subject_id_masked,
                coalesce(d.name, l.responsible_dept) AS responsible,
                l.first_seen_period, strftime(l.deadline, '%Y-%m-%d') AS deadline,
@@ -152,7 +152,7 @@ def _monitored(con, period: str) -> pl.DataFrame:
         WITH {_names_sql()}
         SELECT s.township_code, {place_sql('s.village_code')} AS village_name, s.household_id,
                coalesce(h.name, pn.name) AS head_name,
-               {MASK_SQL.format(col="coalesce(h.id_number, s.head_id_number)")} AS head_id_masked,
+               {mask_id_sql("coalesce(h.id_number, s.head_id_number)")} AS head_id_masked,
                s.registry_status, s.members, CAST(s.per_capita_income AS DOUBLE) AS per_capita_income,
                CASE s.color WHEN 'red' THEN '红' WHEN 'yellow' THEN '黄' WHEN 'green' THEN '绿'
                     ELSE s.color END AS color,

@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from povwatch.tasks.core import db
+from povwatch.tasks.core.privacy import scrub
 from povwatch.tasks.ingest.contracts import load_contract
 from povwatch.tasks.core.settings import load_settings, output_dir
 
@@ -81,11 +82,6 @@ def _with_timeouts(url: str) -> str:
 
 
 # --------------------------------------------------------------------------- messages
-
-def _mask(text: str) -> str:
-    from povwatch.tasks.validate.suites import mask_text  # the one masking rule for free text
-
-    return mask_text(text)
 
 
 def _files(outcome: dict) -> list[dict]:
@@ -173,10 +169,10 @@ def alert_text(outcome: dict) -> tuple[str, str]:
         where.append(f"校验报告 {outcome['data_docs']}")
     if where:
         lines.append("查看：" + "；".join(where))
-    body = _mask("\n".join(lines))
+    body = scrub("\n".join(lines))
     if len(body) > MAX_TEXT:
         body = body[:MAX_TEXT - 20] + "\n……（内容过长已截断）"
-    return _mask(title), body
+    return scrub(title), body
 
 
 # --------------------------------------------------------------------------- delivery
@@ -290,7 +286,7 @@ def alert_on_outcomes(warehouse: Path, run_id: str, outcomes: list[dict]) -> lis
             fp = fingerprint(outcome)
             title, body = alert_text(outcome)
             severity = outcome.get("severity", "error")
-            summary = _mask(f"{title}｜" + "；".join(
+            summary = scrub(f"{title}｜" + "；".join(
                 str(f.get("expectation")) for f in _failures(outcome)))
             targets = [(u, channel_label(u)) for u in urls] or [(None, "none")]
             for url, label in targets:
@@ -325,7 +321,7 @@ def alert_on_outcomes(warehouse: Path, run_id: str, outcomes: list[dict]) -> lis
 def notify_run_failure(run_id: str, message: str) -> None:
     """Tell the channels that a run itself failed (no warehouse needed). Never raises."""
     title = f"povwatch：运行失败 {run_id}"
-    body = _mask(f"运行 {run_id} 未能完成：\n{message}")[:MAX_TEXT]
+    body = scrub(f"运行 {run_id} 未能完成：\n{message}")[:MAX_TEXT]
     for url in channel_urls():
         try:
             _send(url, title, body, "error")

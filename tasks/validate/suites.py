@@ -14,7 +14,7 @@ What happens with the results (docs/validation.md has the whole policy):
 * otherwise the rows that failed a row-level ``quarantine`` expectation move from
   ``pending.<dept>`` to ``quarantine.rows`` (stage ``validate``, one row with every reason);
 * GX Data Docs are built under ``output_dir(warehouse)/datadocs`` (identity numbers masked in
-  everything GX keeps, see :func:`scrub`).
+  everything GX keeps: results pass ``privacy.scrub_value``).
 
 GX costs a few seconds to import and set up: it is imported lazily, once per process, and its
 file context (``output_dir(warehouse)/gx``, never committed) is kept per output folder.
@@ -36,7 +36,7 @@ from typing import Any
 
 from povwatch.tasks.core import db
 from povwatch.tasks.ingest.contracts import load_contract
-from povwatch.tasks.ingest.idnumber import MASK_SQL
+from povwatch.tasks.core.privacy import mask_id_sql, scrub, scrub_value
 from povwatch.tasks.core.settings import load_settings, output_dir
 
 log = logging.getLogger(__name__)
@@ -74,32 +74,6 @@ class ValidationOutcome:
             "files": files or [], "failures": self.failures, "message": self.message,
             "data_docs": str(self.data_docs) if self.data_docs else None,
         }
-
-
-# --------------------------------------------------------------------------- privacy
-
-_ID18 = re.compile(r"(?<![0-9])([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])(?![0-9])")
-_ID15 = re.compile(r"(?<![0-9])([0-9]{6})[0-9]{5}([0-9]{4})(?![0-9])")
-
-
-def mask_text(text: str) -> str:
-    """Mask anything that looks like an identity number (18 or 15 digits) inside a text."""
-    text = _ID18.sub(lambda m: m.group(1) + "********" + m.group(2), text)
-    return _ID15.sub(lambda m: m.group(1) + "*****" + m.group(2), text)
-
-
-def scrub(value: Any) -> Any:
-    """A copy of a JSON-like value with every identity number masked (GX keeps unexpected values,
-    and the results and Data Docs are written outside the warehouse)."""
-    if isinstance(value, str):
-        return mask_text(value)
-    if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(scrub(v) for v in value)
-    return value
 
 
 # --------------------------------------------------------------------------- suites
@@ -332,9 +306,9 @@ def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: 
             results = batch.validate(suite, result_format=RESULT_FORMAT,
                                      expectation_parameters=parameters)
             for r in results.results:
-                r.result = scrub(r.result or {})
+                r.result = scrub_value(r.result or {})
                 if r.exception_info:
-                    r.exception_info = scrub(r.exception_info)
+                    r.exception_info = scrub_value(r.exception_info)
             if not keep:
                 return results, None
             results.meta["run_id"] = RunIdentifier(run_name=run_id, run_time=_dt.datetime.now(_dt.timezone.utc))
@@ -503,7 +477,7 @@ def duplicate_key_reasons_sql(dept: str, cfg, batch_sql: str) -> str:
     quoted = ", ".join(_q(c) for c in cols)
     shown = " || '、' || ".join(
         f"'{labels.get(c, c)} ' || coalesce("
-        + (MASK_SQL.format(col=_q(c)) if types.get(c) == "id"
+        + (mask_id_sql(_q(c)) if types.get(c) == "id"
            else f"strftime({_q(c)}, '%Y-%m')" if types.get(c) == "month"
            else f"CAST({_q(c)} AS VARCHAR)")
         + ", '（空）')" for c in cols)
@@ -528,7 +502,7 @@ def _sample_rows(con, dept: str, keys_sql: str, columns: list[str], period: str)
     labels = {c.name: c.header for c in contract.columns}
     cols = [c for c in columns if c in types]
     select = ", ".join(
-        (MASK_SQL.format(col=f'p."{c}"') if types[c] == "id" else f'CAST(p."{c}" AS VARCHAR)') + f' AS "{c}"'
+        (mask_id_sql(f'p."{c}"') if types[c] == "id" else f'CAST(p."{c}" AS VARCHAR)') + f' AS "{c}"'
         for c in cols)
     sql = (f"SELECT p.source_file, p.source_row{', ' + select if select else ''} FROM pending.{dept} p "
            f"SEMI JOIN ({keys_sql}) k ON p.period = k.period AND p.source_file = k.source_file "
@@ -539,7 +513,7 @@ def _sample_rows(con, dept: str, keys_sql: str, columns: list[str], period: str)
     for row in rows:
         item = {"file": row[0], "row": row[1]}
         item.update({labels[c]: v for c, v in zip(cols, row[2:])})
-        out.append(scrub(item))
+        out.append(scrub_value(item))
     return out
 
 
@@ -555,10 +529,10 @@ def _row_json_sql(dept: str) -> str:
 def _exception_message(result) -> str | None:
     info = result.exception_info or {}
     if info.get("raised_exception"):
-        return mask_text(str(info.get("exception_message")))
+        return scrub(info.get("exception_message"))
     for value in info.values():  # GX 1.x may key exception info by metric
         if isinstance(value, dict) and value.get("raised_exception"):
-            return mask_text(str(value.get("exception_message")))
+            return scrub(value.get("exception_message"))
     return None
 
 
@@ -620,19 +594,19 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
             if meta["name"] == "volume_vs_previous_period":
                 details["volume"] = {**volume_info, "min": params["volume_min"], "max": params["volume_max"]}
             records.append((run_id, period, dept, name, effective_blocking, bool(r.success), count,
-                            json.dumps(scrub(details), ensure_ascii=False, default=str)))
+                            json.dumps(scrub_value(details), ensure_ascii=False, default=str)))
             if r.success:
                 continue
             sample: list | Any
             if keys_sql:
                 sample = _sample_rows(con, dept, keys_sql, meta.get("columns", []), period)
             else:
-                sample = scrub((r.result or {}).get("observed_value"))
+                sample = scrub_value((r.result or {}).get("observed_value"))
             failures.append({
                 "expectation": name, "description": cfg.description, "blocking": effective_blocking,
                 "unexpected_count": count, "sample": sample, "escalated": escalated,
                 "quarantine": bool(meta.get("quarantine")) and keys_sql is not None,
-                "observed": None if keys_sql else scrub((r.result or {}).get("observed_value")),
+                "observed": None if keys_sql else scrub_value((r.result or {}).get("observed_value")),
                 "error": error,
                 "keys_sql": keys_sql,
             })
@@ -785,4 +759,4 @@ def summary_message(outcome: ValidationOutcome) -> str | None:
         lines.append(f"- [{kind}] {f['description'] or f['expectation']}（{f['expectation']}）：{count_text}{extra}")
     if outcome.data_docs:
         lines.append(f"校验报告：{outcome.data_docs}")
-    return mask_text("\n".join(lines))
+    return scrub("\n".join(lines))
