@@ -119,3 +119,89 @@ def test_killed_runs_leave_previous_or_new_and_rerun_converges(scenario, tmp_pat
     _check_accounting(warehouse)
     assert not not_killed, "checkpoints never reached (the run had nothing left to do?):\n" + \
         "\n".join(not_killed)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs that stop without being killed: Ctrl-C, a failure after staging. The run is recorded as
+# stopped, `povwatch status` names its periods as unfinished, and the next plain run finishes
+# them (tasks.core.runs.unfinished_periods).
+
+
+def _run_here(inbox: Path, warehouse: Path, tmp: Path, pipeline=None, **env: str) -> int:
+    """``povwatch run`` in this process (local mode) with the given business steps."""
+    from povwatch.flows.run_command import run_inbox
+
+    settings = {**rs.cli_env(tmp), **env}
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("POVWATCH_PREFECT", "POVWATCH_SETTLE_SECONDS", "POVWATCH_OUTPUT",
+                    "POVWATCH_ALERT_URLS", "POVWATCH_LOCK_TIMEOUT"):
+            mp.setenv(key, settings[key])
+        return run_inbox(inbox, period=None, warehouse=warehouse, mode="local",
+                         echo=lambda _msg: None, pipeline=pipeline)
+
+
+def _last_run(warehouse: Path) -> tuple[str, str]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute("SELECT status, message FROM audit.runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    finally:
+        con.close()
+
+
+def _whole(warehouse: Path, prior: dict, ref: dict, what: str) -> None:
+    now = rs.staging_digest(warehouse)
+    half = [k for k in sorted(set(now) | set(prior) | set(ref)) if now.get(k) not in (prior.get(k), ref.get(k))]
+    assert not half, f"after {what}: half-loaded extracts {half}"
+    _check_accounting(warehouse)
+
+
+def test_interrupted_and_failed_runs_are_finished_by_the_next_plain_run(scenario, tmp_path: Path) -> None:
+    """Ctrl-C (a real SIGINT) once every department is staged, then a marts error, then an
+    output folder that cannot be written: each run stops, leaves every extract whole and its
+    periods unfinished (shown by `povwatch status`); a plain run then finishes them, equal to an
+    uninterrupted run by content hash."""
+    import dataclasses
+    import signal
+
+    from povwatch.flows.pipeline import real_pipeline
+    from povwatch.tasks.office.status import status_text
+
+    warehouse = tmp_path / "wh" / "povwatch.duckdb"
+    warehouse.parent.mkdir()
+    shutil.copy(scenario["before"], warehouse)
+    ref, inbox = scenario["ref_staging"], scenario["inbox"]
+    real = real_pipeline()
+
+    def ctrl_c_at_validation(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)   # as the terminal sends it: the main thread stops
+        return real.validate_extract(*args, **kwargs)
+
+    prior = rs.staging_digest(warehouse)
+    with pytest.raises(KeyboardInterrupt):
+        _run_here(inbox, warehouse, tmp_path, dataclasses.replace(real, validate_extract=ctrl_c_at_validation))
+    assert _last_run(warehouse)[0] == "interrupted"
+    _whole(warehouse, prior, ref, "Ctrl-C")
+    assert "未完成的期次 unfinished periods: 2020-06, 2020-07" in status_text(warehouse)
+
+    def marts_error(*args, **kwargs):
+        raise RuntimeError("model 80_ledger.sql failed: injected")
+
+    prior = rs.staging_digest(warehouse)
+    assert _run_here(inbox, warehouse, tmp_path, dataclasses.replace(real, build_marts=marts_error)) == 1
+    assert _last_run(warehouse) [0] == "failed" and "injected" in _last_run(warehouse)[1]
+    _whole(warehouse, prior, ref, "a marts error")
+
+    blocked = tmp_path / "output-is-a-file"
+    blocked.write_text("not a folder", encoding="utf-8")
+    prior = rs.staging_digest(warehouse)
+    assert _run_here(inbox, warehouse, tmp_path, POVWATCH_OUTPUT=str(blocked)) == 1
+    _whole(warehouse, prior, ref, "an unwritable output folder")
+    assert "2020-07" in status_text(warehouse).split("unfinished periods:")[1].splitlines()[0]
+
+    assert _run_here(inbox, warehouse, tmp_path) == scenario["ref_code"]
+    assert _last_run(warehouse)[0] in ("completed", "rejected_extracts")
+    assert "unfinished" not in status_text(warehouse)
+    assert not _where_not(rs.staging_digest(warehouse), ref)
+    assert not _where_not(rs.mart_digest(warehouse), scenario["ref_marts"])
+    reports = sorted((tmp_path / "output" / "reports").rglob("*.html"))
+    assert {r.parent.name for r in reports} >= {"2020-06", "2020-07"}, "the resumed run wrote the reports"

@@ -63,7 +63,10 @@ def write_receipt(warehouse: Path, period: str, dept: str, out_dir: Path) -> Pat
         finally:
             con.close()
     rows, summary = pl.from_arrow(rows), pl.from_arrow(summary)
-    refused_files = summary.filter((pl.col("status") == "rejected") & (pl.col("rows_read") == 0))
+    # Files with no rows read: refused (unreadable, of an unknown type), or not read at all (an
+    # Office lock file, a system file: tasks.ingest.inbox names them 未读取) — each named with why.
+    refused_files = summary.filter((pl.col("rows_read") == 0) & (
+        (pl.col("status") == "rejected") | pl.col("message").fill_null("").str.starts_with("未读取")))
     # a file with a note (an empty snapshot accepted, a sheet not read) is worth a receipt too
     noted = summary.filter(pl.col("message").is_not_null())
     if rows.height == 0 and refused_files.height == 0 and noted.height == 0:

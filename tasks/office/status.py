@@ -8,6 +8,7 @@ import unicodedata
 from pathlib import Path
 
 from povwatch.tasks.core.locking import WarehouseBusy, holder, is_locked, open_for_reading
+from povwatch.tasks.core.runs import unfinished_periods
 from povwatch.tasks.core.privacy import scrub
 
 
@@ -64,12 +65,17 @@ def status_text(warehouse: Path, runs: int = 10) -> str:
             "  SELECT 1 FROM audit.extracts e WHERE e.period = a.period AND e.dept = a.dept "
             "  AND e.status = 'accepted' AND e.recorded_at > a.created_at) "
             "ORDER BY created_at DESC LIMIT 20").fetchall()
+        unfinished = unfinished_periods(warehouse, con)
     finally:
         con.close()
     out = [f"povwatch 状态 status — {warehouse}"]
     if is_locked(warehouse):
         info = holder(warehouse) or {}
         out.append(f"正在运行 running now: {info.get('what')} (PID {info.get('pid')}, since {info.get('since')})")
+    if unfinished:
+        out += ["", f"未完成的期次 unfinished periods: {', '.join(unfinished)} — 运行中断或失败，"
+                    "下次 povwatch run 将续完 / a run stopped before finishing them; the next "
+                    "povwatch run finishes them"]
     out += ["", "最近运行 recent runs",
             table(["运行 run", "开始 started", "秒 s", "期次 periods", "状态 status", "说明 message"],
                   recent) if recent else "（无 none）"]
