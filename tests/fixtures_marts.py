@@ -84,6 +84,7 @@ def _build(con: duckdb.DuckDBPyConnection) -> None:
     write_rules_table(con)   # the rule catalogue, as build_marts writes it
     _model(con, "00_schema.sql")
     _model(con, "01_comments.sql")
+    _model(con, "02_office.sql")
     hh = households()
     con.register("hh", hh.to_arrow())
     periods = ", ".join(f"('{p}', {k})" for k, p in enumerate(PERIODS))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import date
 
 import duckdb
@@ -81,23 +80,6 @@ def test_week_without_a_month_end_shows_only_deadlines(marts_warehouse):  # noqa
     (due,) = _q(marts_warehouse, "SELECT count(*) FROM mart.ledger_as_of('2020-09') "
                 "WHERE deadline = DATE '2020-10-30' AND status = 'open'")
     assert week["became_overdue"] == due > 0 and week["opened"] > 0
-
-
-def test_event_dates_are_used_when_the_marts_carry_them(marts_warehouse, tmp_path):  # noqa: F811
-    copy = tmp_path / "dated" / "povwatch.duckdb"
-    copy.parent.mkdir()
-    shutil.copy(marts_warehouse, copy)
-    con = duckdb.connect(str(copy))
-    con.execute("ALTER TABLE mart.problem_events ADD COLUMN event_date DATE")
-    con.execute("UPDATE mart.problem_events SET event_date = "
-                "strptime(period || '-15', '%Y-%m-%d')::DATE WHERE event = 'closed'")
-    con.close()
-    html = write_bulletin(copy, "dekad", date(2020, 10, 11), date(2020, 10, 20)).read_text(
-        encoding="utf-8")
-    (closed,) = _q(copy, "SELECT count(*) FROM mart.problem_events WHERE event = 'closed' "
-                   "AND period = '2020-10'")
-    assert _totals(html)["closed"] == closed > 0
-    assert "月末计" not in html                       # the period-end caveat is not printed
 
 
 def test_bulletin_leaves_out_every_person(marts_warehouse):  # noqa: F811

@@ -4,9 +4,9 @@ What opened, closed and became overdue in a date range, per responsible departme
 and per problem type, as a short HTML page and the same in markdown (for pasting into a chat group
 or an official document). Counts only: no household, person or identity number appears.
 
-Dates of events. mart.problem_events records every transition with its period; when it also
-carries a date (``event_date``), that date is used. Otherwise an event is dated at the end of its
-period: the data are monthly snapshots, so a problem is known to have opened or closed only by the
+Dates of events. mart.problem_events records every transition with its period, and an event is
+dated at the end of its period (mart.problem_flags, warehouse/models/02_office.sql): the data are
+monthly snapshots, so a problem is known to have opened or closed only by the
 end of the period whose extracts showed it. A week without a month end then shows no openings or
 closings, only problems that became overdue — deadlines are real dates (end of the first period +
 the rule's days), so "became overdue" is exact: the day after the deadline, for a problem still
@@ -23,15 +23,15 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from povwatch.tasks.office.outputs import (EVENT_KINDS, PROBLEM_LABELS, WarehouseUnavailable,
+from povwatch.tasks.office.outputs import (PROBLEM_LABELS, WarehouseUnavailable,
                            dept_names_sql_values, fail, frame, place_sql, reading,
-                           register_divisions, table_columns, table_exists, write_private)
+                           register_divisions, table_exists, write_private)
 from povwatch.tasks.core.privacy import scrub_rendered
 from povwatch.tasks.core.settings import output_dir
+from povwatch.tasks.office.report import _has_table_macro
 
 TEMPLATES = Path(__file__).parent / "templates"
 KIND_TITLES = {"weekly": "周调度", "dekad": "旬通报"}
-EVENT_DATE_COLUMNS = ("event_date", "event_on", "occurred_on", "happened_on", "event_at")
 
 
 # ---------------------------------------------------------------- ranges
@@ -90,77 +90,15 @@ def range_title(kind: str, since: date, until: date) -> str:
 
 def _problem_flags_sql(con) -> tuple[str, bool]:
     """SQL giving per problem: dept, township, code; opened / reopened / closed / became overdue
-    in the range; open and overdue at its end. Parameters $since, $until (DATE).
-
-    A problem's state on a day is the status after its last transition on or before that day
-    (mart.problem_events.status, or derived from the event when there is no status column). It
-    became overdue in the range when the day after one of its deadlines (each spell of a reopened
-    problem has its own) falls in the range and it was still open on the deadline.
-    """
-    ev_cols = set(table_columns(con, "mart.problem_events"))
-    kind_col = next(c for c in ("event", "event_type", "transition", "kind", "action")
-                    if c in ev_cols)
-    date_col = next((c for c in EVENT_DATE_COLUMNS if c in ev_cols), None)
-    period_end = "last_day(strptime(e.period || '-01', '%Y-%m-%d'))::DATE"
-    on = f"coalesce(CAST(e.{date_col} AS DATE), {period_end})" if date_col else period_end
-    kinds = ", ".join(f"('{k}', '{v}')" for k, v in EVENT_KINDS.items())
-    kind = f"coalesce(k.kind, lower(e.{kind_col}))"
-    derived = (f"CASE WHEN {kind} IN ('opened', 'reopened') THEN 'open' "
-               f"WHEN {kind} = 'closed' THEN 'closed' END")
-    status_after = (f"coalesce(CASE WHEN lower(e.status) IN ('open', '未销号', '未整改') THEN 'open' "
-                    f"WHEN lower(e.status) IN ('closed', '已销号') THEN 'closed' END, {derived})"
-                    if "status" in ev_cols else derived)
-    deadlines = ("SELECT DISTINCT problem_key, deadline FROM ev WHERE deadline IS NOT NULL"
-                 if "deadline" in ev_cols else
-                 "SELECT problem_key, deadline FROM mart.problem_ledger WHERE deadline IS NOT NULL")
-    ev_deadline = "CAST(e.deadline AS DATE)" if "deadline" in ev_cols else "NULL::DATE"
-    sql = f"""
-        WITH kinds(name, kind) AS (VALUES {kinds}),
-        ev AS (
-            SELECT e.problem_key, {kind} AS kind, {on} AS on_date, {status_after} AS status_after,
-                   {ev_deadline} AS deadline,
-                   CASE {kind} WHEN 'closed' THEN 2 ELSE 1 END AS ord  -- within a day: open first
-            FROM mart.problem_events e LEFT JOIN kinds k ON k.name = lower(e.{kind_col})
-        ),
-        st AS (SELECT * FROM ev WHERE status_after IS NOT NULL),
-        dl AS ({deadlines}),
-        l AS (SELECT problem_key, responsible_dept, township_code, code, deadline
-              FROM mart.problem_ledger),
-        flags AS (
-            SELECT l.*,
-                (SELECT arg_max(st.status_after, (st.on_date, st.ord)) FROM st
-                  WHERE st.problem_key = l.problem_key AND st.on_date <= $until) AS state_end,
-                coalesce((SELECT arg_max(ev.deadline, (ev.on_date, ev.ord)) FROM ev
-                  WHERE ev.problem_key = l.problem_key AND ev.on_date <= $until
-                    AND ev.deadline IS NOT NULL), l.deadline) AS deadline_end,
-                (SELECT count(*) FROM ev WHERE ev.problem_key = l.problem_key
-                  AND ev.kind IN ('opened', 'reopened') AND ev.on_date BETWEEN $since AND $until)
-                  AS opened,
-                (SELECT count(*) FROM ev WHERE ev.problem_key = l.problem_key
-                  AND ev.kind = 'reopened' AND ev.on_date BETWEEN $since AND $until) AS reopened,
-                (SELECT count(*) FROM ev WHERE ev.problem_key = l.problem_key
-                  AND ev.kind = 'closed' AND ev.on_date BETWEEN $since AND $until) AS closed,
-                EXISTS (
-                    SELECT 1 FROM dl WHERE dl.problem_key = l.problem_key
-                      AND dl.deadline + 1 BETWEEN $since AND $until
-                      AND (SELECT arg_max(st.status_after, (st.on_date, st.ord)) FROM st
-                           WHERE st.problem_key = l.problem_key AND st.on_date <= dl.deadline)
-                          = 'open'
-                ) AS became_overdue
-            FROM l
-        )
-        SELECT problem_key, responsible_dept, township_code, code,
-               opened > 0 AS opened, reopened > 0 AS reopened, closed > 0 AS closed,
-               became_overdue,
-               coalesce(state_end = 'open', false) AS open_end,
-               coalesce(state_end = 'open' AND deadline_end < $until, false) AS overdue_end
-        FROM flags
-    """
-    return sql, date_col is not None
+    in the range; open and overdue at its end. Parameters $since, $until (DATE). The model's
+    ``mart.problem_flags`` (warehouse/models/02_office.sql); the second value says whether events
+    carry their own dates (they do not: an event is dated at the end of its period)."""
+    return "SELECT * FROM mart.problem_flags($since, $until)", False
 
 
 def bulletin_data(con, since: date, until: date) -> dict:
-    if not (table_exists(con, "mart.problem_events") and table_exists(con, "mart.problem_ledger")):
+    if not (table_exists(con, "mart.problem_events") and table_exists(con, "mart.problem_ledger")
+            and _has_table_macro(con, "mart", "problem_flags")):
         raise WarehouseUnavailable("仓库中还没有问题台账（mart.problem_events）。",
                                    "The warehouse has no problem ledger (mart.problem_events) yet.")
     register_divisions(con)

@@ -98,14 +98,6 @@ PROBLEM_LABELS = rule_labels()
 
 COLOR_LABELS = {"red": "红", "yellow": "黄", "green": "绿"}
 
-# mart.problem_events: what a transition is called, mapped onto three kinds.
-EVENT_KINDS = {
-    "opened": "opened", "open": "opened", "new": "opened", "新增": "opened",
-    "reopened": "reopened", "reopen": "reopened", "重新打开": "reopened", "复发": "reopened",
-    "closed": "closed", "close": "closed", "销号": "closed",
-    "overdue": "overdue", "逾期": "overdue",
-}
-
 
 class WarehouseUnavailable(Exception):
     """The warehouse cannot be opened for reading; ``str()`` is a message for a person."""

@@ -23,10 +23,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from povwatch.tasks.office import charts
 from povwatch.tasks.core.privacy import scrub_rendered
 from povwatch.tasks.core.settings import output_dir
-from povwatch.tasks.office.outputs import (CATEGORY_LABELS, EVENT_KINDS, WarehouseUnavailable,
+from povwatch.tasks.office.outputs import (CATEGORY_LABELS, WarehouseUnavailable,
                            dept_names_sql_values, fail, frame, mart_periods, period_end,
                            place_sql, previous_period, provenance, reading, register_divisions,
-                           resolve_period, table_columns, table_exists, write_private)
+                           resolve_period, table_exists, write_private)
 
 TEMPLATES = Path(__file__).parent / "templates"
 INDICATORS = {"education_ok": "义务教育", "medical_ok": "基本医疗", "housing_ok": "住房安全",
@@ -252,65 +252,13 @@ LEDGER_COLUMNS = ("problem_key, code, subject_id, household_key, township_code, 
 
 
 def ledger_as_of_sql(con) -> str | None:
-    """SQL of the problem ledger as it stood at the end of the period ``$p`` (a parameter).
-
-    The ledger's columns (LEDGER_COLUMNS) plus open_now (open at the end of $p), overdue_now,
-    opened_in (opened or reopened in $p) and closed_in (closed in $p). Preferably the marts' own
-    ``mart.ledger_as_of(p)`` (the replayed ledger: any past period as it was); without it, the
-    transitions of mart.problem_events; without those, mart.problem_ledger's current state.
-    """
-    if _has_table_macro(con, "mart", "ledger_as_of"):
-        return f"""
-            SELECT {LEDGER_COLUMNS}, status = 'open' AS open_now,
-                   coalesce(status = 'open' AND overdue, false) AS overdue_now,
-                   coalesce(opened_period = $p, first_seen_period = $p, false) AS opened_in,
-                   coalesce(status = 'closed' AND closed_period = $p, false) AS closed_in
-            FROM mart.ledger_as_of($p)"""
-    if not table_exists(con, "mart.problem_ledger"):
+    """SQL of the problem ledger as it stood at the end of the period ``$p`` (a parameter): the
+    model's ``mart.ledger_report($p)`` (warehouse/models/02_office.sql) — the ledger's columns
+    (LEDGER_COLUMNS) plus open_now, overdue_now, opened_in and closed_in. None when the warehouse
+    has no ledger yet (no build has run)."""
+    if not _has_table_macro(con, "mart", "ledger_report"):
         return None
-    overdue = "open_now AND deadline < last_day(strptime($p || '-01', '%Y-%m-%d'))::DATE"
-    if not table_exists(con, "mart.problem_events"):
-        return f"""
-            SELECT *, {overdue} AS overdue_now FROM (
-            SELECT {LEDGER_COLUMNS},
-                   first_seen_period <= $p AND (closed_period IS NULL OR closed_period > $p)
-                       AS open_now,
-                   coalesce(closed_period = $p, false) AS closed_in,
-                   first_seen_period = $p AS opened_in
-            FROM mart.problem_ledger WHERE first_seen_period <= $p)"""
-    ev_cols = set(table_columns(con, "mart.problem_events"))
-    kind_col = next((c for c in ("event", "event_type", "transition", "kind", "action")
-                     if c in ev_cols), None)
-    if kind_col is None or "problem_key" not in ev_cols or "period" not in ev_cols:
-        return None
-    kinds = ", ".join(f"('{k}', '{v}')" for k, v in EVENT_KINDS.items())
-    return f"""
-        WITH kinds(name, kind) AS (VALUES {kinds}),
-        ev AS (
-            SELECT e.problem_key, e.period, coalesce(k.kind, lower(e.{kind_col})) AS kind
-            FROM mart.problem_events e LEFT JOIN kinds k ON k.name = lower(e.{kind_col})
-            WHERE e.period <= $p AND coalesce(k.kind, lower(e.{kind_col})) IN
-                  ('opened', 'reopened', 'closed')
-        ),
-        last AS (
-            SELECT problem_key,
-                   arg_max(kind, (period, CASE kind WHEN 'closed' THEN 2 ELSE 1 END)) AS kind
-            FROM ev GROUP BY problem_key
-        ),
-        this AS (
-            SELECT problem_key, bool_or(kind = 'closed') AS closed_in,
-                   bool_or(kind IN ('opened', 'reopened')) AS opened_in
-            FROM ev WHERE period = $p GROUP BY problem_key
-        ),
-        s AS (
-            SELECT {', '.join('l.' + c.strip() for c in LEDGER_COLUMNS.split(','))},
-                   last.kind IN ('opened', 'reopened') AS open_now,
-                   coalesce(this.closed_in, false) AS closed_in,
-                   coalesce(this.opened_in, false) AS opened_in
-            FROM mart.problem_ledger l JOIN last USING (problem_key)
-            LEFT JOIN this USING (problem_key)
-        )
-        SELECT *, {overdue} AS overdue_now FROM s"""
+    return "SELECT * FROM mart.ledger_report($p)"
 
 
 def _ledger(con, period: str) -> dict:
