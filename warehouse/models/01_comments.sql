@@ -1,5 +1,5 @@
 -- reads:  -
--- writes: mart.departments, mart.household_plan, mart.household_status, mart.monitoring, mart.monitoring_exclusions, mart.monitoring_history, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_findings, mart.problem_ledger, mart.rules, mart.spot_check, mart.township_ranking
+-- writes: mart.departments, mart.household_plan, mart.household_status, mart.monitoring, mart.monitoring_events, mart.monitoring_exclusions, mart.monitoring_history, mart.monitoring_states, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_findings, mart.problem_ledger, mart.roster_unmatched, mart.rules, mart.spot_check, mart.township_monitoring, mart.township_ranking
 -- Chinese comments on every mart table and column (exports use them as headers).
 
 COMMENT ON TABLE mart.household_status IS '户状态（每户每期：3+1指标与三色码）';
@@ -149,3 +149,70 @@ COMMENT ON COLUMN mart.rules."label" IS '问题简称';
 COMMENT ON TABLE mart.departments IS '部门';
 COMMENT ON COLUMN mart.departments."code" IS '部门代码';
 COMMENT ON COLUMN mart.departments."name" IS '部门名称';
+
+-- Monitoring as the office counts it, the roster (docs/monitoring.md)
+COMMENT ON COLUMN mart.monitoring_history."entered_by" IS '纳入方式（预警/名单）';
+COMMENT ON COLUMN mart.monitoring_history."cleared_period" IS '风险消除期次';
+COMMENT ON COLUMN mart.monitoring_history."cleared_on" IS '风险消除日期';
+COMMENT ON COLUMN mart.monitoring_history."clear_way" IS '消除方式';
+COMMENT ON COLUMN mart.monitoring_history."identified_on" IS '识别纳入日期（名单）';
+COMMENT ON COLUMN mart.monitoring_history."on_roster" IS '在防返贫监测名单上';
+COMMENT ON COLUMN mart.monitoring_history."township_code" IS '乡镇代码';
+COMMENT ON TABLE mart.monitoring_states IS '监测对象逐期状态（自首次预警或识别纳入起）';
+COMMENT ON COLUMN mart.monitoring_states."period" IS '期次';
+COMMENT ON COLUMN mart.monitoring_states."household_key" IS '户标识';
+COMMENT ON COLUMN mart.monitoring_states."household_id" IS '户编号';
+COMMENT ON COLUMN mart.monitoring_states."village_code" IS '村代码';
+COMMENT ON COLUMN mart.monitoring_states."township_code" IS '乡镇代码';
+COMMENT ON COLUMN mart.monitoring_states."status" IS '状态（监测中/拟风险消除/需人工评估/已消除）';
+COMMENT ON COLUMN mart.monitoring_states."under_monitoring" IS '是否监测对象';
+COMMENT ON COLUMN mart.monitoring_states."warned" IS '本期是否预警';
+COMMENT ON COLUMN mart.monitoring_states."entered_period" IS '纳入监测期次';
+COMMENT ON COLUMN mart.monitoring_states."entered_by" IS '纳入方式（预警/名单）';
+COMMENT ON COLUMN mart.monitoring_states."first_warned_period" IS '首次预警期次';
+COMMENT ON COLUMN mart.monitoring_states."last_warned_period" IS '最近预警期次';
+COMMENT ON COLUMN mart.monitoring_states."clean_periods" IS '连续无预警且收入达标期数';
+COMMENT ON COLUMN mart.monitoring_states."on_roster" IS '在防返贫监测名单上';
+COMMENT ON COLUMN mart.monitoring_states."identified_on" IS '识别纳入日期';
+COMMENT ON COLUMN mart.monitoring_states."risk_status" IS '风险消除状态（名单）';
+COMMENT ON COLUMN mart.monitoring_states."cleared_on" IS '风险消除日期';
+COMMENT ON COLUMN mart.monitoring_states."clear_way" IS '消除方式';
+COMMENT ON COLUMN mart.monitoring_states."roster_category" IS '监测对象类别（名单）';
+COMMENT ON COLUMN mart.monitoring_states."in_data" IS '本期数据中有此户';
+COMMENT ON COLUMN mart.monitoring_states."registry" IS '是否建档立卡户';
+COMMENT ON COLUMN mart.monitoring_states."has_labour" IS '有劳动力';
+COMMENT ON COLUMN mart.monitoring_states."three_plus_one" IS '“3+1”均达标';
+COMMENT ON COLUMN mart.monitoring_states."income_at_line" IS '人均收入不低于监测线';
+COMMENT ON COLUMN mart.monitoring_states."proposed_clear_period" IS '风险消除建议期次';
+COMMENT ON COLUMN mart.monitoring_states."cleared_period" IS '风险消除期次';
+COMMENT ON TABLE mart.monitoring_events IS '监测对象事件（纳入、预警、建议消除、撤回、消除、再标注）';
+COMMENT ON COLUMN mart.monitoring_events."period" IS '期次';
+COMMENT ON COLUMN mart.monitoring_events."household_key" IS '户标识';
+COMMENT ON COLUMN mart.monitoring_events."event" IS '事件';
+COMMENT ON COLUMN mart.monitoring_events."detail" IS '说明';
+COMMENT ON COLUMN mart.monitoring_events."status" IS '事件后状态';
+COMMENT ON COLUMN mart.monitoring_events."village_code" IS '村代码';
+COMMENT ON COLUMN mart.monitoring_events."township_code" IS '乡镇代码';
+COMMENT ON TABLE mart.township_monitoring IS '乡镇监测对象汇总';
+COMMENT ON COLUMN mart.township_monitoring."period" IS '期次';
+COMMENT ON COLUMN mart.township_monitoring."township_code" IS '乡镇代码';
+COMMENT ON COLUMN mart.township_monitoring."monitored" IS '监测对象（户）';
+COMMENT ON COLUMN mart.township_monitoring."warned" IS '本期预警（户）';
+COMMENT ON COLUMN mart.township_monitoring."proposed_clear" IS '风险消除建议待办（户）';
+COMMENT ON COLUMN mart.township_monitoring."manual_review" IS '需人工评估（户）';
+COMMENT ON COLUMN mart.township_monitoring."cleared" IS '已消除（户）';
+COMMENT ON COLUMN mart.township_monitoring."not_identified" IS '预警未识别纳入（户）';
+COMMENT ON COLUMN mart.township_monitoring."identification_overdue" IS '识别逾期（户）';
+COMMENT ON COLUMN mart.township_monitoring."reflagged" IS '风险再标注（户）';
+COMMENT ON TABLE mart.roster_unmatched IS '名单无数据：监测名单中与本期数据不匹配的户';
+COMMENT ON COLUMN mart.roster_unmatched."period" IS '期次';
+COMMENT ON COLUMN mart.roster_unmatched."roster_period" IS '名单期次';
+COMMENT ON COLUMN mart.roster_unmatched."household_id" IS '户编号';
+COMMENT ON COLUMN mart.roster_unmatched."head_id_number" IS '户主证件号码';
+COMMENT ON COLUMN mart.roster_unmatched."village_code" IS '村代码';
+COMMENT ON COLUMN mart.roster_unmatched."township_code" IS '乡镇代码';
+COMMENT ON COLUMN mart.roster_unmatched."category" IS '监测对象类别';
+COMMENT ON COLUMN mart.roster_unmatched."identified_on" IS '识别纳入日期';
+COMMENT ON COLUMN mart.roster_unmatched."risk_status" IS '风险消除状态';
+COMMENT ON COLUMN mart.roster_unmatched."source_file" IS '名单文件';
+COMMENT ON COLUMN mart.roster_unmatched."source_row" IS '行号';
