@@ -43,9 +43,12 @@ from typing import Any, Callable
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.states import Completed
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from povwatch.flows.runners import PrefectSteps, task_runner
+from povwatch.flows.runners import PrefectSteps, runner_settings, task_runner, uses_dask
+from povwatch.flows.scaleout import partition_rows, prepare_counties_flow
 from povwatch.tasks.core import runs
 from povwatch.tasks.core.db import held_open
 from povwatch.tasks.core.integrity import check_warehouse
@@ -333,8 +336,6 @@ def _stage_prepared(steps, pipeline: Pipeline, prepare, w: str, i: str, period: 
     the others to ``prepare`` (read -> conform per county, on the cluster), then load each
     department's parts here, the one writer. Returns the staging summaries in department order
     and the partition table."""
-    from povwatch.flows.scaleout import partition_rows
-
     call = dict(pipeline=pipeline, warehouse=w, inbox=i, period=period, run_id=run_id)
     checked = steps.wait([steps.submit(check_department, **call, dept=d) for d in department_codes()])
     todo = {c["dept"]: c["todo"] for c in checked if c["status"] == "to_prepare"}
@@ -442,8 +443,6 @@ def period_flow(inbox: str, period: str, warehouse: str, run_id: str, scale_out:
 
 def _prepare_on_dask(**kwargs) -> list:
     """The county sub-flow on the DaskTaskRunner the settings ask for."""
-    from povwatch.flows.scaleout import prepare_counties_flow
-
     return prepare_counties_flow.with_options(task_runner=task_runner())(**kwargs)
 
 
@@ -452,8 +451,6 @@ def inbox_flow(inbox: str, warehouse: str, period: str | None = None, run_id: st
                pipeline: Any = None):
     """Run the pipeline over an inbox: one period, or every period with new files or left
     unfinished, in order. ``pipeline``: the business functions (None: those of tasks/)."""
-    from prefect.runtime import flow_run
-
     pipeline = pipeline or real_pipeline()
     run_id = run_id or new_run_id()
     summary = execute_run(PrefectSteps(), pipeline, Path(inbox), Path(warehouse), period, run_id,
@@ -466,10 +463,6 @@ def period_runner(pipeline: Pipeline) -> Callable[..., dict]:
     process (it writes the DuckDB file; DuckDB allows one writing process per file). With Dask
     (settings), its departments' read -> conform per county runs on the cluster first
     (flows/scaleout.py) and staging loads the Parquet partitions."""
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    from povwatch.flows.runners import runner_settings, uses_dask
-
     scale_out = uses_dask()
     flow_ = period_flow.with_options(
         task_runner=ThreadPoolTaskRunner(max_workers=runner_settings().max_workers))

@@ -23,6 +23,10 @@ import re
 from pathlib import Path
 
 from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.futures import wait
+
+from povwatch.tasks.ingest.load import lake_root, prepare_part
 
 _COUNTY_IN_NAME = re.compile(r"_(\d{6})(?:_|$)")
 PARTITION_COLUMNS = ("dept", "county", "files", "rows_read", "rows_loaded", "rows_quarantined", "worker")
@@ -45,8 +49,6 @@ def county_parts(files: list[Path | str]) -> dict[str, list[str]]:
 def prepare_county(inbox: str, period: str, dept: str, part: str, files: list[str], lake: str,
                    token: str):
     """Read and conform one department's files of one county; write its Parquet partition."""
-    from povwatch.tasks.ingest.load import prepare_part
-
     return prepare_part(Path(inbox), period, dept, [Path(f) for f in files], Path(lake), part, token)
 
 
@@ -64,11 +66,6 @@ def prepare_counties_flow(inbox: str, period: str, warehouse: str, run_id: str,
                           extracts: dict[str, list[str]]) -> list:
     """Every (department, county) partition of the departments in ``extracts`` (dept -> files)
     through read -> conform in parallel on the flow's task runner; returns the PreparedParts."""
-    from prefect.artifacts import create_table_artifact
-    from prefect.futures import wait
-
-    from povwatch.tasks.ingest.load import lake_root
-
     lake = str(lake_root(Path(warehouse)))
     futures = [prepare_county.submit(inbox=inbox, period=period, dept=dept, part=part, files=files,
                                      lake=lake, token=run_id)
