@@ -66,8 +66,8 @@ STAGES = ("startup", "ingest", "validate", "promote", "marts", "ledger", "report
 def _timer_patch(events: list, lock: threading.Lock):
     """Wrap the step functions the flow calls (in tasks/*) so each call records its wall span.
 
-    flows/pipeline.py imports ``tasks.<module>`` inside each task body and calls the function on
-    the module, so patching the module attribute times the step in local and in Prefect mode alike.
+    flows.pipeline.real_pipeline() looks each step up on its module when a run starts, so patching
+    the module attribute times the step in local and in Prefect mode alike.
     """
     import povwatch.tasks.validate.alerts as _alerts_module
     import povwatch.tasks.ingest.load as _ingest_module
