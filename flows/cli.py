@@ -1,4 +1,4 @@
-"""The ``povwatch`` command line (../shared/spec/interface.md).
+"""The ``povwatch`` command line (docs/outputs.md, docs/operations.md).
 
 Each command is a thin shell over a function in ``flows`` or ``tasks``; imports are lazy so that
 ``povwatch sql`` does not pay for Prefect and Great Expectations.

@@ -1,4 +1,4 @@
-"""A small warehouse with the mart and audit tables of the interface (spec/interface.md).
+"""A small warehouse with the mart and audit tables of the interface (docs/marts.md).
 
 The outputs' tests build it directly, so they do not wait for the pipeline: two townships' worth
 of households over two periods, a ledger with overdue and closed problems, a ranking, a spot-check

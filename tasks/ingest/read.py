@@ -9,7 +9,7 @@ and ``source_row`` the row as the clerk sees it:
 - Excel: the sheet row (1-based, counting title rows and the header);
 - Parquet: the record's position, 1-based.
 
-Encodings are told apart without being told (design.md): a UTF-8 BOM → UTF-8; bytes that decode
+Encodings are told apart without being told: a UTF-8 BOM → UTF-8; bytes that decode
 strictly as UTF-8 → UTF-8; else GB18030 (a superset of GBK: plain ``gbk`` fails on 𠮷); else the
 file is refused with a message in Chinese.
 

@@ -2,7 +2,7 @@
 
 One .xlsx per (period, dept), in Chinese: every quarantined or refused row with its file, row as
 the clerk sees it, column and reason, and the row's content with identity numbers masked
-(first 6 and last 4 kept) and health / disability details left out (extracts.md, Privacy). A
+(first 6 and last 4 kept) and health / disability details left out (docs/contract.md, Privacy). A
 second sheet sums up each file: rows read, loaded, quarantined, and why a file was refused.
 """
 from __future__ import annotations

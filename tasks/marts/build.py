@@ -1,4 +1,4 @@
-"""Build the monitoring marts (../shared/spec/rules.md) from the staged department snapshots.
+"""Build the monitoring marts (docs/rules.md) from the staged department snapshots.
 
 The work is SQL, one file per model under ``warehouse/models`` run in the order of
 ``warehouse/models/ORDER``; this module only sets the stage for it:

@@ -8,7 +8,7 @@ date and the extracts (department, file, rows) it was built from:
   mart.household_plan with the department that acts. One sheet with a 乡镇 column and an
   autofilter (a township is one click away, and a county-wide sort or count still works), plus a
   per-township summary sheet. Marked 敏感: it is the one export whose purpose is to act on risk
-  reasons such as 因病 / 因残 (spec/extracts.md, Privacy).
+  reasons such as 因病 / 因残 (docs/contract.md, Privacy).
 - ``ledger-<period>.xlsx`` 问题台账 — problems open at the end of the period or closed in it, one
   sheet per responsible department, deadlines, overdue rows in red.
 - ``spot-check-<period>.xlsx`` 抽查名单 — the spot-check sample, one sheet per county.

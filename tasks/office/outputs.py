@@ -319,7 +319,7 @@ def provenance(con: duckdb.DuckDBPyConnection, period: str) -> pl.DataFrame:
     Per department, the files of its latest accepted delivery for the period; a department that
     delivered nothing accepted for the period is shown with the latest earlier delivery, which
     the marts keep using ("last good data stays in use"), marked 沿用. The as-of date is the end
-    of the extract's period (extracts are snapshots as of the end of their period, extracts.md).
+    of the extract's period (extracts are snapshots as of the end of their period, docs/contract.md).
     No run ids or hashes: a reader needs the file, not the key.
     """
     if not table_exists(con, "audit.extracts"):

@@ -1,7 +1,7 @@
 """``povwatch generate``: a synthetic county's departmental extracts, as offices send them, plus the
 truth of what was planted (see docs/generator.md).
 
-    <out>/<period>/<dept>/<file>            the extracts (extracts.md's delivery layout)
+    <out>/<period>/<dept>/<file>            the extracts (docs/contract.md's delivery layout)
     <out>/truth/monitoring.csv              period, household_key, category
     <out>/truth/problems.csv                period, code, subject_id
     <out>/truth/quarantine.csv              period, dept, file, row_number, reason

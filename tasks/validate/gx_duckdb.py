@@ -3,7 +3,7 @@
 GX 1.x ships no DuckDB engine, and through plain ``duckdb_engine`` every expectation fails with an
 ``IndexError`` in ``resolve_metric_bundle``: GX reads the SQLAlchemy result *after* leaving the
 connection's ``with`` block, closing the connection rolls back, and DuckDB discards the pending
-result. Three small pieces fix it (see ../shared/design.md):
+result. Three small pieces fix it:
 
 * :class:`DuckDBExecutionEngine` subclasses ``SqlAlchemyExecutionEngine``: ``execute_query``
   materialises the rows with SQLAlchemy's ``freeze()`` while the connection is still open (GX's
