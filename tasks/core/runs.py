@@ -114,27 +114,25 @@ def record_run_end(warehouse: Path, run_id: str, status: str, message: str) -> N
             con.close()
 
 
-def department_counts(warehouse: Path, run_id: str, period: str) -> dict[str, tuple[int, int, int, int]]:
-    """dept -> (files, rows read, loaded, quarantined) that this run recorded for the period."""
+def _rows(warehouse: Path, sql: str, params: list) -> list[tuple]:
     con = connect(warehouse)
     try:
-        rows = con.execute(
-            "SELECT dept, count(sha256), sum(rows_read), sum(rows_loaded), sum(rows_quarantined) "
-            "FROM audit.extracts WHERE run_id = ? AND period = ? GROUP BY dept", [run_id, period]).fetchall()
+        return con.execute(sql, params).fetchall()
     finally:
         con.close()
+
+
+def department_counts(warehouse: Path, run_id: str, period: str) -> dict[str, tuple[int, int, int, int]]:
+    """dept -> (files, rows read, loaded, quarantined) that this run recorded for the period."""
+    rows = _rows(warehouse, "SELECT dept, count(sha256), sum(rows_read), sum(rows_loaded), sum(rows_quarantined) "
+                 "FROM audit.extracts WHERE run_id = ? AND period = ? GROUP BY dept", [run_id, period])
     return {dept: tuple(int(v or 0) for v in counts) for dept, *counts in rows}
 
 
 def skipped_files(warehouse: Path, run_id: str, period: str) -> dict[str, list[str]]:
     """dept -> the files in its folder this run recorded as not read (no sha256), with the reason."""
-    con = connect(warehouse)
-    try:
-        rows = con.execute(
-            "SELECT dept, file, message FROM audit.extracts WHERE run_id = ? AND period = ? "
-            "AND sha256 IS NULL ORDER BY dept, file", [run_id, period]).fetchall()
-    finally:
-        con.close()
+    rows = _rows(warehouse, "SELECT dept, file, message FROM audit.extracts WHERE run_id = ? AND period = ? "
+                 "AND sha256 IS NULL ORDER BY dept, file", [run_id, period])
     out: dict[str, list[str]] = {}
     for dept, file, message in rows:
         out.setdefault(dept, []).append(f"{file}（{message}）" if message else file)
@@ -143,13 +141,8 @@ def skipped_files(warehouse: Path, run_id: str, period: str) -> dict[str, list[s
 
 def decided_departments(warehouse: Path, period: str) -> list[str]:
     """Departments with an accepted or rejected extract of the period (their receipts can be written)."""
-    con = connect(warehouse)
-    try:
-        rows = con.execute("SELECT DISTINCT dept FROM audit.extracts WHERE period = ? "
-                           "AND status IN ('accepted', 'rejected') ORDER BY dept", [period]).fetchall()
-    finally:
-        con.close()
-    return [d for (d,) in rows]
+    return [d for (d,) in _rows(warehouse, "SELECT DISTINCT dept FROM audit.extracts WHERE period = ? "
+                                "AND status IN ('accepted', 'rejected') ORDER BY dept", [period])]
 
 
 def newly_monitored(warehouse: Path, period: str) -> int | None:
