@@ -89,6 +89,7 @@ def render_report(con: duckdb.DuckDBPyConnection, warehouse: Path, period: str,
     }
     ctx.update(_indicators(con, period))
     ctx.update(_monitoring(con, period, prev))
+    ctx.update(_monitoring_roster(con, period))
     ctx.update(_ledger(con, period))
     ctx.update(_ranking(con, period))
     ctx.update(_quality(con, period))
@@ -311,6 +312,27 @@ def _ranking(con, period: str) -> dict:
                              title=f"乡镇月排名得分（{period}，红色为末三位）",
                              highlight=rows["bottom3"].to_list())
     return {"ranking": {"rows": rows.rows(named=True), "chart": chart}}
+
+
+def _monitoring_roster(con, period: str) -> dict:
+    """监测对象 as the office counts them, per township (mart.township_monitoring: under monitoring,
+    proposals awaiting the office, identification overdue, re-flagged), and the roster rows that
+    match no household of the period (名单无数据), shown by file and row only."""
+    if not table_exists(con, "mart.township_monitoring"):
+        return {"roster": None}
+    by_town = frame(con, f"""
+        SELECT {place_sql('township_code')} AS township, monitored, warned, proposed_clear,
+               manual_review, cleared, not_identified, identification_overdue, reflagged
+        FROM mart.township_monitoring WHERE period = ? ORDER BY township_code
+    """, [period])
+    total = {c: int(by_town[c].sum()) for c in by_town.columns if c != "township"}
+    unmatched = frame(con, f"""
+        SELECT {place_sql('township_code')} AS township, village_code, source_file, source_row,
+               identified_on
+        FROM mart.roster_unmatched WHERE period = ? ORDER BY source_file, source_row
+    """, [period]) if table_exists(con, "mart.roster_unmatched") else None
+    return {"roster": {"by_town": by_town.rows(named=True), "total": total if by_town.height else None,
+                       "unmatched": unmatched.rows(named=True) if unmatched is not None else []}}
 
 
 def _quality(con, period: str) -> dict:
