@@ -40,7 +40,12 @@ def flagged(warehouse: Path) -> str:
     one = lambda sql, *p: con.execute(sql, list(p)).fetchone()[0]  # noqa: E731
     try:
         period = one("SELECT max(period) FROM mart.household_status")
-        monitored = one("SELECT count(DISTINCT household_key) FROM mart.monitoring WHERE period = ?", period)
+        # 监测对象 as the office counts them (docs/monitoring.md), not only this period's warnings
+        monitoring = con.execute(
+            "SELECT coalesce(sum(monitored), 0), coalesce(sum(warned), 0), coalesce(sum(proposed_clear), 0), "
+            "coalesce(sum(manual_review), 0), coalesce(sum(cleared), 0), "
+            "coalesce(sum(identification_overdue), 0) FROM mart.township_monitoring WHERE period = ?",
+            [period]).fetchone()
         open_problems = one("SELECT count(*) FROM mart.ledger_as_of(?) WHERE status = 'open'", period)
         overdue = one("SELECT count(*) FROM mart.ledger_as_of(?) WHERE status = 'open' AND overdue", period)
         rejected = con.execute(
@@ -55,7 +60,8 @@ def flagged(warehouse: Path) -> str:
     lines = [
         "",
         f"== 演示结果 demo results ({period}) ==",
-        f"监测户 monitored households: {monitored}",
+        "监测对象 under monitoring: {}（本期预警 warned {}；建议风险消除 proposed {}，需人工评估 manual review {}；"
+        "已消除 cleared {}；识别逾期 identification overdue {}）".format(*monitoring),
         f"未整改问题 open problems: {open_problems}（逾期 overdue {overdue}）",
         f"隔离行 quarantined rows: {quarantined}",
         f"退回的数据 rejected extracts: {len(rejected)}",
