@@ -65,6 +65,7 @@ def status_text(warehouse: Path, runs: int = 10) -> str:
             "  SELECT 1 FROM audit.extracts e WHERE e.period = a.period AND e.dept = a.dept "
             "  AND e.status = 'accepted' AND e.recorded_at > a.created_at) "
             "ORDER BY created_at DESC LIMIT 20").fetchall()
+        monitoring = _monitoring_rows(con)
         unfinished = unfinished_periods(warehouse, con)
     finally:
         con.close()
@@ -86,7 +87,23 @@ def status_text(warehouse: Path, runs: int = 10) -> str:
     out += ["", "未解决告警 open alerts (no accepted resubmission since)",
             table(["时间 at", "期次 period", "部门 dept", "级别 severity", "渠道 channel", "送达 delivered",
                    "摘要 summary"], alerts) if alerts else "（无 none）"]
+    if monitoring:
+        out += ["", "监测对象 households under monitoring (docs/monitoring.md)",
+                table(["期次 period", "监测对象 monitored", "本期预警 warned", "建议消除 proposed",
+                       "人工评估 manual review", "已消除 cleared", "识别逾期 identification overdue",
+                       "再标注 re-flagged"], monitoring)]
     return scrub("\n".join(out))   # messages and summaries can name a file holding a number
+
+
+def _monitoring_rows(con) -> list[tuple]:
+    """监测对象 per period as the office counts them (mart.township_monitoring), latest first."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'mart' "
+                       "AND table_name = 'township_monitoring'").fetchone()[0]:
+        return []
+    return con.execute(
+        "SELECT period, sum(monitored), sum(warned), sum(proposed_clear), sum(manual_review), "
+        "sum(cleared), sum(identification_overdue), sum(reflagged) FROM mart.township_monitoring "
+        "GROUP BY period ORDER BY period DESC LIMIT 6").fetchall()
 
 
 def status_cli(warehouse: Path) -> int:
