@@ -41,7 +41,8 @@ KINDS = ("monitoring", "ledger", "spot-check")
 REGISTRY_NUMBER_COLUMNS = ("household_id", "户编号")
 FORMULA_START = r"^[=+\-@\t\r]"
 HISTORY_STATUS_SQL = ("CASE h.status WHEN 'monitoring' THEN '监测中' WHEN 'proposed_clear' "
-                      "THEN '拟风险消除' WHEN 'manual_review' THEN '需人工评估' ELSE h.status END")
+                      "THEN '拟风险消除' WHEN 'manual_review' THEN '需人工评估' WHEN 'cleared' "
+                      "THEN '已消除' ELSE h.status END")
 STRATUM_LABELS = {"未脱贫": "未脱贫", "已脱贫": "已脱贫", "non_registry": "非建档立卡",
                   "非建档立卡": "非建档立卡", "not_exited": "未脱贫", "exited": "已脱贫"}
 
@@ -85,7 +86,12 @@ def _monitoring(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
     cats = ", ".join(f"('{k}', '{v}', {i})" for i, (k, v) in enumerate(CATEGORY_LABELS.items()))
     colors = ", ".join(f"('{k}', '{v}')" for k, v in COLOR_LABELS.items())
     has = {t: table_exists(con, f"mart.{t}") for t in ("household_status", "household_plan",
-                                                       "monitoring_history")}
+                                                       "monitoring_history", "monitoring_states")}
+    # every household under monitoring as the office counts it (docs/monitoring.md), warned this
+    # period or not; without the table, the period's warnings
+    under = ("SELECT period, household_key FROM mart.monitoring_states "
+             "WHERE period = $p AND under_monitoring AND in_data UNION "
+             if has["monitoring_states"] else "") + "SELECT period, household_key FROM m"
     plan = ("""(SELECT string_agg(DISTINCT p.measure || coalesce('（' || coalesce(d.name, p.department)
                      || '）', ''), '；' ORDER BY p.measure || coalesce('（' || coalesce(d.name,
                      p.department) || '）', ''))
@@ -105,11 +111,11 @@ def _monitoring(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
                        AS reasons
             FROM mart.monitoring m LEFT JOIN cats c USING (category)
             WHERE m.period = $p GROUP BY ALL
-        )
+        ), u AS ({under})
         SELECT {place_sql('s.township_code') if has['household_status'] else 'NULL'}
                    AS township_name,
                {place_sql('s.village_code') if has['household_status'] else 'NULL'} AS village_name,
-               {status}household_id, {scrub_sql('m.household_key')} AS household_key,
+               {status}household_id, {scrub_sql('u.household_key')} AS household_key,
                {status}registry_status, {status}members,
                {'CAST(s.per_capita_income AS DOUBLE)' if has['household_status'] else 'NULL'}
                    AS per_capita_income,
@@ -117,12 +123,12 @@ def _monitoring(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
                m.categories, m.reasons, {plan} AS measures,
                {'h.entered_period' if has['monitoring_history'] else 'NULL'} AS entered_period,
                {HISTORY_STATUS_SQL if has['monitoring_history'] else 'NULL'} AS monitoring_status
-        FROM m
+        FROM u LEFT JOIN m USING (period, household_key)
         {'LEFT JOIN mart.household_status s USING (period, household_key) '
          'LEFT JOIN colors col ON col.color = s.color' if has['household_status'] else ''}
         {'LEFT JOIN mart.monitoring_history h USING (household_key)'
          if has['monitoring_history'] else ''}
-        ORDER BY 1 NULLS LAST, 2 NULLS LAST, m.household_key
+        ORDER BY 1 NULLS LAST, 2 NULLS LAST, u.household_key
     """, {"p": period})
     summary = (df.group_by("township_name", maintain_order=True)
                .agg(pl.len().alias("households"),
@@ -201,7 +207,6 @@ def _spot_check(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
     labels = column_labels(con, "mart.spot_check", "mart.household_status")
     strata = ", ".join(f"('{k}', '{v}')" for k, v in STRATUM_LABELS.items())
     has_status = table_exists(con, "mart.household_status")
-    has_monitoring = table_exists(con, "mart.monitoring")
     df = pl.DataFrame()
     if table_exists(con, "mart.spot_check"):
         df = frame(con, f"""
@@ -212,9 +217,7 @@ def _spot_check(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
                    {'s.household_id' if has_status else 'NULL'} AS household_id,
                    {scrub_sql('c.household_key')} AS household_key,
                    coalesce(st.label, c.stratum) AS stratum,
-                   {'''CASE WHEN EXISTS (SELECT 1 FROM mart.monitoring m WHERE m.period = c.period
-                        AND m.household_key = c.household_key) THEN '是' ELSE '否' END'''
-                    if has_monitoring else 'NULL'} AS monitored,
+                   CASE WHEN c.monitored THEN '是' ELSE '否' END AS monitored,   -- docs/monitoring.md
                    c.seed
             FROM mart.spot_check c LEFT JOIN strata st USING (stratum)
             {'LEFT JOIN mart.household_status s USING (period, household_key)' if has_status else ''}
