@@ -44,3 +44,16 @@ def cell_reason(label: str, what: str) -> str:
 def row_reason(what: str) -> str:
     """A reason about the whole row (e.g. a duplicate), with no column."""
     return what
+
+
+# --- rows sharing a key that must be unique (quarantined together, #20) ---
+DUPLICATE_KEY = "重复键"
+
+
+def duplicate_key_reason(key: list[tuple[str, str]], rows: int, check: str) -> str:
+    """"重复键：身份证号 620523********0012、救助类型 低保、起始年月 2019-01，共2行，请核对保留哪一行
+    （unique_id_number_assistance_start_month）": the key's labels and values (identity numbers
+    masked by the caller), how many rows share it, and the suite's check. The validation writes
+    the same text in SQL (tasks.validate.suites.duplicate_key_reasons_sql)."""
+    shown = "、".join(f"{label} {value}" for label, value in key)
+    return f"{DUPLICATE_KEY}：{shown}，共{rows}行，请核对保留哪一行（{check}）"

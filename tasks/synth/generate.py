@@ -28,6 +28,7 @@ from povwatch.tasks.ingest.contracts import load_contract
 from povwatch.tasks.synth.assets import ASSET_DEPTS, AssetRegisters, delivers, wan_text
 from povwatch.tasks.synth.defects import render
 from povwatch.tasks.synth.divisions import load_divisions
+from povwatch.tasks.synth.keyclash import empty_snapshot, plant_key_clashes
 from povwatch.tasks.synth.oracle import clearance, evaluate, load_policy
 from povwatch.tasks.synth.roster import ROSTER_CODES, deliver_roster, roster_summary
 from povwatch.tasks.synth.world import CountyWorld, month_end, month_index, month_label
@@ -180,7 +181,10 @@ class Generator:
         how = DELIVERY[dept]
         if dept == "canlian":
             return self._deliver_canlian(canon, rng, period, t, world)
+        canon = empty_snapshot(dept, period, canon)          # gongan's January: header only (#20)
         text, loaded = render(contract, canon, rng, self.defects, how.date_format, excel=how.kind == "xlsx")
+        text, loaded = plant_key_clashes(contract, canon, text, loaded,   # 重复键 pairs (#20)
+                                         np.random.default_rng([self.seed, t, int(world.county), 20]))
         text = text.with_columns(canon["_town"].gather(text["_src"]).alias("_town"))
         if dept == "shichang":
             text = wan_text(text, canon)
