@@ -44,6 +44,10 @@ DEKAD_CRON = "0 8 1,11,21 * *"
 AUTOMATION_NAME = "povwatch-run-failed"
 WEBHOOK_BLOCK_NAME = "povwatch-alerts"
 FLOW_NAMES = ["povwatch-run", "povwatch-period", "povwatch-inbox-watch", "povwatch-bulletin"]
+# The flows whose failure the Automation announces: one alert per failure. A period sub-flow's
+# failure fails its povwatch-run too (announced once, there); a run started by the inbox watch
+# fails on its own and the watch records it without failing a second time.
+ALERTED_FLOWS = ["povwatch-run", "povwatch-inbox-watch", "povwatch-bulletin"]
 
 
 @flow(name="povwatch-inbox-watch", log_prints=True)
@@ -58,9 +62,11 @@ def inbox_watch(inbox: str, warehouse: str, pipeline: Any = None):
     if not periods:
         return Completed(message="没有新数据 / nothing new")
     print(f"新数据 new files for {', '.join(periods)}: starting a run")
-    # a failed run raises: the watch fails too
-    summary = inbox_flow(inbox=inbox, warehouse=warehouse, pipeline=pipeline)
-    return Completed(message=summary["message"], data=summary)
+    state = inbox_flow(inbox=inbox, warehouse=warehouse, pipeline=pipeline, return_state=True)
+    if not state.is_completed():   # the run's own Failed state is what the Automation announces
+        return Completed(name="运行失败", message=f"启动的运行失败 / the run it started failed: {state.message}")
+    summary = state.result()
+    return Completed(name=state.name, message=summary["message"], data=summary)
 
 
 @flow(name="povwatch-bulletin", flow_run_name="{kind}", log_prints=True)
@@ -99,7 +105,7 @@ def build_deployments(warehouse: Path, inbox: Path, watch_minutes: float | None 
     settings = load_settings()
     watch_minutes = watch_minutes or settings.watch_minutes
     w, i = str(warehouse), str(inbox)
-    return [
+    deployments = [
         flows.run.to_deployment(
             name="monthly", schedules=[Cron(settings.monthly_cron, timezone=TZ)],
             parameters={"inbox": i, "warehouse": w}, tags=["povwatch"],
@@ -117,6 +123,25 @@ def build_deployments(warehouse: Path, inbox: Path, watch_minutes: float | None 
             parameters={"kind": "dekad", "warehouse": w}, tags=["povwatch"],
             description="旬通报：上一旬的问题台账变化 / dekad bulletin"),
     ]
+    return [entrypoint_anywhere(d, f) for d, f in zip(
+        deployments, (flows.run, flows.watch, flows.bulletin, flows.bulletin))]
+
+
+def entrypoint_anywhere(deployment, flow_obj):
+    """The deployment's entrypoint, independent of the serving process's working folder (Prefect
+    makes it a file path relative to it): the flow's module path (``povwatch.flows.pipeline.
+    inbox_flow``), or for a flow defined in a script run as ``__main__`` the script's absolute
+    path. A folder holding a ``tasks.py`` or ``flows/`` of its own then changes nothing."""
+    from prefect.deployments.runner import EntrypointType
+
+    fn = flow_obj.fn
+    if fn.__module__ != "__main__":
+        deployment.entrypoint = f"{fn.__module__}.{fn.__name__}"
+        deployment._entrypoint_type = EntrypointType.MODULE_PATH
+        deployment._path = None
+    else:
+        deployment.entrypoint = f"{Path(fn.__globals__['__file__']).resolve()}:{fn.__qualname__}"
+    return deployment
 
 
 def webhook_url(urls: list[str] | None = None) -> str | None:
@@ -154,7 +179,7 @@ def ensure_failure_automation(url: str | None = None):
         trigger=EventTrigger(
             expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
             match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAMES},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": ALERTED_FLOWS},
             posture="Reactive", threshold=1, within=dt.timedelta(0),
         ),
         actions=[SendNotification(

@@ -47,6 +47,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from povwatch.flows import prefect_signals
 from povwatch.flows.runners import PrefectSteps, runner_settings, task_runner, uses_dask
 from povwatch.flows.scaleout import partition_rows, prepare_counties_flow
 from povwatch.tasks.core import runs
@@ -317,6 +318,7 @@ def process_period(steps, pipeline: Pipeline, inbox: Path, period: str, warehous
         "unchanged": sorted(d for d, st in status.items() if st == "unchanged"),
         "missing": sorted(d for d, st in status.items() if st == "missing"),
         "rejection_messages": {o["dept"]: scrub(o["message"]) for o in outcomes if o["status"] == "rejected"},
+        "blocking_failures": prefect_signals.blocking_failures(outcomes),
         "marts": {**{k: v for k, v in marts.items() if isinstance(v, (int, float, str)) and k != "period"},
                   **({"newly_monitored": newly} if newly is not None else {})},
         "periods_built": [str(p) for p in marts.get("periods_built", [])],
@@ -355,6 +357,9 @@ def _stage_prepared(steps, pipeline: Pipeline, prepare, w: str, i: str, period: 
 def check_run_request(inbox: Path, period: str | None) -> None:
     """Refuse, before anything is written, an inbox that is a period or department folder and a
     period that is not YYYY-MM (tasks.ingest.inbox.BadName, a message for the user)."""
+    if not Path(inbox).is_dir():   # a deployment's inbox parameter pointing nowhere: not "nothing new"
+        raise FileNotFoundError(f"收件箱不存在：{inbox}（检查 --inbox、部署的 inbox 参数或 POVWATCH_INBOX）"
+                                f" / inbox not found: {inbox}")
     inside = inbox_files.looks_like_inside(inbox)
     if inside:
         raise inbox_files.BadName(inside)
@@ -436,9 +441,7 @@ def period_flow(inbox: str, period: str, warehouse: str, run_id: str, scale_out:
     prepare = _prepare_on_dask if scale_out else None
     summary = process_period(PrefectSteps(), pipeline or real_pipeline(), Path(inbox), period,
                              Path(warehouse), run_id, prepare=prepare, finish=finish)
-    if summary["rejected"]:
-        return Completed(message=f"{period} 退回 rejected: {', '.join(summary['rejected'])}", data=summary)
-    return summary
+    return prefect_signals.finish_period(summary)   # named state, events, log lines
 
 
 def _prepare_on_dask(**kwargs) -> list:
@@ -455,7 +458,7 @@ def inbox_flow(inbox: str, warehouse: str, period: str | None = None, run_id: st
     run_id = run_id or new_run_id()
     summary = execute_run(PrefectSteps(), pipeline, Path(inbox), Path(warehouse), period, run_id,
                           run_period=period_runner(pipeline), flow_run_id=str(flow_run.id))
-    return Completed(message=summary["message"], data=summary)
+    return prefect_signals.run_state(summary)
 
 
 def period_runner(pipeline: Pipeline) -> Callable[..., dict]:

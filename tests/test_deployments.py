@@ -299,3 +299,97 @@ def test_two_counties_on_dask_workers_match_thread_pool(prefect_server, api, two
     assert {s["dept"]: s["status"] for s in staged} == {
         **{r["dept"]: "unchanged" for r in rows}, "jiaoyu": "staged"}
     assert {p["county"] for p in partitions} == {"620521", "620523"}
+
+
+# ------------------------------------------------------------------ what a run tells Prefect (#14)
+
+def _events(prefect_server: str, name: str) -> list[dict]:
+    response = httpx.post(f"{prefect_server}/events/filter", timeout=10,
+                          json={"filter": {"event": {"name": [name]}}, "limit": 50})
+    response.raise_for_status()
+    return response.json()["events"]
+
+
+def test_a_month_with_a_rejected_extract_is_named_has_events_and_logs_the_reasons(
+        served, api, prefect_server):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.deployments import run_deployment
+
+    root = served["tmp"] / "partly"
+    inbox = make_inbox(root, extra={("2026-01", "shouru"): "bad.csv"})
+    flow_run = run_deployment("povwatch-run/monthly", timeout=240, parameters={
+        "inbox": str(inbox), "warehouse": str(root / "wh.duckdb"), "run_id": "run-partly"})
+    assert flow_run.state.is_completed() and flow_run.state.name == "部分退回", flow_run.state
+
+    with get_client(sync_client=True) as client:
+        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+        periods = [r for r in client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["povwatch-period"])), limit=50)
+            if r.parameters.get("run_id") == "run-partly"]
+        assert [r.state.name for r in periods] == ["部分退回"]
+        logs = [entry.message for entry in client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[periods[0].id])))]
+    assert any(m.startswith("2026-01 fupin: accepted") and "读入 read 2" in m for m in logs), logs
+    assert any("2026-01 shouru 退回 rejected" in m and "身份证号校验位错误过多" in m for m in logs), logs
+    assert not any("110101199003071234" in m for m in logs)          # masked, as everything outside
+
+    deadline = time.monotonic() + 30
+    while True:
+        rejected = [e for e in _events(prefect_server, "povwatch.extract.rejected")
+                    if e["payload"].get("run_id") == "run-partly"]
+        failed = [e for e in _events(prefect_server, "povwatch.expectation.failed")
+                  if e["payload"].get("run_id") == "run-partly"]
+        if (rejected and failed) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [e["resource"]["prefect.resource.id"] for e in rejected] == ["povwatch.extract.2026-01.shouru"]
+    assert "110101199003071234" not in json.dumps(rejected, ensure_ascii=False)
+    assert [e["resource"]["prefect.resource.id"] for e in failed] == ["povwatch.expectation.shouru.id_number_valid"]
+    assert any(r["prefect.resource.id"] == f"prefect.flow-run.{periods[0].id}" for r in rejected[0]["related"])
+
+
+def test_a_failure_in_a_period_sends_one_alert(served, api, webhook):
+    from prefect.deployments import run_deployment
+
+    _, received = webhook
+    before = len(received)
+    crash = make_inbox(served["tmp"] / "crash-once", extra={("2026-01", "minzheng"): "crash.csv"})
+    flow_run = run_deployment("povwatch-run/monthly", timeout=240, parameters={
+        "inbox": str(crash), "warehouse": str(served["tmp"] / "crash-once" / "wh.duckdb")})
+    assert flow_run.state.is_failed()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(str(flow_run.name) in r for r in received[before:]):
+        time.sleep(0.25)
+    time.sleep(8)   # the period sub-flow failed too: its alert, if any, would have come by now
+    about_this = [r for r in received[before:] if "2026-01" in r or str(flow_run.name) in r]
+    assert len(about_this) == 1 and str(flow_run.name) in about_this[0], about_this
+
+
+def test_a_deployment_whose_inbox_does_not_exist_fails_saying_so(served, api):
+    from prefect.deployments import run_deployment
+
+    missing = served["tmp"] / "no-such-inbox"
+    flow_run = run_deployment("povwatch-run/monthly", timeout=240, parameters={
+        "inbox": str(missing), "warehouse": str(served["tmp"] / "missing" / "wh.duckdb")})
+    assert flow_run.state.is_failed()
+    assert "收件箱不存在" in flow_run.state.message and str(missing) in flow_run.state.message
+
+
+def test_deployment_entrypoints_do_not_depend_on_the_working_folder(tmp_path, monkeypatch):
+    """A folder holding its own tasks.py and flows/ changes nothing: the product's entrypoints are
+    module paths, loaded from there as from anywhere."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    from povwatch.flows.deployments import build_deployments
+
+    (tmp_path / "tasks.py").write_text("raise RuntimeError('the wrong tasks module')\n")
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "pipeline.py").write_text("raise RuntimeError('the wrong flows')\n")
+    monkeypatch.chdir(tmp_path)
+    deployments = build_deployments(tmp_path / "wh.duckdb", tmp_path / "inbox")
+    entrypoints = {d.flow_name: d.entrypoint for d in deployments}
+    assert entrypoints["povwatch-run"] == "povwatch.flows.pipeline.inbox_flow"
+    for name, entrypoint in entrypoints.items():
+        assert load_flow_from_entrypoint(entrypoint).name == name
