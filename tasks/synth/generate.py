@@ -28,6 +28,7 @@ from povwatch.tasks.ingest.contracts import load_contract
 from povwatch.tasks.synth.assets import ASSET_DEPTS, AssetRegisters, delivers, wan_text
 from povwatch.tasks.synth.defects import render
 from povwatch.tasks.synth.divisions import load_divisions
+from povwatch.tasks.synth.feedback import FRAMES as FEEDBACK_FRAMES, plant_feedback
 from povwatch.tasks.synth.keyclash import empty_snapshot, plant_key_clashes
 from povwatch.tasks.synth.oracle import clearance, evaluate, load_policy
 from povwatch.tasks.synth.roster import ROSTER_CODES, deliver_roster, roster_summary
@@ -136,6 +137,7 @@ class Generator:
             worlds.append(w)
             registers.append(AssetRegisters(np.random.default_rng([self.seed, i, 17]), w.P, w.H, code))
         monitoring, problems, households = [], [], []
+        feedback_frames: list[dict[str, pl.DataFrame]] = []   # what feedback.py reads
         for t, period in enumerate(self.periods):
             loaded: dict[str, list[pl.DataFrame]] = {d: [] for d in DEPTS}
             for i, w in enumerate(worlds):
@@ -157,10 +159,12 @@ class Generator:
             monitoring.append(m)
             problems.append(p)
             households.append(h)
+            feedback_frames.append({d: merged[d] for d in FEEDBACK_FRAMES})
         monitored, roster_problems = deliver_roster(self, worlds, monitoring, households,
                                                     load_policy(int(self.periods[0][:4])))
         self._write_truth(monitoring, problems + [roster_problems], households)
         monitored.write_csv(self.out / "truth" / "monitored.csv")
+        plant_feedback(self, feedback_frames)   # the townships' 核实反馈 and truth/ledger.csv
         self.monitored = monitored
         return self._summary(monitoring, problems, time.perf_counter() - started)
 

@@ -1,5 +1,5 @@
 -- reads:  -
--- writes: mart.departments, mart.household_plan, mart.household_status, mart.monitoring, mart.monitoring_events, mart.monitoring_exclusions, mart.monitoring_history, mart.monitoring_states, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_findings, mart.problem_ledger, mart.roster_unmatched, mart.rules, mart.spot_check, mart.township_monitoring, mart.township_ranking
+-- writes: mart.departments, mart.household_plan, mart.household_status, mart.monitoring, mart.monitoring_events, mart.monitoring_exclusions, mart.monitoring_history, mart.monitoring_states, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_findings, mart.problem_ledger, mart.roster_unmatched, mart.rule_precision, mart.rules, mart.spot_check, mart.township_monitoring, mart.township_ranking, mart.verifications
 -- Chinese comments on every mart table and column (exports use them as headers).
 
 COMMENT ON TABLE mart.household_status IS '户状态（每户每期：3+1指标与三色码）';
@@ -216,3 +216,36 @@ COMMENT ON COLUMN mart.roster_unmatched."identified_on" IS '识别纳入日期';
 COMMENT ON COLUMN mart.roster_unmatched."risk_status" IS '风险消除状态';
 COMMENT ON COLUMN mart.roster_unmatched."source_file" IS '名单文件';
 COMMENT ON COLUMN mart.roster_unmatched."source_row" IS '行号';
+
+-- 核实反馈 (township verification): docs/rules.md
+COMMENT ON COLUMN mart.problem_ledger."verified_result" IS '核实结果（属实/不属实/已整改，现行的一次）';
+COMMENT ON COLUMN mart.problem_ledger."verified_on" IS '核实日期';
+COMMENT ON COLUMN mart.problem_ledger."verifier" IS '核实人';
+COMMENT ON COLUMN mart.problem_ledger."verified_note" IS '核实说明（不属实的理由或整改佐证）';
+COMMENT ON COLUMN mart.problem_ledger."rectification_unconfirmed" IS '整改未见数据（报已整改但部门数据仍显示）';
+COMMENT ON COLUMN mart.problem_events."verifier" IS '核实人';
+COMMENT ON COLUMN mart.problem_events."verified_note" IS '核实说明';
+COMMENT ON TABLE mart.verifications IS '乡镇核实反馈（已接收、已填核实结果的行）';
+COMMENT ON COLUMN mart.verifications."period" IS '反馈期次';
+COMMENT ON COLUMN mart.verifications."problem_key" IS '问题编号';
+COMMENT ON COLUMN mart.verifications."code" IS '问题类型（规则代码）';
+COMMENT ON COLUMN mart.verifications."township_code" IS '乡镇代码';
+COMMENT ON COLUMN mart.verifications."result" IS '核实结果';
+COMMENT ON COLUMN mart.verifications."note" IS '说明';
+COMMENT ON COLUMN mart.verifications."evidence" IS '佐证材料';
+COMMENT ON COLUMN mart.verifications."verifier" IS '核实人';
+COMMENT ON COLUMN mart.verifications."verified_on" IS '核实日期';
+COMMENT ON COLUMN mart.verifications."source_file" IS '反馈文件';
+COMMENT ON COLUMN mart.verifications."source_row" IS '行号';
+COMMENT ON TABLE mart.rule_precision IS '规则准确率（每期、每条规则、每个乡镇；乡镇为空即全县）';
+COMMENT ON COLUMN mart.rule_precision."period" IS '期次';
+COMMENT ON COLUMN mart.rule_precision."code" IS '规则代码';
+COMMENT ON COLUMN mart.rule_precision."township_code" IS '乡镇代码（空为全县）';
+COMMENT ON COLUMN mart.rule_precision."confirmed" IS '核实属实';
+COMMENT ON COLUMN mart.rule_precision."refuted" IS '核实不属实';
+COMMENT ON COLUMN mart.rule_precision."precision" IS '准确率（属实÷（属实+不属实））';
+COMMENT ON COLUMN mart.rule_precision."median_days_to_verify" IS '核实用时中位数（天，自发现期末起）';
+COMMENT ON COLUMN mart.rule_precision."window_periods" IS '统计窗口期数';
+COMMENT ON COLUMN mart.rule_precision."window_verifications" IS '窗口内核实数';
+COMMENT ON COLUMN mart.rule_precision."window_precision" IS '窗口内准确率';
+COMMENT ON COLUMN mart.rule_precision."alert" IS '准确率偏低（需复核规则）';

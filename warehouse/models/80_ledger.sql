@@ -1,8 +1,16 @@
--- reads:  mart.departments, mart.ledger_states, mart.rules
--- writes: mart.problem_events, mart.problem_ledger, work.states
+-- reads:  mart.departments, mart.ledger_states, mart.policy_used, mart.rules, staging.feedback
+-- writes: mart.problem_events, mart.problem_ledger, mart.rule_precision, mart.verifications, work.states
 -- History: the problem ledger and its events, replayed from every built period's findings up to
 -- the latest built period (getvariable('upto')). Loading periods out of order gives the same
 -- ledger as loading them in order, because nothing here depends on the order of the builds.
+-- The verifications the townships returned (核实反馈): the accepted rows with a result, every
+-- period (a period's resubmission replaces that period's rows in staging).
+DELETE FROM mart.verifications;
+INSERT INTO mart.verifications
+SELECT period, problem_key, code, township_code, result, note, evidence, verifier, verified_on,
+       source_file, source_row
+FROM staging.feedback WHERE result IS NOT NULL;
+
 CREATE OR REPLACE TABLE work.states AS SELECT * FROM mart.ledger_states(getvariable('upto'));
 
 DELETE FROM mart.problem_ledger;
@@ -10,7 +18,8 @@ INSERT INTO mart.problem_ledger
 SELECT s.problem_key, s.code, s.subject_id, s.household_key, s.township_code, s.village_code,
        s.responsible_dept, s.status, s.first_seen_period, s.last_seen_period, s.deadline,
        s.overdue, s.closed_period, s.reopen_count, s.detail,
-       d.name, r.subject_type, r.rule_name, s.opened_period, s.period
+       d.name, r.subject_type, r.rule_name, s.opened_period, s.period,
+       s.verified_result, s.verified_on, s.verifier, s.verified_note, s.rectification_unconfirmed
 FROM work.states s
 JOIN mart.rules r USING (code)
 LEFT JOIN mart.departments d ON d.code = s.responsible_dept
@@ -22,14 +31,76 @@ WITH ev AS (
     SELECT *, CASE WHEN reopen_count = 0 THEN 'opened' ELSE 'reopened' END AS event
     FROM work.states WHERE spell_start
     UNION ALL
-    SELECT *, 'still_open' FROM work.states WHERE seen AND NOT spell_start
+    SELECT *, 'still_open' FROM work.states WHERE seen AND NOT spell_start AND status = 'open'
     UNION ALL
     SELECT *, 'awaiting_data' FROM work.states WHERE NOT seen AND status = 'open'
     UNION ALL
     SELECT *, 'overdue' FROM work.states WHERE overdue AND NOT was_overdue
     UNION ALL
     SELECT *, 'closed' FROM work.states WHERE closing
+    UNION ALL   -- the townships' verifications (核实反馈), docs/rules.md
+    SELECT *, 'confirmed' FROM work.states WHERE verified_now AND verified_result = '属实'
+    UNION ALL
+    SELECT *, 'dismissed' FROM work.states WHERE status = 'dismissed' AND NOT was_dismissed
+    UNION ALL
+    SELECT *, 'suppressed' FROM work.states WHERE status = 'dismissed' AND was_dismissed AND seen
+    UNION ALL
+    SELECT *, 'rectification_reported' FROM work.states WHERE verified_now AND verified_result = '已整改'
+    UNION ALL
+    SELECT *, 'rectification_unconfirmed' FROM work.states WHERE rectification_unconfirmed AND NOT was_unconfirmed
 )
 SELECT period, problem_key, code, subject_id, event, status, deadline, overdue, reopen_count,
-       household_key, township_code, village_code, responsible_dept, detail
+       household_key, township_code, village_code, responsible_dept, detail,
+       CASE WHEN verified_now OR event = 'dismissed' THEN verifier END,
+       CASE WHEN verified_now OR event = 'dismissed' THEN verified_note END
 FROM ev;
+
+-- 规则准确率 (rule precision): per period, rule and township (and the county: township_code
+-- NULL), the verifications delivered in that period — 属实 confirmed, 不属实 refuted, the latest
+-- of a problem's rows in the period counting once — precision = confirmed ÷ (confirmed + refuted)
+-- and the median days from the end of the period the problem was opened in to 核实日期. window_*
+-- look back over the last rule_precision_periods built periods; a rule is flagged (alert) when
+-- it had at least rule_precision_min_verifications there and a precision under
+-- rule_precision_alert. The thresholds are the latest period's policy (mart.policy_used).
+DELETE FROM mart.rule_precision;
+INSERT INTO mart.rule_precision
+WITH policy_now AS (
+    SELECT CAST(json_extract_string(v, '$.rule_precision_alert') AS DOUBLE) AS alert_below,
+           CAST(json_extract_string(v, '$.rule_precision_periods') AS INTEGER) AS window_periods,
+           CAST(json_extract_string(v, '$.rule_precision_min_verifications') AS INTEGER) AS min_verifications
+    FROM (SELECT arg_max("values", built_at) AS v FROM mart.policy_used
+          WHERE period = getvariable('upto'))
+), periods AS (
+    SELECT period, row_number() OVER (ORDER BY period) AS i
+    FROM (SELECT DISTINCT period FROM mart.policy_used WHERE period <= getvariable('upto'))
+), verdicts AS (   -- the verifications that took effect in their period, on the state they found
+    SELECT period, code, township_code, verified_result,
+           date_diff('day', last_day(strptime(opened_period || '-01', '%Y-%m-%d'))::DATE,
+                     verified_on) AS days
+    FROM work.states
+    WHERE verified_now AND verified_period = period AND verified_result IN ('属实', '不属实')
+), counted AS (
+    SELECT period, code, township_code,
+           count(*) FILTER (WHERE verified_result = '属实')::INTEGER AS confirmed,
+           count(*) FILTER (WHERE verified_result = '不属实')::INTEGER AS refuted,
+           median(days)::DOUBLE AS median_days_to_verify
+    FROM verdicts
+    GROUP BY GROUPING SETS ((period, code, township_code), (period, code))
+), windowed AS (
+    SELECT c.*, p.i,
+           (SELECT sum(c2.confirmed + c2.refuted) FROM counted c2 JOIN periods p2 USING (period)
+            WHERE c2.code = c.code AND c2.township_code IS NOT DISTINCT FROM c.township_code
+              AND p2.i > p.i - pn.window_periods AND p2.i <= p.i)::INTEGER AS window_verifications,
+           (SELECT sum(c2.confirmed) FROM counted c2 JOIN periods p2 USING (period)
+            WHERE c2.code = c.code AND c2.township_code IS NOT DISTINCT FROM c.township_code
+              AND p2.i > p.i - pn.window_periods AND p2.i <= p.i) AS window_confirmed,
+           pn.window_periods, pn.alert_below, pn.min_verifications
+    FROM counted c JOIN periods p USING (period) CROSS JOIN policy_now pn
+)
+SELECT period, code, township_code, confirmed, refuted,
+       confirmed / nullif(confirmed + refuted, 0) AS precision, median_days_to_verify,
+       window_periods, window_verifications,
+       window_confirmed / nullif(window_verifications, 0) AS window_precision,
+       coalesce(window_verifications >= min_verifications
+                AND window_confirmed / nullif(window_verifications, 0) < alert_below, false) AS alert
+FROM windowed;
