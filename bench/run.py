@@ -1,6 +1,7 @@
 """Benchmark: the whole monthly run at county scale and beyond, against the floor, in one command.
 
     .venv/bin/python bench/run.py [--sizes S,M,L] [--work DIR] [--baseline-size M] [--no-overhead]
+    .venv/bin/python bench/run.py --history 12        # twelve months of S, one by one
 
 Sizes (registry households per county x counties; one period each):
 
@@ -55,7 +56,8 @@ SIZES = {  # name -> (registry households per county, counties)
     # they are spread over 7 (42,858 each) — the same rows as ten counties of M.
     "L": (42_858, 7),
 }
-TARGETS = {"run_over_floor_M": 3.0, "peak_gb_M": 2.0, "L_over_M": 11.0, "peak_gb_L": 12.0}
+TARGETS = {"run_over_floor_M": 3.0, "peak_gb_M": 2.0, "L_over_M": 11.0, "peak_gb_L": 12.0,
+           "history_last_over_first": 1.1}
 STAGES = ("startup", "ingest", "validate", "promote", "marts", "ledger", "report", "other")
 
 
@@ -182,7 +184,7 @@ def worker_run(args) -> dict:
     messages: list[str] = []
     cpu0 = os.times()
     t0 = time.perf_counter()
-    code = run_inbox(Path(args.inbox), period=None, warehouse=Path(args.warehouse),
+    code = run_inbox(Path(args.inbox), period=args.period or None, warehouse=Path(args.warehouse),
                      mode=args.mode, echo=messages.append)
     whole = time.perf_counter() - t0
     cpu1 = os.times()
@@ -501,6 +503,53 @@ def generate(work: Path, size: str) -> tuple[Path, float]:
     return inbox, time.perf_counter() - t
 
 
+def generate_history(work: Path, months: int) -> Path:
+    """Size S over ``months`` consecutive periods from PERIOD, generated once under work/S-history."""
+    households, counties = SIZES["S"]
+    base = work / "S-history"
+    inbox, marker = base / "inbox", base / "generated.json"
+    params = {"households": households, "counties": counties, "period": PERIOD, "periods": months}
+    if marker.exists() and json.loads(marker.read_text()) == params:
+        return inbox
+    if inbox.exists():
+        import shutil
+
+        shutil.rmtree(inbox)
+    base.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "povwatch.flows.cli", "generate", "--out", str(inbox),
+                    "--period", PERIOD, "--periods", str(months), "--households", str(households),
+                    "--counties", str(counties)], cwd=str(ROOT), check=True,
+                   stdout=subprocess.DEVNULL)
+    marker.write_text(json.dumps(params))
+    return inbox
+
+
+def run_history(work: Path, months: int, mode: str) -> dict:
+    """Twelve (``months``) periods of size S loaded one by one into one warehouse, each month a
+    fresh ``povwatch run --period`` process: does a month cost more once the warehouse holds a
+    year? Prints each month and the last month's wall and CPU against the first's."""
+    inbox = generate_history(work, months)
+    periods = sorted(p.name for p in inbox.iterdir() if p.is_dir() and p.name[:4].isdigit())
+    wh = fresh_warehouse(work, "S-history")
+    rows = []
+    print(f"[history] {len(periods)} periods of S into one warehouse, load "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+    for period in periods:
+        run = measure("run", inbox=inbox, warehouse=wh, mode=mode, period=period)
+        run.pop("events", None)
+        rows.append({"period": period, "wall": run["whole"], "cpu": run["process_cpu"],
+                     "stages": run["stages"], "exit_code": run["exit_code"]})
+        print(f"[history] {period}: wall {run['whole']:.1f} s, CPU {run['process_cpu']:.1f} s, "
+              f"marts {run['stages'].get('marts', 0):.1f}, ledger {run['stages'].get('ledger', 0):.1f} "
+              f"(exit {run['exit_code']}, load {os.getloadavg()[0]:.1f})", flush=True)
+    first, last = rows[0], rows[-1]
+    ratio = {"wall": last["wall"] / first["wall"], "cpu": last["cpu"] / first["cpu"]}
+    verdict = "met" if ratio["cpu"] <= TARGETS["history_last_over_first"] else "MISSED"
+    print(f"[history] month {len(rows)} ÷ month 1: wall {ratio['wall']:.2f}x, CPU {ratio['cpu']:.2f}x "
+          f"(target CPU <= {TARGETS['history_last_over_first']}: {verdict})", flush=True)
+    return {"months": rows, "last_over_first": ratio}
+
+
 def fresh_warehouse(work: Path, size: str) -> Path:
     wh = work / size / "warehouse" / "bench.duckdb"
     if wh.parent.exists():
@@ -652,7 +701,11 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--json", help=argparse.SUPPRESS)
     ap.add_argument("--inbox", help=argparse.SUPPRESS)
+    ap.add_argument("--history", type=int, default=0, metavar="MONTHS",
+                    help="only the history mode: MONTHS periods of size S loaded one by one into "
+                         "one warehouse; the last month's time against the first's (12 for #19)")
     ap.add_argument("--warehouse", help=argparse.SUPPRESS)
+    ap.add_argument("--period", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.worker:
@@ -676,6 +729,12 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     print(f"povwatch bench/run.py — {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}, mode {args.mode}, work {work}", flush=True)
+
+    if args.history:
+        history = run_history(work, args.history, args.mode)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps({"history": history}, indent=2, default=str))
+        return 0
 
     results: dict[str, dict] = {}
     baseline = None

@@ -15,6 +15,7 @@ from povwatch.tasks.ingest.contracts import Contract, load_contract
 from povwatch.tasks.core.db import connect, write_lock
 from povwatch.tasks.core.privacy import mask_id_expr, mask_plate_expr, scrub_expr, scrub_frame
 from povwatch.tasks.core.workbooks import private_workbook
+from povwatch.tasks.ingest.load import REJECTED_PREFIX
 from povwatch.tasks.ingest.read import CERTIFICATE, header_map, normalize_header
 
 DETAIL_HEADERS = ["文件", "行号", "列", "原因", "原始内容"]
@@ -42,9 +43,17 @@ def write_receipt(warehouse: Path, period: str, dept: str, out_dir: Path) -> Pat
             rows = con.sql(
                 # Rows sharing a duplicate key (重复键) are listed together, key by key, after
                 # the others: the department sees the rows it must choose between side by side.
+                # Rows held only because the whole extract was refused are not listed one by one.
                 "SELECT file, row_number, reasons, row_data FROM quarantine.rows "
-                "WHERE period = ? AND dept = ? ORDER BY "
+                f"WHERE period = ? AND dept = ? AND NOT {_ONLY_REFUSED} ORDER BY "
                 "list_filter(reasons, lambda r: starts_with(r, '重复键'))[1] NULLS FIRST, file, row_number",
+                params=[period, dept],
+            ).to_arrow_table()
+            refused_rows = con.sql(
+                # a refused extract's other rows: once per file and reason, with their row range
+                "SELECT file, reasons[1] AS reason, count(*) AS n, min(row_number) AS first_row, "
+                "max(row_number) AS last_row FROM quarantine.rows "
+                f"WHERE period = ? AND dept = ? AND {_ONLY_REFUSED} GROUP BY ALL ORDER BY file",
                 params=[period, dept],
             ).to_arrow_table()
             summary = con.sql(
@@ -62,17 +71,25 @@ def write_receipt(warehouse: Path, period: str, dept: str, out_dir: Path) -> Pat
             ).to_arrow_table()
         finally:
             con.close()
-    rows, summary = pl.from_arrow(rows), pl.from_arrow(summary)
+    rows, summary, refused_rows = pl.from_arrow(rows), pl.from_arrow(summary), pl.from_arrow(refused_rows)
     # Files with no rows read: refused (unreadable, of an unknown type), or not read at all (an
     # Office lock file, a system file: tasks.ingest.inbox names them 未读取) — each named with why.
     refused_files = summary.filter((pl.col("rows_read") == 0) & (
         (pl.col("status") == "rejected") | pl.col("message").fill_null("").str.starts_with("未读取")))
     # a file with a note (an empty snapshot accepted, a sheet not read) is worth a receipt too
     noted = summary.filter(pl.col("message").is_not_null())
-    if rows.height == 0 and refused_files.height == 0 and noted.height == 0:
+    if rows.height == 0 and refused_files.height == 0 and noted.height == 0 and refused_rows.height == 0:
         return None
     detail = pl.concat([
         _detail_rows(rows, contract, period),
+        refused_rows.select(
+            _short_file(pl.col("file"), period, dept).alias("文件"),
+            pl.lit(None, dtype=pl.Int64).alias("行号"),
+            pl.lit("").alias("列"),
+            pl.format("{}（第{}–{}行，共{}行，均未入库）", pl.col("reason"), pl.col("first_row"),
+                      pl.col("last_row"), pl.col("n")).alias("原因"),
+            pl.lit("").alias("原始内容"),
+        ),
         refused_files.select(
             _short_file(pl.col("file"), period, dept).alias("文件"),
             pl.lit(None, dtype=pl.Int64).alias("行号"),
@@ -94,6 +111,12 @@ def write_receipt(warehouse: Path, period: str, dept: str, out_dir: Path) -> Pat
     # number too, not only the rows' content.
     _write_xlsx(path, contract, period, scrub_frame(detail), scrub_frame(summary_out))
     return path
+
+
+# A row whose every reason is the refusal of its whole extract (tasks.ingest.load.REJECTED_PREFIX):
+# the department learns why once per file, not once per row of a file it must send again anyway.
+_ONLY_REFUSED = ("coalesce(list_bool_and(list_transform(reasons, "
+                 f"lambda r: starts_with(r, '{REJECTED_PREFIX}'))), false)")
 
 
 def _has_tables(con) -> bool:
