@@ -92,6 +92,7 @@ def render_report(con: duckdb.DuckDBPyConnection, warehouse: Path, period: str,
     ctx.update(_monitoring_roster(con, period))
     ctx.update(_ledger(con, period))
     ctx.update(_ranking(con, period))
+    ctx.update(_verification(con, period))
     ctx.update(_quality(con, period))
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                       finalize=scrub_rendered,  # file names and messages can hold a number
@@ -295,6 +296,26 @@ def _ledger(con, period: str) -> dict:
                                     title=f"问题台账：按责任单位（{period}）"),
                    charts.bar_chart(by_town["township"].to_list(), series(by_town),
                                     title=f"问题台账：按乡镇（{period}）")]}}
+
+
+
+def _verification(con, period: str) -> dict:
+    """核实反馈: this period's verifications per rule (county), the rules under the precision
+    alert highlighted, and the dismissed / 整改未见数据 problems at the period's end."""
+    if not table_exists(con, "mart.rule_precision"):
+        return {"verification": None}
+    rules = frame(con, """
+        SELECT p.code, coalesce(r.rule_name, p.code) AS rule_name, p.confirmed, p.refuted,
+               p.precision, p.median_days_to_verify, p.window_periods, p.window_verifications,
+               p.window_precision, p.alert
+        FROM mart.rule_precision p LEFT JOIN mart.rules r USING (code)
+        WHERE p.period = ? AND p.township_code IS NULL ORDER BY p.alert DESC, p.code
+    """, [period])
+    state = frame(con, """
+        SELECT count(*) FILTER (WHERE status = 'dismissed') AS dismissed,
+               count(*) FILTER (WHERE status = 'open' AND rectification_unconfirmed) AS unconfirmed
+        FROM mart.ledger_as_of(?)""", [period]).row(0, named=True)
+    return {"verification": {"rules": rules.rows(named=True), **state}}
 
 
 def _ranking(con, period: str) -> dict:

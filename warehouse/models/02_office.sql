@@ -24,7 +24,9 @@ CREATE OR REPLACE MACRO mart.problem_flags(since, until) AS TABLE
 WITH ev AS (
     SELECT e.problem_key, e.event AS kind,
            last_day(strptime(e.period || '-01', '%Y-%m-%d'))::DATE AS on_date,
-           coalesce(CASE e.status WHEN 'open' THEN 'open' WHEN 'closed' THEN 'closed' END,
+           coalesce(CASE e.status WHEN 'open' THEN 'open' WHEN 'closed' THEN 'closed'
+                         WHEN 'dismissed' THEN 'dismissed' END,   -- 核实不属实: neither
+                   
                     CASE WHEN e.event IN ('opened', 'reopened') THEN 'open'
                          WHEN e.event = 'closed' THEN 'closed' END) AS status_after,
            e.deadline,
