@@ -90,3 +90,32 @@ def test_a_compat_copy_is_in_a_storage_format_duckdb_1_reads(moved: Path, tmp_pa
         assert con.execute("SELECT count(*) FROM raw.minzheng").fetchone() == (3,)
     finally:
         con.close()
+
+
+def test_a_run_blocked_by_a_reader_names_it_and_the_setting_that_waits(tmp_path, monkeypatch):
+    """A BI tool holding the file open: the run waits POVWATCH_DB_LOCK_WAIT, then says who."""
+    import subprocess
+    import sys
+
+    from povwatch.flows.run_command import run_inbox
+    from tests.support.fakes import Fakes, make_inbox
+
+    inbox = make_inbox(tmp_path)
+    warehouse = tmp_path / "wh.duckdb"
+    open_warehouse(warehouse).close()
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+         "print('open', flush=True); time.sleep(60)", str(warehouse)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        monkeypatch.setenv("POVWATCH_DB_LOCK_WAIT", "0.5")
+        said: list[str] = []
+        code = run_inbox(inbox, warehouse=warehouse, mode="local", echo=said.append,
+                         pipeline=Fakes().pipeline)
+    finally:
+        reader.kill()
+        reader.wait()
+    text = "\n".join(said)
+    assert code == 1
+    assert f"PID {reader.pid}" in text and "python" in text              # who holds the file
+    assert "POVWATCH_DB_LOCK_WAIT" in text and "Could not set lock" not in text

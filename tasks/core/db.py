@@ -15,6 +15,7 @@ import duckdb
 
 from povwatch.tasks.ingest.contracts import Contract, all_contracts
 from povwatch.tasks.core.lake import use_lake
+from povwatch.tasks.core.readers import warehouse_held
 from povwatch.tasks.core.settings import WAREHOUSE_DIR, load_settings
 
 
@@ -31,7 +32,8 @@ def connect(warehouse: Path | str, read_only: bool = False) -> duckdb.DuckDBPyCo
         use_lake(con, warehouse)
         return con
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    deadline = _time.monotonic() + load_settings().db_lock_wait
+    wait = load_settings().db_lock_wait
+    deadline = _time.monotonic() + wait
     while True:
         old_umask = os.umask(0o077)  # personal data: owner-only file and WAL
         try:
@@ -39,8 +41,10 @@ def connect(warehouse: Path | str, read_only: bool = False) -> duckdb.DuckDBPyCo
             use_lake(con, warehouse)
             return con
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or _time.monotonic() >= deadline:
+            if "lock" not in str(exc).lower():
                 raise
+            if _time.monotonic() >= deadline:   # name the holder and the setting, not DuckDB's text
+                raise warehouse_held(exc, warehouse, wait) from exc
         finally:
             os.umask(old_umask)
         _time.sleep(0.2)
