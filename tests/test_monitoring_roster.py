@@ -15,6 +15,7 @@ Small hand-built county over nine periods (2020-01..2020-09), one household per 
 """
 from __future__ import annotations
 
+import duckdb
 import pytest
 
 from tests.marts_support import ALL_DEPTS, Fixture, add_all, good_household, idn, income
@@ -194,3 +195,29 @@ def test_township_summary_for_the_report(county):
         ("2020-07", 6, 2, 3, 1, 0, 1, 0),   # HA, HC, HR (roster only) proposed; HN manual review
         ("2020-09", 6, 3, 1, 1, 0, 1, 1),   # HR's proposal awaits the office; HC re-flagged (P18)
     ]
+
+
+def test_report_and_status_show_monitoring_as_the_office_counts_it(county):
+    import re
+
+    from povwatch.tasks.office.report import write_report
+    from povwatch.tasks.office.status import status_text
+
+    html = write_report(county.path, "2020-09").read_text(encoding="utf-8")
+    section = html[html.index("监测对象与防返贫监测名单"):]
+    row = re.search(r"<tr><td class=\"t\">[^<]*</td>((?:<td>[^<]*</td>){8})</tr>", section)
+    # monitored, warned, proposals awaiting the office (HR), manual review (HN), cleared,
+    # not identified (HB), identification overdue (HB), re-flagged (HC)
+    assert re.findall(r"<td>([^<]*)</td>", row.group(1)) == ["6", "3", "1", "1", "0", "1", "1", "1"]
+    unmatched = html[html.index("<h3>名单无数据</h3>"):]
+    assert "2020-09/jiance/jiance.csv" in unmatched[:2000]       # named by file and row
+    assert NOBODY not in html and NOBODY[6:14] not in html       # never the identity number
+    county.con.close()             # status opens the warehouse read-only, as the office does
+    try:
+        status = status_text(county.path)
+    finally:
+        county.con = duckdb.connect(str(county.path))
+    monitoring = status[status.index("监测对象 households under monitoring"):]
+    line = next(x for x in monitoring.splitlines() if x.startswith("2020-09 "))
+    # period, monitored, warned, proposed, manual review, cleared, identification overdue, re-flagged
+    assert line.split() == ["2020-09", "6", "3", "1", "1", "0", "1", "1"]
