@@ -300,7 +300,10 @@ def process_period(steps, pipeline: Pipeline, inbox: Path, period: str, warehous
     if outcomes or finish:
         if accepted or (finish and period in runs.loaded_periods(warehouse)):
             marts = steps.call(build_marts_step, **call)
-        alerts = steps.call(raise_alerts, pipeline=pipeline, warehouse=w, run_id=run_id, outcomes=outcomes)
+        notices = ([{"period": period, "notice": marts["policy_warning"], "message": marts["policy_warning"],
+                     "severity": "warning"}] if marts.get("policy_warning") else [])
+        alerts = steps.call(raise_alerts, pipeline=pipeline, warehouse=w, run_id=run_id,
+                            outcomes=outcomes + notices)
         out = str(output_dir(warehouse) / "receipts")
         to_receipt = sorted({o["dept"] for o in outcomes}
                             | (set(runs.decided_departments(warehouse, period)) if finish else set()))

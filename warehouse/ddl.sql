@@ -26,8 +26,10 @@ CREATE TABLE IF NOT EXISTS audit.runs (
     status       VARCHAR,      -- running / completed / rejected_extracts / failed
     message      VARCHAR,
     flow_run_id  VARCHAR,      -- Prefect flow run id, when run as a flow
-    policy       VARCHAR       -- JSON of the policy values used
+    policy       VARCHAR,      -- JSON of the policy values used
+    warnings     VARCHAR       -- said loudly: e.g. a period run on an earlier year's policy file
 );
+ALTER TABLE audit.runs ADD COLUMN IF NOT EXISTS warnings VARCHAR;
 
 CREATE TABLE IF NOT EXISTS audit.extracts (
     run_id           VARCHAR,

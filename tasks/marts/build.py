@@ -239,11 +239,16 @@ def build_marts(warehouse: Path, period: str, run_id: str, policy_year: int | No
             for path in models.get("history", []):
                 _run_model(con, path)
 
+            warning = policy_files.fallback_warning(used[period])
             if con.execute("SELECT count(*) FROM audit.runs WHERE run_id = ?",
                            [run_id]).fetchone()[0]:
-                con.execute("UPDATE audit.runs SET policy = ? WHERE run_id = ?",
-                            [policy_json(used[period]), run_id])
+                con.execute("UPDATE audit.runs SET policy = ?, warnings = CASE WHEN ? IS NULL "
+                            "OR contains(coalesce(warnings, ''), ?) THEN warnings "
+                            "ELSE concat_ws('；', warnings, ?) END WHERE run_id = ?",
+                            [policy_json(used[period]), warning, warning, warning, run_id])
             counts = _counts(con, period)
+            if warning:
+                counts["policy_warning"] = warning
             con.execute("COMMIT")
         except BaseException:
             try:

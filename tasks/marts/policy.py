@@ -24,7 +24,7 @@ KEYS_FILE = POLICY_DIR / "keys.toml"
 # comparison at a line is exact (4000 is not below 4000).
 SQL_TYPES = {"decimal": "DECIMAL(18,4)", "integer": "INTEGER", "date": "DATE",
              "text": "VARCHAR", "boolean": "BOOLEAN"}
-META_KEYS = ("year",)   # written in a file for the reader, not a threshold
+META_KEYS = ("year", "extends")   # written in a file for the reader, not a threshold
 
 
 class PolicyError(ValueError):
@@ -85,8 +85,38 @@ def load_policy(year: int, policy_dir: Path | None = None) -> dict:
                           f" / no policy file for {year} or earlier")
     file_year = usable[-1]
     path = policy_dir / f"{file_year}.toml"
-    values = typed_values(tomllib.loads(path.read_text(encoding="utf-8")), path.name)
+    values = typed_values(_raw_policy(policy_dir, file_year), path.name)
     return {**values, "policy_year": year, "policy_file_year": file_year}
+
+
+def _raw_policy(policy_dir: Path, year: int, seen: tuple[int, ...] = ()) -> dict:
+    """A year's file as written, on top of the year it ``extends`` (its keys and [deadlines]):
+    a year file need only say what changed (2021.toml: extends = 2020)."""
+    path = policy_dir / f"{year}.toml"
+    if not path.exists():
+        raise PolicyError(f"{seen[-1] if seen else year}.toml: 没有{year}.toml / extends a missing year {year}")
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    base_year = raw.get("extends")
+    if base_year is None:
+        return raw
+    if base_year in (*seen, year):
+        raise PolicyError(f"{year}.toml: extends 循环 / extends loops back to {base_year}")
+    base = _raw_policy(policy_dir, int(base_year), (*seen, year))
+    merged = {**base, **raw}
+    for name, value in raw.items():   # tables ([deadlines]) merge key by key
+        if isinstance(value, dict) and isinstance(base.get(name), dict):
+            merged[name] = {**base[name], **value}
+    return merged
+
+
+def fallback_warning(values: dict) -> str | None:
+    """The warning a period gets when its year has no policy file and an earlier year's is used
+    (never silent: audit.runs.warnings, povwatch status, the report's header and an alert)."""
+    year, file_year = values.get("policy_year"), values.get("policy_file_year")
+    if year is None or file_year is None or int(year) == int(file_year):
+        return None
+    return (f"{year}年没有政策参数文件，沿用{file_year}年参数（{file_year}.toml）；"
+            f"请在政策参数目录添加{year}.toml / no policy file for {year}: the {file_year} file is used")
 
 
 def typed_values(raw: dict, source: str, schema: PolicySchema | None = None) -> dict:

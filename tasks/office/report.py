@@ -10,6 +10,8 @@ run, kept) and copied to ``latest.html`` beside it (a stable address).
 """
 from __future__ import annotations
 
+import json
+
 import os
 import re
 import shutil
@@ -86,6 +88,7 @@ def render_report(con: duckdb.DuckDBPyConnection, warehouse: Path, period: str,
         "area": _area(con, period),
         "provenance": provenance(con, period),
         "datadocs": _datadocs_link(warehouse, report_dir),
+        "policy_warning": _policy_warning(con, period),
     }
     ctx.update(_indicators(con, period))
     ctx.update(_monitoring(con, period, prev))
@@ -101,6 +104,14 @@ def render_report(con: duckdb.DuckDBPyConnection, warehouse: Path, period: str,
     env.filters["num"] = _num
     env.filters["signed"] = lambda v: "—" if v is None else (f"+{v}" if v > 0 else f"{v}")
     return env.get_template("report.html.j2").render(**ctx)
+
+
+def _policy_warning(con, period: str) -> str | None:
+    """The period built on an earlier year's policy file: said in the header, never silently."""
+    from povwatch.tasks.marts.policy import fallback_warning
+    row = con.execute("SELECT arg_max(\"values\", built_at) FROM mart.policy_used WHERE period = ?",
+                      [period]).fetchone()
+    return fallback_warning(json.loads(row[0])) if row and row[0] else None
 
 
 def _area(con, period: str) -> str:

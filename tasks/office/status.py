@@ -42,7 +42,8 @@ def status_text(warehouse: Path, runs: int = 10) -> str:
     try:
         recent = con.execute(
             "SELECT run_id, strftime(started_at, '%Y-%m-%d %H:%M'), "
-            "round(epoch(finished_at - started_at), 1), periods, status, message "
+            "round(epoch(finished_at - started_at), 1), periods, status, "
+            "concat_ws('；', warnings, message) "
             "FROM audit.runs ORDER BY started_at DESC LIMIT ?", [runs]).fetchall()
         extracts = con.execute(
             "WITH last AS (SELECT period, dept, arg_max(status, recorded_at) AS status, "

@@ -26,6 +26,7 @@ import polars as pl
 from povwatch.tasks.core.rules import rule_codes
 from povwatch.tasks.ingest.contracts import load_contract
 from povwatch.tasks.synth.assets import ASSET_DEPTS, AssetRegisters, delivers, wan_text
+from povwatch.tasks.synth.costs import add_unavoidable_costs
 from povwatch.tasks.synth.defects import render
 from povwatch.tasks.synth.divisions import load_divisions
 from povwatch.tasks.synth.feedback import FRAMES as FEEDBACK_FRAMES, plant_feedback
@@ -142,6 +143,7 @@ class Generator:
             loaded: dict[str, list[pl.DataFrame]] = {d: [] for d in DEPTS}
             for i, w in enumerate(worlds):
                 frames = w.frames(t)
+                frames["shouru"] = add_unavoidable_costs(frames["shouru"], period)
                 if delivers(period, t):
                     frames.update(registers[i].frames(t))
                 for j, dept in enumerate(DEPTS):

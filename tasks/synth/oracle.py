@@ -30,6 +30,7 @@ DEFAULT_POLICY = {
     "water_guarantee_min": 90, "medical_alert_amount_registry": 5000,
     "medical_alert_amount_other": 10000, "risk_clear_months": 6, "color_red_below": 5000,
     "color_yellow_below": 10000, "income_mismatch_ratio": 0.10, "income_mismatch_yuan": 200,
+    "deduct_unavoidable_costs": False, "enterprise_capital_line": 500000,
 }
 MONITORING_COLUMNS = ["period", "household_key", "category"]
 PROBLEM_COLUMNS = ["period", "code", "subject_id"]
@@ -42,6 +43,9 @@ def load_policy(year: int) -> dict:
     chosen = [p for y, p in files if y <= year] or [p for _, p in files[:1]]
     if chosen:
         raw = tomllib.loads(chosen[-1].read_text(encoding="utf-8"))
+        if "extends" in raw:   # a year file says only what changed (2021.toml: extends = 2020)
+            base = tomllib.loads((chosen[-1].parent / f"{raw['extends']}.toml").read_text(encoding="utf-8"))
+            raw = {**base, **raw}
         policy.update({k: v for k, v in raw.items() if k in DEFAULT_POLICY})
     return policy
 
@@ -91,6 +95,8 @@ def evaluate(frames: dict[str, pl.DataFrame], period: str, policy: dict) -> tupl
     ).join(heads, on="household_id", how="left")
 
     # ---------------- incomes (shouru) ----------------
+    if "education_out_of_pocket" not in S.columns:
+        S = S.with_columns(pl.lit(None, dtype=pl.Int64).alias("education_out_of_pocket"))
     S = S.with_columns(
         (pl.col("wage_income") + pl.col("business_income") - pl.col("business_cost")
          + pl.col("property_income") + pl.col("transfer_income")).alias("total"),
@@ -101,7 +107,10 @@ def evaluate(frames: dict[str, pl.DataFrame], period: str, policy: dict) -> tupl
         pl.col("household_id").is_in(F["household_id"].unique().implode()).fill_null(False).alias("is_reg_type"),
     ).with_columns(
         (pl.col("total") >= pl.col("members") * line).alias("income_ok"),
-        (pl.col("total") < pl.col("members") * mline).alias("below_m"),
+        # the watch line reads income after unavoidable costs in years that deduct them
+        (pl.col("total") - (pl.col("oop") + pl.col("education_out_of_pocket").fill_null(0)
+                            if policy["deduct_unavoidable_costs"] else 0)
+         < pl.col("members") * mline).alias("below_m"),
         (pl.col("prev_per_capita_income").is_not_null() & (pl.col("prev_per_capita_income") > 0)
          & (pl.col("total") * drop.denominator
             <= (drop.denominator - drop.numerator) * pl.col("prev_per_capita_income") * pl.col("members"))

@@ -128,6 +128,8 @@ def _sample_line(row) -> str:
 
 def alert_text(outcome: dict) -> tuple[str, str]:
     """(title, body) in Chinese; identity numbers masked."""
+    if outcome.get("notice"):   # a run-level notice (a period on an earlier year's policy)
+        return scrub(f"povwatch：{outcome.get('period') or ''} 运行提示"), scrub(str(outcome["notice"]))
     dept = outcome.get("dept") or ""
     try:
         dept_name = load_contract(dept).name
@@ -237,7 +239,10 @@ def _as_dict(outcome) -> dict:
 
 def needs_alert(outcome: dict) -> bool:
     """Rejected extracts and blocking failures alert; accepted extracts (warnings, quarantined
-    rows) are in audit.validations, the receipts and Data Docs, and do not."""
+    rows) are in audit.validations, the receipts and Data Docs, and do not. A run-level notice
+    (``notice``: a period run on an earlier year's policy file) alerts."""
+    if outcome.get("notice"):
+        return True
     if outcome.get("status") in ("accepted", "unchanged") and not outcome.get("blocking_failed"):
         return False
     if outcome.get("status") == "rejected" or outcome.get("blocking_failed"):

@@ -51,6 +51,7 @@ WITH reg AS (
            coalesce(i.object_type, '建档立卡户') AS object_type,
            h.village_code, h.members, i.members AS declared_members,
            i.total_income, i.prev_per_capita_income AS prev_pci, i.medical_out_of_pocket AS oop,
+           i.education_out_of_pocket AS edu_oop,
            i.period AS income_period, i.source_file AS income_file, i.source_row AS income_row,
            h.education_ok, h.medical_ok, h.labour_able_members, h.head_rows, h.registry_pci,
            h.head_file, h.head_row
@@ -60,6 +61,7 @@ WITH reg AS (
            s.head_id_number AS head_id, false AS registry, '非建档立卡' AS registry_status,
            s.object_type, s.village_code, s.members, s.members AS declared_members,
            s.total_income, s.prev_per_capita_income AS prev_pci, s.medical_out_of_pocket AS oop,
+           s.education_out_of_pocket AS edu_oop,
            s.period AS income_period, s.source_file AS income_file, s.source_row AS income_row,
            NULL::BOOLEAN AS education_ok, NULL::BOOLEAN AS medical_ok,
            -- labour ability is recorded only in the registry: unknown for other households
@@ -93,8 +95,16 @@ SELECT hh.*,
             THEN round(hh.total_income / hh.declared_members, 2)::DECIMAL(14,2) END AS per_capita_income,
        CASE WHEN hh.total_income IS NOT NULL
             THEN hh.total_income >= p.poverty_line * hh.declared_members END AS income_ok,
+       -- from policy years that deduct unavoidable costs (刚性支出) the watch line reads income
+       -- after medical and schooling out of pocket; income_ok, P06 and the colour keep the plain figure
        CASE WHEN hh.total_income IS NOT NULL
-            THEN hh.total_income < p.monitoring_line * hh.declared_members END AS below_monitoring,
+            THEN hh.total_income - CASE WHEN p.deduct_unavoidable_costs
+                                        THEN coalesce(hh.oop, 0) + coalesce(hh.edu_oop, 0) ELSE 0 END
+                 < p.monitoring_line * hh.declared_members END AS below_monitoring,
+       coalesce(hh.total_income IS NOT NULL AND p.deduct_unavoidable_costs
+                AND hh.total_income >= p.monitoring_line * hh.declared_members
+                AND hh.total_income - coalesce(hh.oop, 0) - coalesce(hh.edu_oop, 0)
+                    < p.monitoring_line * hh.declared_members, false) AS costs_push_under,
        CASE WHEN hz.head_id_number IS NOT NULL THEN hz.ok
             WHEN hh.registry THEN false END AS housing_ok,
        hz.grade, hz.renovation, hz.file AS housing_file, hz.row AS housing_row,

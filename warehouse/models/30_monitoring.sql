@@ -46,7 +46,12 @@ CREATE OR REPLACE TABLE work.reason_evidence AS
 SELECT household_key, '收入不达标' AS reason, 'shouru' AS dept, income_period AS period,
        income_file AS source_file, income_row AS source_row, NULL AS note
 FROM work.households
-WHERE income_known AND CASE WHEN registry_status = '未脱贫' THEN NOT income_ok ELSE below_monitoring END
+WHERE income_known AND CASE WHEN registry_status = '未脱贫' THEN NOT income_ok
+                            ELSE below_monitoring AND NOT costs_push_under END
+UNION ALL
+SELECT household_key, '刚性支出较大', 'shouru', income_period, income_file, income_row,
+       '扣除自付医疗、教育费用后低于监测线'
+FROM work.households WHERE costs_push_under
 UNION ALL
 SELECT household_key, '未测算', 'shouru', NULL, NULL, NULL, '收入测算无记录'
 FROM work.households WHERE registry AND NOT income_known
