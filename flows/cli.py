@@ -169,6 +169,17 @@ def init(folder) -> None:
     click.echo(f"使用 use it:  export POVWATCH_COUNTY={where}")
 
 
+@main.command()
+@click.option("--from", "from_period", default=None, help="first period to rebuild, YYYY-MM (default: all)")
+@WAREHOUSE_OPTION
+def rebuild(from_period, warehouse) -> None:
+    """Rebuild the marts and reports from what the warehouse holds, with the current policy files
+    and models (after a policy or rule change, or a failed marts step)."""
+    from povwatch.flows.rebuild import rebuild_cli
+
+    sys.exit(rebuild_cli(warehouse_path(warehouse), from_period))
+
+
 @main.command(name="compat-copy")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--storage-version", default="v1.0.0", show_default=True,
