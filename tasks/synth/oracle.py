@@ -17,7 +17,7 @@ from fractions import Fraction
 import polars as pl
 
 from povwatch.tasks.core.rules import rule_codes
-from povwatch.tasks.core.settings import POLICY_DIR
+from povwatch.tasks.core.settings import load_settings
 from povwatch.tasks.synth.assets import asset_problems, empty_frame, excluded_heads
 
 ABLE = ["普通劳动力", "技能劳动力"]
@@ -39,7 +39,8 @@ PROBLEM_COLUMNS = ["period", "code", "subject_id"]
 def load_policy(year: int) -> dict:
     """warehouse/policy/<year>.toml, else the latest earlier year's file, else the rules.md defaults."""
     policy = dict(DEFAULT_POLICY)
-    files = sorted((int(p.stem), p) for p in POLICY_DIR.glob("*.toml") if p.stem.isdigit()) if POLICY_DIR.exists() else []
+    policy_dir = load_settings().policy_dir   # the county folder's files when it has them, as the marts
+    files = sorted((int(p.stem), p) for p in policy_dir.glob("*.toml") if p.stem.isdigit()) if policy_dir.exists() else []
     chosen = [p for y, p in files if y <= year] or [p for _, p in files[:1]]
     if chosen:
         raw = tomllib.loads(chosen[-1].read_text(encoding="utf-8"))
