@@ -140,3 +140,27 @@ def test_a_county_of_three_townships_has_no_bottom_three(tmp_path):
                     "ORDER BY rank")
     assert [r[0] for r in rows] == [1, 2, 3]
     assert all(streak == 0 for _, streak in rows)
+
+
+# --------------------------------------------------------------------------------- resubmission
+
+def test_a_resubmission_keeps_what_was_recorded_as_withdrawn(tmp_path):
+    """June is built with a household lacking its water record (P05 opened); the water bureau
+    resubmits June with the record: the replay no longer finds P05, and the opening the office saw
+    stays visible as withdrawn, with the run that withdrew it."""
+    fx = Fixture(tmp_path / "resub.duckdb")
+    rs = good_household("H_RESUB", _i("resub"))
+    water = rs.pop("shuili")
+    add_all(fx, "2020-06", rs)
+    fx.accept("2020-06")
+    fx.build("2020-06", run_id="run-first")
+    opened = fx.query("SELECT problem_key FROM mart.problem_events WHERE code = 'P05' AND event = 'opened'")
+    assert len(opened) == 1
+    fx.add("shuili", "2020-06", water)                       # the resubmitted snapshot
+    fx.build("2020-06", run_id="run-resubmission")
+    assert fx.query("SELECT count(*) FROM mart.problem_events WHERE code = 'P05'") == [(0,)]
+    withdrawn = fx.query("SELECT period, problem_key, event, withdrawn_run "
+                         "FROM mart.problem_events_withdrawn WHERE code = 'P05'")
+    assert withdrawn == [("2020-06", opened[0][0], "opened", "run-resubmission")]
+    fx.build("2020-06", run_id="run-again")                   # a rebuild withdraws nothing more
+    assert fx.query("SELECT count(*) FROM mart.problem_events_withdrawn") == [(1,)]

@@ -236,6 +236,7 @@ def build_marts(warehouse: Path, period: str, run_id: str, policy_year: int | No
             _set_policy(con, upto, latest_policy, int(latest_policy["spot_check_seed"]),
                         table="upto_policy")
             con.execute("SET VARIABLE upto = ?", [upto])
+            con.execute("SET VARIABLE run_id = ?", [run_id])   # the run that withdraws (撤销) events
             for path in models.get("history", []):
                 _run_model(con, path)
 

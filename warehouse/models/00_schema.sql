@@ -1,5 +1,5 @@
 -- reads:  mart.departments, mart.ledger_as_of, mart.ledger_states, mart.period_deliveries, mart.policy_used, mart.problem_findings, mart.rules, mart.verifications
--- writes: mart.household_plan, mart.household_status, mart.ledger_as_of, mart.ledger_states, mart.monitoring, mart.monitoring_events, mart.monitoring_exclusions, mart.monitoring_history, mart.monitoring_states, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_findings, mart.problem_ledger, mart.problems_open_in, mart.roster_unmatched, mart.rule_precision, mart.spot_check, mart.township_monitoring, mart.township_ranking, mart.verifications
+-- writes: mart.household_plan, mart.household_status, mart.ledger_as_of, mart.ledger_states, mart.monitoring, mart.monitoring_events, mart.monitoring_exclusions, mart.monitoring_history, mart.monitoring_states, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_events_withdrawn, mart.problem_findings, mart.problem_ledger, mart.problems_open_in, mart.roster_unmatched, mart.rule_precision, mart.spot_check, mart.township_monitoring, mart.township_ranking, mart.verifications
 -- Mart tables and the ledger macros (the rule catalogue, mart.rules, is written by the build from
 -- warehouse/rules.toml). The work schema holds what one model hands to a later one.
 CREATE SCHEMA IF NOT EXISTS work;
@@ -72,6 +72,13 @@ CREATE TABLE IF NOT EXISTS mart.problem_ledger (
     opened_period VARCHAR, as_of_period VARCHAR,
     verified_result VARCHAR, verified_on DATE, verifier VARCHAR, verified_note VARCHAR,
     rectification_unconfirmed BOOLEAN
+);
+-- 撤销: events a later run no longer finds (a resubmission corrected a past period), kept with the
+-- run that withdrew them, so the ledger the office saw on any date can be told (80_ledger.sql).
+CREATE TABLE IF NOT EXISTS mart.problem_events_withdrawn (
+    period VARCHAR, problem_key VARCHAR, code VARCHAR, subject_id VARCHAR, event VARCHAR,
+    status VARCHAR, household_key VARCHAR, township_code VARCHAR, detail VARCHAR,
+    withdrawn_run VARCHAR, withdrawn_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS mart.problem_events (
     period VARCHAR, problem_key VARCHAR, code VARCHAR, subject_id VARCHAR, event VARCHAR,

@@ -1,5 +1,5 @@
 -- reads:  -
--- writes: mart.departments, mart.household_plan, mart.household_status, mart.monitoring, mart.monitoring_events, mart.monitoring_exclusions, mart.monitoring_history, mart.monitoring_states, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_findings, mart.problem_ledger, mart.roster_unmatched, mart.rule_precision, mart.rules, mart.spot_check, mart.township_monitoring, mart.township_ranking, mart.verifications
+-- writes: mart.departments, mart.household_plan, mart.household_status, mart.monitoring, mart.monitoring_events, mart.monitoring_exclusions, mart.monitoring_history, mart.monitoring_states, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_events_withdrawn, mart.problem_findings, mart.problem_ledger, mart.roster_unmatched, mart.rule_precision, mart.rules, mart.spot_check, mart.township_monitoring, mart.township_ranking, mart.verifications
 -- Chinese comments on every mart table and column (exports use them as headers).
 
 COMMENT ON TABLE mart.household_status IS '户状态（每户每期：3+1指标与三色码）';
@@ -87,6 +87,18 @@ COMMENT ON COLUMN mart.problem_ledger."subject_type" IS '对象类型';
 COMMENT ON COLUMN mart.problem_ledger."rule_name" IS '问题类型';
 COMMENT ON COLUMN mart.problem_ledger."opened_period" IS '本轮发现期次';
 COMMENT ON COLUMN mart.problem_ledger."as_of_period" IS '截至期次';
+COMMENT ON TABLE mart.problem_events_withdrawn IS '已撤销的问题台账变动（重报数据后不再成立，保留备查）';
+COMMENT ON COLUMN mart.problem_events_withdrawn."period" IS '期次';
+COMMENT ON COLUMN mart.problem_events_withdrawn."problem_key" IS '问题编号';
+COMMENT ON COLUMN mart.problem_events_withdrawn."code" IS '问题类型代码';
+COMMENT ON COLUMN mart.problem_events_withdrawn."subject_id" IS '对象（身份证号或户编号）';
+COMMENT ON COLUMN mart.problem_events_withdrawn."event" IS '原变动类型';
+COMMENT ON COLUMN mart.problem_events_withdrawn."status" IS '原状态';
+COMMENT ON COLUMN mart.problem_events_withdrawn."household_key" IS '户标识';
+COMMENT ON COLUMN mart.problem_events_withdrawn."township_code" IS '乡镇代码';
+COMMENT ON COLUMN mart.problem_events_withdrawn."detail" IS '问题说明';
+COMMENT ON COLUMN mart.problem_events_withdrawn."withdrawn_run" IS '撤销该记录的运行';
+COMMENT ON COLUMN mart.problem_events_withdrawn."withdrawn_at" IS '撤销时间';
 COMMENT ON TABLE mart.problem_events IS '问题台账变动记录';
 COMMENT ON COLUMN mart.problem_events."period" IS '期次';
 COMMENT ON COLUMN mart.problem_events."problem_key" IS '问题编号';

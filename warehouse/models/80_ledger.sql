@@ -1,5 +1,5 @@
--- reads:  mart.departments, mart.ledger_states, mart.policy_used, mart.rules, staging.feedback
--- writes: mart.problem_events, mart.problem_ledger, mart.rule_precision, mart.verifications, work.states
+-- reads:  mart.departments, mart.ledger_states, mart.policy_used, mart.problem_events, mart.rules, staging.feedback
+-- writes: mart.problem_events, mart.problem_events_withdrawn, mart.problem_ledger, mart.rule_precision, mart.verifications, work.states
 -- History: the problem ledger and its events, replayed from every built period's findings up to
 -- the latest built period (getvariable('upto')). Loading periods out of order gives the same
 -- ledger as loading them in order, because nothing here depends on the order of the builds.
@@ -24,6 +24,9 @@ FROM work.states s
 JOIN mart.rules r USING (code)
 LEFT JOIN mart.departments d ON d.code = s.responsible_dept
 WHERE s.period = getvariable('upto');   -- every problem has a row in every period from its first
+
+-- what was recorded before this replay: events it no longer finds are withdrawn, not lost
+CREATE OR REPLACE TEMP TABLE previous_events AS SELECT * FROM mart.problem_events;
 
 DELETE FROM mart.problem_events;
 INSERT INTO mart.problem_events
@@ -54,6 +57,16 @@ SELECT period, problem_key, code, subject_id, event, status, deadline, overdue, 
        CASE WHEN verified_now OR event = 'dismissed' THEN verifier END,
        CASE WHEN verified_now OR event = 'dismissed' THEN verified_note END
 FROM ev;
+
+-- 撤销: an event recorded before that the replay no longer finds (a resubmission corrected a past
+-- period) stays visible, with the run that withdrew it; found again later, it is live again.
+INSERT INTO mart.problem_events_withdrawn BY NAME
+SELECT p.period, p.problem_key, p.code, p.subject_id, p.event, p.status, p.household_key,
+       p.township_code, p.detail, getvariable('run_id') AS withdrawn_run,
+       current_timestamp AS withdrawn_at
+FROM previous_events p
+WHERE NOT EXISTS (SELECT 1 FROM mart.problem_events n
+                  WHERE n.period = p.period AND n.problem_key = p.problem_key AND n.event = p.event);
 
 -- 规则准确率 (rule precision): per period, rule and township (and the county: township_code
 -- NULL), the verifications delivered in that period — 属实 confirmed, 不属实 refuted, the latest
