@@ -181,6 +181,14 @@ def test_empty_gongan_is_accepted_as_an_empty_snapshot(delivered, capsys):
     text = status_text(warehouse)
     empty_line = next(line for line in text.splitlines() if line.startswith(PERIOD))
     assert "gongan" in empty_line
+    from povwatch.tasks.office.outputs import provenance   # the report's data sources
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        sources = provenance(con, PERIOD)
+    finally:
+        con.close()
+    assert [s for s in sources.filter(sources["部门"] == "公安局")["状态"]] == ["已接收（空快照，本期无记录）"]
 
 
 def test_empty_registry_is_rejected_with_the_reason(delivered):

@@ -277,7 +277,7 @@ def test_conditional_required_and_percent_ranges(wh):
 
     path, con = wh
     rows = [{"household_id": f"H{i // 3}", "name": f"人{i}", "id_number": make_id(i), "relation": "户主",
-             "village_code": village(i), "household_type": "一般贫困户", "poverty_status": "已脱贫",
+             "village_code": village(i // 3), "household_type": "一般贫困户", "poverty_status": "已脱贫",
              "exit_year": "2019"} for i in range(30)]
     rows[2]["exit_year"] = None                     # 已脱贫 without a year
     rows[3]["poverty_status"] = "未脱贫"

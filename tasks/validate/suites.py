@@ -547,9 +547,8 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
     try:
         row_count = con.execute(f"SELECT count(*) FROM pending.{dept} WHERE period = ?", [period]).fetchall()[0][0]
         if row_count == 0:
-            if load_contract(dept).may_be_empty and _nothing_read(con, period, dept, run_id):
-                return _empty_snapshot_outcome(con, raw, period, dept, run_id)
-            return _empty_outcome(con, raw, period, dept, run_id)
+            empty_snapshot = load_contract(dept).may_be_empty and _nothing_read(con, period, dept, run_id)
+            return _empty_outcome(con, raw, period, dept, run_id, empty_snapshot)
         params, volume_info = suite_parameters(con, dept, period, raw.get("meta") or {})
         results, docs = run_suite(warehouse, dept, period, run_id, params)
 
@@ -645,23 +644,31 @@ def validate_extract(warehouse: Path, period: str, dept: str, run_id: str) -> Va
         con.close()
 
 
-def _empty_outcome(con, raw: dict, period: str, dept: str, run_id: str) -> ValidationOutcome:
-    """No row for the period: GX has no batch to validate (its partitioner finds no such period).
-    Recorded as the suite's ``not_empty`` expectation failing; the extract is rejected."""
+def _empty_outcome(con, raw: dict, period: str, dept: str, run_id: str,
+                   empty_snapshot: bool = False) -> ValidationOutcome:
+    """No row for the period: GX has no batch to validate (its partitioner finds no such period),
+    so the rest of the suite is not run. Recorded as the suite's ``not_empty`` expectation failing:
+    blocking (the extract is rejected), or, for an ``empty_snapshot`` (the contract's
+    ``may_be_empty``: no cancellation yet this year, no vehicle registered), a warning — the
+    extract is accepted as empty and its emptiness stays visible in audit.validations."""
     exp = next((e for e in raw["expectations"] if e["meta"]["name"] == "not_empty"),
                {"description": "数据量：本期数据不能为空", "meta": {"name": "not_empty"}})
     name = exp["meta"]["name"]
-    details = {"type": "expect_table_row_count_to_be_between", "description": exp.get("description"),
+    description = ("数据量：本期为空快照（只有表头），按本期无记录采用" if empty_snapshot
+                   else exp.get("description"))
+    details = {"type": "expect_table_row_count_to_be_between", "description": description,
                "meta": exp["meta"], "result": {"observed_value": 0},
-               "note": "no row for this period: the rest of the suite was not run"}
+               "note": ("empty snapshot accepted (contract may_be_empty): " if empty_snapshot
+                        else "no row for this period: ") + "the rest of the suite was not run"}
+    blocking = not empty_snapshot
     with db.write_lock:
         con.execute(
             "INSERT INTO audit.validations (run_id, period, dept, expectation, blocking, success, "
-            "unexpected_count, details) VALUES (?, ?, ?, ?, TRUE, FALSE, NULL, ?)",
-            [run_id, period, dept, name, json.dumps(details, ensure_ascii=False)])
+            "unexpected_count, details) VALUES (?, ?, ?, ?, ?, FALSE, NULL, ?)",
+            [run_id, period, dept, name, blocking, json.dumps(details, ensure_ascii=False)])
     outcome = ValidationOutcome(
-        period=period, dept=dept, blocking_failed=True,
-        failures=[{"expectation": name, "description": exp.get("description"), "blocking": True,
+        period=period, dept=dept, blocking_failed=blocking,
+        failures=[{"expectation": name, "description": description, "blocking": blocking,
                    "unexpected_count": None, "sample": 0, "escalated": False, "quarantine": False,
                    "observed": 0, "error": None}],
         quarantined_rows=0, data_docs=None, message=None, run_id=run_id, results=1, row_count=0)
@@ -675,33 +682,6 @@ def _nothing_read(con, period: str, dept: str, run_id: str) -> bool:
     read = con.execute("SELECT coalesce(sum(rows_read), 0) FROM audit.extracts "
                        "WHERE run_id = ? AND period = ? AND dept = ?", [run_id, period, dept]).fetchone()[0]
     return read == 0
-
-
-def _empty_snapshot_outcome(con, raw: dict, period: str, dept: str, run_id: str) -> ValidationOutcome:
-    """No row for the period, from a department whose snapshot can genuinely be empty (its
-    contract's ``may_be_empty``: no cancellation yet this year, no vehicle registered): accepted
-    as empty. ``not_empty`` is recorded as a non-blocking failure so the emptiness stays visible
-    in audit.validations and the alerts' warning; the rest of the suite has no rows to check."""
-    exp = next((e for e in raw["expectations"] if e["meta"]["name"] == "not_empty"),
-               {"description": "数据量：本期数据不能为空", "meta": {"name": "not_empty"}})
-    name = exp["meta"]["name"]
-    description = "数据量：本期为空快照（只有表头），按本期无记录采用"
-    details = {"type": "expect_table_row_count_to_be_between", "description": description,
-               "meta": exp["meta"], "result": {"observed_value": 0},
-               "note": "empty snapshot accepted (contract may_be_empty): the rest of the suite was not run"}
-    with db.write_lock:
-        con.execute(
-            "INSERT INTO audit.validations (run_id, period, dept, expectation, blocking, success, "
-            "unexpected_count, details) VALUES (?, ?, ?, ?, FALSE, FALSE, NULL, ?)",
-            [run_id, period, dept, name, json.dumps(details, ensure_ascii=False)])
-    outcome = ValidationOutcome(
-        period=period, dept=dept, blocking_failed=False,
-        failures=[{"expectation": name, "description": description, "blocking": False,
-                   "unexpected_count": None, "sample": 0, "escalated": False, "quarantine": False,
-                   "observed": 0, "error": None}],
-        quarantined_rows=0, data_docs=None, message=None, run_id=run_id, results=1, row_count=0)
-    outcome.message = summary_message(outcome)
-    return outcome
 
 
 def _quarantine(con, dept: str, period: str, run_id: str, keys: list[tuple[str | None, str]]) -> int:
