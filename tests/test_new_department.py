@@ -47,7 +47,9 @@ required = true
 min = 0
 '''
 
-MODEL = '''-- P90: a registry member who received a farm-machinery subsidy of 30000 yuan or more.
+MODEL = '''-- reads:  deadlines, eff_fupin, eff_nongji, mart.departments, mart.rules, policy
+-- writes: mart.problem_findings
+-- P90: a registry member who received a farm-machinery subsidy of 30000 yuan or more.
 DELETE FROM mart.problem_findings WHERE period = (SELECT period FROM policy) AND code = 'P90';
 INSERT INTO mart.problem_findings
 SELECT p.period, 'P90', n.id_number, r.subject_type, min(f.household_id),
@@ -97,6 +99,14 @@ def _add_department(pkg: Path, env: dict) -> None:
     for policy in (pkg / "warehouse" / "policy").glob("[0-9]*.toml"):
         text = policy.read_text(encoding="utf-8")
         policy.write_text(text.replace("[deadlines]", "[deadlines]\nP90 = 30", 1), encoding="utf-8")
+
+
+def test_the_model_states_what_it_reads_and_writes():
+    from povwatch.tasks.marts.lineage import model_io
+    reads, writes = model_io(MODEL)
+    header = dict(line[3:].split(":", 1) for line in MODEL.splitlines()[:2])
+    assert {n.strip() for n in header["reads"].split(",")} == reads
+    assert {n.strip() for n in header["writes"].split(",")} == writes
 
 
 def _python_files_identical(pkg: Path) -> list[str]:
