@@ -35,7 +35,16 @@ def finish_period(summary: dict) -> Any:
 
 
 def run_state(summary: dict) -> State:
-    """The run's final state: ``部分退回`` when any period rejected an extract."""
+    """The run's final state: ``部分退回`` when any period rejected an extract. Its log says, per
+    period, what was accepted and what was returned (the period sub-flows' logs have the rows)."""
+    from prefect import get_run_logger
+
+    logger = get_run_logger()
+    for result in summary["results"]:
+        logger.info(scrub(f"{result['period']}: 接收 accepted {len(result['accepted'])}"
+                          f"（{', '.join(result['accepted']) or '—'}），退回 rejected {len(result['rejected'])}"
+                          f"（{', '.join(result['rejected']) or '—'}），未变化 unchanged {len(result['unchanged'])}，"
+                          f"未报送 missing {len(result['missing'])}"))
     if summary["rejected"]:
         return Completed(name=PARTLY_RETURNED, message=scrub(summary["message"]), data=summary)
     return Completed(message=scrub(summary["message"]), data=summary)

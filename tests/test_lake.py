@@ -119,3 +119,35 @@ def test_a_run_blocked_by_a_reader_names_it_and_the_setting_that_waits(tmp_path,
     assert code == 1
     assert f"PID {reader.pid}" in text and "python" in text              # who holds the file
     assert "POVWATCH_DB_LOCK_WAIT" in text and "Could not set lock" not in text
+
+
+def test_a_warehouse_from_before_relative_paths_is_converted_by_its_next_run(tmp_path: Path):
+    """Files listed with absolute paths (the old format), then the folder moved: the next
+    read-write open lists them relative to the lake and redefines the views."""
+    from povwatch.tasks.ingest.contracts import load_contract
+    from povwatch.tasks.ingest.load import define_layer_view
+
+    inbox = tmp_path / "inbox"
+    deliver(inbox, JUNE, [row(0), row(1), row(2)])
+    old = tmp_path / "old" / "povwatch.duckdb"
+    open_warehouse(old).close()
+    load(old, inbox, JUNE, "r1")
+    con = connect(old)
+    try:   # back to how a warehouse of the previous release listed its files
+        lake = lake_root(old.resolve()).as_posix()
+        con.execute("UPDATE audit.lake_files SET path = ? || '/' || path", [lake])
+        con.execute("DELETE FROM audit.lake_homes")
+        define_layer_view(con, "raw", load_contract("minzheng"), lake_root(old))
+        assert lake in con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'minzheng' "
+                                   "AND schema_name = 'raw'").fetchone()[0]
+    finally:
+        con.close()
+    moved = tmp_path / "elsewhere" / "povwatch.duckdb"
+    moved.parent.mkdir()
+    shutil.move(old, moved)
+    shutil.move(lake_root(old), lake_root(moved))
+    open_warehouse(moved).close()                                      # the next run's first open
+    assert sql(moved, "SELECT count(*) AS n FROM raw.minzheng").splitlines() == ["n", "3"]
+    deliver(inbox, JULY, [row(3)])
+    load(moved, inbox, JULY, "r2")
+    assert sql(moved, "SELECT count(*) AS n FROM raw.minzheng").splitlines() == ["n", "4"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from povwatch.tasks.ingest.contracts import Contract, all_contracts
-from povwatch.tasks.core.lake import use_lake
+from povwatch.tasks.core.lake import relative_lake_paths, use_lake
 from povwatch.tasks.core.readers import warehouse_held
 from povwatch.tasks.core.settings import WAREHOUSE_DIR, load_settings
 
@@ -121,6 +121,8 @@ def open_warehouse(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     """Connect read-write and make sure every table exists."""
     con = connect(warehouse)
     ensure_schema(con)
+    with write_lock:   # once per process: a warehouse from before lake paths were relative
+        relative_lake_paths(con, warehouse)
     return con
 
 

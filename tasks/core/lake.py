@@ -67,5 +67,49 @@ def listed_path(con: duckdb.DuckDBPyConnection, path: Path | str) -> str:
     return relative.as_posix()
 
 
+_MIGRATED: set[str] = set()
+
+
+def relative_lake_paths(con: duckdb.DuckDBPyConnection, warehouse: Path | str) -> int:
+    """A warehouse from before lake paths were relative: list its files relative to their lake,
+    record that lake as a home, and redefine the raw/pending views that named them absolutely.
+    Checked once per process and file (the first read-write open); returns the files relisted.
+    A view whose files cannot be found now is left as it was."""
+    key = str(Path(warehouse).resolve())
+    if key in _MIGRATED:
+        return 0
+    _MIGRATED.add(key)
+    try:
+        absolute = [p for (p,) in con.execute(
+            "SELECT DISTINCT path FROM audit.lake_files WHERE starts_with(path, '/') "
+            "AND contains(path, ?)", [LAKE_SUFFIX + "/"]).fetchall()]
+    except duckdb.CatalogException:
+        return 0
+    roots = sorted({p[: p.index(LAKE_SUFFIX + "/") + len(LAKE_SUFFIX)] for p in absolute})
+    if not roots:
+        return 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for root in roots:
+            con.execute("INSERT INTO audit.lake_homes SELECT ? WHERE ? NOT IN (SELECT path FROM audit.lake_homes)",
+                        [root, root])
+            con.execute("UPDATE audit.lake_files SET path = substr(path, ?) WHERE starts_with(path, ?)",
+                        [len(root) + 2, root + "/"])
+        use_lake(con, warehouse)
+        for sql in [r[0] for r in con.execute("SELECT sql FROM duckdb_views() WHERE NOT internal "
+                                              "AND schema_name IN ('raw', 'pending')").fetchall()]:
+            relative = sql
+            for root in roots:
+                relative = relative.replace(f"'{_quoted(root)}/", "'")
+            if relative != sql:
+                con.execute(relative.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        use_lake(con, warehouse)
+        return 0
+    return len(absolute)
+
+
 def _quoted(text: str) -> str:
     return text.replace("'", "''")
