@@ -156,6 +156,23 @@ def status(warehouse) -> None:
 
 
 @main.command()
+@click.argument("key")
+@click.argument("name", required=False)
+@click.option("--period", default=None, help="YYYY-MM: the file up to this period (default: all).")
+@click.option("--html", is_flag=True, help="also write one offline HTML page with an income chart.")
+@click.option("--unmasked", is_flag=True,
+              help="show identity numbers in full (the office's own account, as povwatch sql).")
+@WAREHOUSE_OPTION
+def household(key, name, period, html, unmasked, warehouse) -> None:
+    """一户一档: one household across periods. KEY: household_key / 户编号, an identity number, or a
+    masked identity number followed by NAME."""
+    from povwatch.tasks.office.household import household_cli
+
+    sys.exit(household_cli(key, name, period, html, unmasked, warehouse=warehouse_path(warehouse),
+                           echo=click.echo))
+
+
+@main.command()
 @click.argument("folder", type=click.Path(file_okay=False))
 def init(folder) -> None:
     """Create a county folder from the shipped defaults (contracts, suites, policy, divisions,

@@ -37,6 +37,7 @@ from typing import Any
 from povwatch.tasks.core import db
 from povwatch.tasks.ingest.contracts import load_contract
 from povwatch.tasks.core.privacy import mask_id_sql, scrub, scrub_value
+from povwatch.tasks.validate.datadocs_offline import make_offline
 from povwatch.tasks.core.settings import load_settings, output_dir
 
 log = logging.getLogger(__name__)
@@ -364,6 +365,8 @@ def _build_docs(context, vr_id, build_index: bool = True) -> Path | None:
     except Exception:
         log.warning("GX Data Docs could not be built", exc_info=True)
         return None
+    # the pages load their styling from CDNs: point them at the copies povwatch ships
+    make_offline(Path(context.root_directory).parent / "datadocs")
     url = urls.get(DOCS_SITE)
     return Path(url.removeprefix("file://")) if url else None
 
