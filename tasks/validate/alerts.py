@@ -5,7 +5,7 @@ Channels are configuration, not code. They are looked up in this order (as dlt d
 1. ``POVWATCH_ALERT_URLS``: Apprise URLs separated by whitespace or commas, e.g.
    ``json://127.0.0.1:8080/hook dingtalk://TOKEN/ wecombot://KEY mailto://user:pass@example.com``;
 2. the secrets file ``POVWATCH_SECRETS_FILE``, else ``.povwatch-secrets.toml`` in the working
-   folder or the project folder (git-ignored)::
+   folder (git-ignored), then the county folder's ``povwatch.toml`` (tasks/core/settings.py)::
 
        [alerts]
        urls = ["dingtalk://TOKEN/", "mailto://user:pass@example.com"]
