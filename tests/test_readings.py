@@ -4,6 +4,8 @@ deaths once reported; a medical-insurance gap is 参保缺失; an unmatched 建�
 a non-registry household; ranking ties and the bottom three."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.marts_support import Fixture, add_all, good_household, idn, income, person
@@ -164,3 +166,31 @@ def test_a_resubmission_keeps_what_was_recorded_as_withdrawn(tmp_path):
     assert withdrawn == [("2020-06", opened[0][0], "opened", "run-resubmission")]
     fx.build("2020-06", run_id="run-again")                   # a rebuild withdraws nothing more
     assert fx.query("SELECT count(*) FROM mart.problem_events_withdrawn") == [(1,)]
+
+
+def test_an_unmatched_registry_typed_income_row_is_a_validation_warning(tmp_path):
+    """Reported by a validation warning, not quarantined: the row is still assessed."""
+    from povwatch.tasks.core import db
+    from povwatch.tasks.validate.suites import validate_extract
+    from tests.test_validate import insert, make_id, village
+
+    path = tmp_path / "v.duckdb"
+    con = db.open_warehouse(path)
+    try:
+        insert(con, "fupin", "2021-01", [
+            {"household_id": "H1", "name": "甲", "id_number": make_id(1), "relation": "户主",
+             "village_code": village(1), "household_type": "一般贫困户", "poverty_status": "未脱贫"}],
+            table="staging")
+        shouru = [{"household_id": hh, "head_id_number": make_id(i), "object_type": "建档立卡户",
+                   "members": "2", "wage_income": "9000", "business_income": "0", "business_cost": "0",
+                   "property_income": "0", "transfer_income": "0", "assessed_on": "2020-12-01",
+                   "village_code": village(i)} for i, hh in ((1, "H1"), (2, "H_NOT_IN_REGISTRY"))]
+        insert(con, "shouru", "2021-01", shouru)
+        outcome = validate_extract(path, "2021-01", "shouru", "run-warn")
+        assert [f["expectation"] for f in outcome.failures] == ["registry_household_in_registry"]
+        details = con.execute("SELECT details FROM audit.validations WHERE dept = 'shouru' "
+                              "AND expectation = 'registry_household_in_registry'").fetchone()[0]
+        assert json.loads(details)["result"]["observed_value"] == 1   # H1 is in the registry
+        assert not outcome.blocking_failed and outcome.quarantined_rows == 0
+    finally:
+        con.close()
