@@ -187,7 +187,8 @@ def _summaries(con, period: str) -> dict[str, dict]:
                    count(*) OVER () AS townships
             FROM mart.township_ranking WHERE period = $p
         )
-        SELECT * FROM mon LEFT JOIN hh USING (township_code) LEFT JOIN pr USING (township_code)
+        SELECT * REPLACE (coalesce(open, 0) AS open, coalesce(overdue, 0) AS overdue)
+        FROM mon LEFT JOIN hh USING (township_code) LEFT JOIN pr USING (township_code)
         LEFT JOIN rk USING (township_code)
     """, {"p": period})
     return {row["township_code"]: row for row in df.rows(named=True)}
