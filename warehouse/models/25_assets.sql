@@ -10,7 +10,9 @@
 CREATE OR REPLACE TABLE work.counted_assets AS
 SELECT 'P14' AS code, 'car' AS asset, id_number, 'cheliang' AS dept, source_file, source_row,
        vehicle_type || '，' || "use" || '，' || status || '，号牌'
-           || CASE WHEN length(plate) > 4 THEN left(plate, 2) || '***' || right(plate, 2) ELSE '***' END
+           -- the plate masked as tasks/core/privacy.py's mask_plate does (甘A12345 -> 甘A***45)
+           || CASE WHEN length(plate) > 4 THEN left(plate, 2) || repeat('*', length(plate) - 4)
+                                             || right(plate, 2) ELSE '***' END
            AS detail
 FROM eff_cheliang
 WHERE vehicle_type IN ('小型载客汽车', '微型载客汽车') AND "use" = '非营运' AND status IN ('正常', '查封')
