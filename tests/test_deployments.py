@@ -102,8 +102,14 @@ def served(prefect_server, webhook, tmp_path_factory):
                POVWATCH_SETTLE_SECONDS="0", POVWATCH_WATCH_MINUTES="600",
                PYTHONPATH=str(ROOT))
     log = open(tmp / "serve.log", "w")
+    # served from a folder holding a tasks.py and a flows/ of its own: the deployments'
+    # entrypoints must not depend on the serving process's working folder
+    hostile = tmp / "cwd"
+    (hostile / "flows").mkdir(parents=True)
+    (hostile / "tasks.py").write_text("raise RuntimeError('the wrong tasks module')\n")
+    (hostile / "flows" / "pipeline.py").write_text("raise RuntimeError('the wrong flows')\n")
     proc = subprocess.Popen([sys.executable, "-m", "tests.support.served", "--warehouse", str(warehouse),
-                             "--inbox", str(inbox)], cwd=ROOT, env=env, stdout=log,
+                             "--inbox", str(inbox)], cwd=hostile, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
