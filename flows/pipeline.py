@@ -44,7 +44,6 @@ from typing import Any, Callable
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from povwatch.flows import prefect_signals
