@@ -47,6 +47,11 @@ ID_CORPUS = [
     ("", ""),
 ]
 
+# (household key or subject, what mask_key shows): a person's number masked, a 户编号 kept
+KEY_CORPUS = [("620523198001018004", "620523********8004"), ("62052319800101800x", "620523********800X"),
+              ("620523800101800", "620523*****1800"), ("6205231002010001", "6205231002010001"),
+              ("H-0001", "H-0001"), ("", "")]
+
 PLATE_CORPUS = [("甘A12345", "甘A***45"), ("甘AD12345", "甘A****45"), ("甘A·12345", "甘A***45"),
                 ("甘A 1234", "甘A**34"), ("甘A1", "***"), ("", "")]
 
@@ -63,7 +68,7 @@ def _three_forms(name: str, values: list[str | None]) -> tuple[list, list, list]
 
 
 @pytest.mark.parametrize("name, corpus", [("scrub", SCRUB_CORPUS), ("mask_id", ID_CORPUS),
-                                          ("mask_plate", PLATE_CORPUS)])
+                                          ("mask_key", KEY_CORPUS), ("mask_plate", PLATE_CORPUS)])
 def test_three_forms_show_the_same_on_one_corpus(name, corpus) -> None:
     values = [text for text, _ in corpus]
     expected = [shown for _, shown in corpus]
@@ -74,7 +79,7 @@ def test_three_forms_show_the_same_on_one_corpus(name, corpus) -> None:
 
 
 def test_null_stays_null_in_polars_and_sql_and_is_empty_text_in_python() -> None:
-    for name in ("scrub", "mask_id", "mask_plate"):
+    for name in ("scrub", "mask_id", "mask_key", "mask_plate"):
         _, polars, sql = _three_forms(name, [None])
         assert polars == [None] and sql == [None]
     assert privacy.scrub(None) == ""          # messages are concatenated: never "None"

@@ -17,6 +17,10 @@ Prefect, the CLI's output) shows a full identity number. Three rules, each in th
     户编号 inside free text is masked as well; where the registry number is its own column it is
     not an identity number and stays readable.
 
+``mask_key`` — a household key or a problem's subject, which is either a person's identity number
+    (masked as ``mask_id``) or a registry number (户编号, shown as it is: the office and the townships
+    find households by it).
+
 ``mask_plate`` — personal text that is not an identity number, such as a vehicle plate
     (``甘A12345`` → ``甘A***45``): the first two and the last two characters kept, the middle
     starred, like an identity number's middle; a value of 1-4 characters shows as ``***``.
@@ -54,6 +58,8 @@ _CANDIDATE = (f"[{_DIGIT}]" + f"[{_SEPARATOR}]?[{_DIGIT}]" * (MIN_DIGITS - 2)
               + f"[{_SEPARATOR}]?[{_DIGIT}{_CHECK}]")
 _FIVE_DIGITS = f"[{_DIGIT}]" * 5
 _NOT_KEPT = f"[{_SEPARATOR}]"
+# A key shaped like an identity number: 17 digits and a check character, or 15 digits.
+_ID_SHAPE = "^(?:" + "[0-9]" * 17 + "[0-9Xx]|" + "[0-9]" * 15 + ")$"
 _FULL_WIDTH = "０１２３４５６７８９Ｘｘx"
 _ASCII = "0123456789XXX"
 
@@ -78,6 +84,13 @@ def mask_id(value: str | None) -> str | None:
     if re.search(_FIVE_DIGITS, compact):
         return "******"
     return str(value)
+
+
+def mask_key(value: str | None) -> str | None:
+    """A household key or subject: masked if it is an identity number, else as it is."""
+    if value is None or not re.match(_ID_SHAPE, str(value)):
+        return value
+    return mask_id(value)
 
 
 def _mask_run(match: re.Match) -> str:
@@ -143,6 +156,12 @@ def mask_id_expr(value: pl.Expr) -> pl.Expr:
             .otherwise(value.cast(pl.Utf8)))
 
 
+def mask_key_expr(value: pl.Expr) -> pl.Expr:
+    """Polars form of :func:`mask_key`."""
+    value = value.cast(pl.Utf8)
+    return pl.when(value.str.contains(_ID_SHAPE)).then(mask_id_expr(value)).otherwise(value)
+
+
 def _mask_runs_expr(text: pl.Expr, run: str) -> pl.Expr:
     token = pl.element()
     compact = _compact_expr(token)
@@ -202,6 +221,12 @@ def mask_id_sql(value: str) -> str:
     compact = _compact_sql(text)
     return (f"CASE WHEN length({compact}) >= 10 THEN {_starred_sql(compact)} "
             f"WHEN regexp_matches({compact}, '{_FIVE_DIGITS}') THEN '******' ELSE {text} END")
+
+
+def mask_key_sql(value: str) -> str:
+    """SQL form of :func:`mask_key`."""
+    text = f"CAST({value} AS VARCHAR)"
+    return f"CASE WHEN regexp_matches({text}, '{_ID_SHAPE}') THEN {mask_id_sql(value)} ELSE {text} END"
 
 
 def _mask_runs_sql(text: str, run: str) -> str:

@@ -32,13 +32,14 @@ from povwatch.tasks.office.outputs import (CATEGORY_LABELS, COLOR_LABELS, PROBLE
                            column_labels, dept_names_sql_values, fail, frame,
                            period_end, place_sql, provenance, reading,
                            register_divisions, resolve_period, table_exists)
-from povwatch.tasks.core.privacy import scrub_frame, scrub_sql
+from povwatch.tasks.core.privacy import mask_key_sql, scrub_frame, scrub_sql
 from povwatch.tasks.core.workbooks import private_workbook
 from povwatch.tasks.core.settings import output_dir
 
 KINDS = ("monitoring", "ledger", "spot-check")
-# The registry number (户编号) is not an identity number: the one text column not scrubbed.
-REGISTRY_NUMBER_COLUMNS = ("household_id", "户编号")
+# Columns not scrubbed as free text: the registry number (户编号) is not an identity number, and
+# household keys and subjects are masked by mask_key in SQL (a person's number masked, a 户编号 kept).
+REGISTRY_NUMBER_COLUMNS = ("household_id", "户编号", "household_key", "subject_id")
 FORMULA_START = r"^[=+\-@\t\r]"
 HISTORY_STATUS_SQL = ("CASE h.status WHEN 'monitoring' THEN '监测中' WHEN 'proposed_clear' "
                       "THEN '拟风险消除' WHEN 'manual_review' THEN '需人工评估' WHEN 'cleared' "
@@ -115,7 +116,7 @@ def _monitoring(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
         SELECT {place_sql('s.township_code') if has['household_status'] else 'NULL'}
                    AS township_name,
                {place_sql('s.village_code') if has['household_status'] else 'NULL'} AS village_name,
-               {status}household_id, {scrub_sql('u.household_key')} AS household_key,
+               {status}household_id, {mask_key_sql('u.household_key')} AS household_key,
                {status}registry_status, {status}members,
                {'CAST(s.per_capita_income AS DOUBLE)' if has['household_status'] else 'NULL'}
                    AS per_capita_income,
@@ -167,8 +168,8 @@ def _ledger(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
             s AS ({state})
             SELECT coalesce(d.name, l.responsible_dept, '（未指定）') AS dept,
                    l.problem_key, l.code, coalesce(r.rule_name, pr.label) AS problem,
-                   {scrub_sql('l.subject_id')} AS subject_id,
-                   {scrub_sql('l.household_key')} AS household_key,
+                   {mask_key_sql('l.subject_id')} AS subject_id,
+                   {mask_key_sql('l.household_key')} AS household_key,
                    {place_sql('l.township_code')} AS township_name,
                    {place_sql('l.village_code')} AS village_name,
                    CASE WHEN l.open_now THEN '未整改' ELSE '已销号' END AS status,
@@ -215,7 +216,7 @@ def _spot_check(con, period: str, out_dir: Path, about: pl.DataFrame) -> Path:
                    {place_sql('substr(c.village_code, 1, 9)')} AS township_name,
                    {place_sql('c.village_code')} AS village_name,
                    {'s.household_id' if has_status else 'NULL'} AS household_id,
-                   {scrub_sql('c.household_key')} AS household_key,
+                   {mask_key_sql('c.household_key')} AS household_key,
                    coalesce(st.label, c.stratum) AS stratum,
                    CASE WHEN c.monitored THEN '是' ELSE '否' END AS monitored,   -- docs/monitoring.md
                    c.seed

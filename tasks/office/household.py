@@ -27,7 +27,7 @@ import duckdb
 import polars as pl
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from povwatch.tasks.core.privacy import mask_id, mask_id_sql, scrub, scrub_frame
+from povwatch.tasks.core.privacy import mask_id_sql, mask_key, mask_key_sql, scrub, scrub_frame
 from povwatch.tasks.core.settings import output_dir
 from povwatch.tasks.office import charts
 from povwatch.tasks.office.outputs import (COLOR_LABELS, WarehouseUnavailable, dept_name, fail,
@@ -81,7 +81,7 @@ def resolve_key(con: duckdb.DuckDBPyConnection, key: str, name: str | None = Non
                              "A masked identity number needs the person's name as well.")
         return _one(_by_masked_number(con, key, name.strip()), f"{key} {name}")
     if ID_NUMBER.match(key):
-        return _one(_by_id_number(con, key.upper()), key[:6] + "********" + key[-4:])
+        return _one(_by_id_number(con, key.upper()), mask_key(key))
     if not PLAIN_KEY.match(key):
         raise KeyProblem(f"无法识别的户标识：{scrub(key)[:60]}（应为户编号、身份证号，或脱敏身份证号加姓名）",
                          "Not a key: give a household_key / 户编号, an identity number, or a masked "
@@ -123,16 +123,11 @@ def _by_masked_number(con, masked: str, name: str) -> list[str]:
     """, {"m": masked.upper(), "name": name})["household_key"].to_list()
 
 
-def safe_key(key: str) -> str:
-    """A household key as it may be shown: a head's identity number masked, a 户编号 as it is."""
-    return mask_id(key) if ID_NUMBER.match(key) else key
-
-
 def _one(keys: list[str], shown: str) -> str:
     if not keys:
         raise KeyProblem(f"没有找到户：{shown}", f"No household found for {shown}.")
     if len(keys) > 1:
-        masked = "、".join(safe_key(k) for k in sorted(keys)[:10])
+        masked = "、".join(mask_key(k) for k in sorted(keys)[:10])
         raise KeyProblem(f"{shown} 对应多户：{masked}；请改用户编号（household_key）查询",
                          f"{shown} matches {len(keys)} households ({masked}); ask by household_key.")
     return keys[0]
@@ -146,6 +141,7 @@ def household_file(con: duckdb.DuckDBPyConnection, key: str, period: str | None 
     """Everything the marts hold about one household (``period``: up to and including it)."""
     register_divisions(con)
     ident = (lambda col: col) if unmasked else mask_id_sql
+    key_shown = (lambda col: col) if unmasked else mask_key_sql
     p = {"k": key, "upto": period or "9999-99"}
     status = frame(con, f"""
         SELECT period, household_id, {ident('head_id_number')} AS head_id_number,
@@ -175,11 +171,11 @@ def household_file(con: duckdb.DuckDBPyConnection, key: str, period: str | None 
     """, p) if table_exists(con, "mart.household_plan") else pl.DataFrame()
     evidence = _with_income(_with_dept_names(evidence), status)
     members = _members(con, status, ident)
-    hf = HouseholdFile(key, key if unmasked else safe_key(key), periods, status, members,
+    hf = HouseholdFile(key, key if unmasked else mask_key(key), periods, status, members,
                        warnings, evidence, plan, unmasked=unmasked)
-    hf.sections = _other_sections(con, p, ident)
+    hf.sections = _other_sections(con, p, key_shown)
     if not unmasked:   # every text shown passes the free-text rule; the 户编号 is not a person's
-        keep = ("household_id", "problem_key")
+        keep = ("household_id", "problem_key", "subject_id")   # subjects: masked by mask_key
         for name in ("status", "members", "warnings", "evidence", "plan"):
             setattr(hf, name, scrub_frame(getattr(hf, name), keep=keep))
         hf.sections = {t: scrub_frame(df, keep=keep) for t, df in hf.sections.items()}
@@ -246,17 +242,17 @@ SECTIONS = [
     ("负面清单排除", "mart.monitoring_exclusions", ["period", "asset", "evidence"],
      _HOUSEHOLD_ROWS + " AND period <= $upto", "period, asset"),
 ]
-PERSON_COLUMNS = ("subject_id",)      # identity numbers among the shown columns
+PERSON_COLUMNS = ("subject_id",)      # a person's number or a 户编号: shown through mask_key
 
 
-def _other_sections(con, p: dict, ident) -> dict[str, pl.DataFrame]:
+def _other_sections(con, p: dict, key_shown) -> dict[str, pl.DataFrame]:
     out = {}
     for title, table_name, wanted, where, order in SECTIONS:
         if not table_exists(con, table_name):
             continue
         present = set(table_columns(con, table_name))
         shown = [c for c in wanted if c in present]
-        select = ", ".join(f"{ident(c)} AS {c}" if c in PERSON_COLUMNS
+        select = ", ".join(f"{key_shown(c)} AS {c}" if c in PERSON_COLUMNS
                            else f"CAST({c} AS VARCHAR) AS {c}" if c == "evidence" else c
                            for c in shown)
         sql = f"SELECT {select} FROM {table_name} WHERE {where} ORDER BY {order}"
@@ -370,7 +366,7 @@ def household_cli(key: str, name: str | None, period: str | None, html: bool, un
     echo(render_text(hf))
     if html:
         folder = output_dir(Path(warehouse)) / "households"
-        stem = re.sub(r"[^0-9A-Za-z_-]+", "_", safe_key(hf.household_key).replace("*", "x"))
+        stem = re.sub(r"[^0-9A-Za-z_-]+", "_", mask_key(hf.household_key).replace("*", "x"))
         path = write_private(folder / f"household-{stem}.html", render_html(hf))
         echo(f"一户一档页面 / page written: {path}")
     return 0
