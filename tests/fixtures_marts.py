@@ -162,13 +162,12 @@ def _build(con: duckdb.DuckDBPyConnection) -> None:
         FROM mart.household_status WHERE hash(household_key) % 3 <> 0
     """)
     _audit(con)
-    con.execute("CREATE SCHEMA IF NOT EXISTS reference")
     rows = [(COUNTY, "示范县", "county", "620500")]
     rows += [(c, n, "township", COUNTY) for c, n in TOWNSHIPS.items()]
     rows += [(c, n, "village", c[:9]) for c, n in VILLAGES.items()]
-    con.execute("CREATE TABLE reference.divisions(code VARCHAR, name VARCHAR, level VARCHAR, "
+    con.execute("CREATE OR REPLACE TABLE mart.divisions(code VARCHAR, name VARCHAR, level VARCHAR, "
                 "parent VARCHAR)")
-    con.executemany("INSERT INTO reference.divisions VALUES (?, ?, ?, ?)", rows)
+    con.executemany("INSERT INTO mart.divisions VALUES (?, ?, ?, ?)", rows)
 
 
 def _findings(con: duckdb.DuckDBPyConnection) -> None:

@@ -129,19 +129,20 @@ def test_report_renders_offline_in_headless_chromium(report, tmp_path):
 
 
 def test_township_names_come_from_the_divisions_csv(marts_warehouse, tmp_path, monkeypatch):  # noqa: F811
-    """The real pipeline keeps no divisions table: names come from warehouse/reference/*.csv."""
-    import povwatch.tasks.office.outputs as outputs
-
+    """A warehouse without mart.divisions (never built by this version) is named from the division
+    CSV of the settings: here the county folder's."""
     copy = tmp_path / "w" / "povwatch.duckdb"
     copy.parent.mkdir()
     shutil.copy(marts_warehouse, copy)
     con = duckdb.connect(str(copy))
-    con.execute("DROP TABLE reference.divisions")
+    con.execute("DROP TABLE mart.divisions")
     con.close()
-    csv = tmp_path / "divisions.csv"
-    csv.write_text("code,name,level,parent\n620523100,甲镇,township,620523\n"
-                   "620523,乙县,county,620500\n", encoding="utf-8")
-    monkeypatch.setattr(outputs, "DIVISIONS_CSV", csv)
+    county = tmp_path / "county"
+    (county / "reference").mkdir(parents=True)
+    (county / "reference" / "divisions.csv").write_text(
+        "code,name,level,parent\n620523100,甲镇,township,620523\n620523,乙县,county,620500\n",
+        encoding="utf-8")
+    monkeypatch.setenv("POVWATCH_COUNTY", str(county))
     html = write_report(copy).read_text(encoding="utf-8")
     assert "甲镇" in html and "<h1>乙县" in html
     assert "620523101" in html                      # a township the CSV does not name: its code

@@ -120,15 +120,22 @@ def _set_effective_snapshots(con: duckdb.DuckDBPyConnection, period: str,
 
 
 def _load_divisions(con: duckdb.DuckDBPyConnection) -> None:
-    """Township and county names (code, name, level, parent); empty when the file is absent."""
+    """mart.divisions: the division table (code, name, level, parent) the marts are built with —
+    the outputs name townships and villages from it —, empty when the file is absent. The models
+    read it as the stage view ``divisions``."""
     divisions_csv = load_settings().divisions_csv
     if divisions_csv.exists():
-        con.execute("CREATE OR REPLACE TEMP TABLE divisions AS "
+        con.execute("CREATE OR REPLACE TABLE mart.divisions AS "
                     "SELECT code, name, level, parent FROM read_csv(?, header = true, "
                     "all_varchar = true)", [str(divisions_csv)])
     else:
-        con.execute("CREATE OR REPLACE TEMP TABLE divisions "
+        con.execute("CREATE OR REPLACE TABLE mart.divisions "
                     "(code VARCHAR, name VARCHAR, level VARCHAR, parent VARCHAR)")
+    con.execute("COMMENT ON TABLE mart.divisions IS '行政区划（县、乡镇、村代码与名称）'")
+    for column, label in (("code", "区划代码"), ("name", "名称"), ("level", "级别"),
+                          ("parent", "上级区划代码")):
+        con.execute(f"COMMENT ON COLUMN mart.divisions.{column} IS '{label}'")
+    con.execute("CREATE OR REPLACE TEMP VIEW divisions AS SELECT * FROM mart.divisions")
 
 
 def _set_departments(con: duckdb.DuckDBPyConnection) -> None:

@@ -245,13 +245,12 @@ def dept_names_sql_values() -> str:
 
 
 def register_divisions(con: duckdb.DuckDBPyConnection) -> None:
-    """A temp view ``divisions(code, name, level, parent)``: the warehouse's copy if it has one,
-    else warehouse/reference/divisions.csv, else empty (codes are shown instead of names)."""
-    for candidate in ("reference.divisions", "core.divisions", "mart.divisions", "staging.divisions"):
-        if table_exists(con, candidate) and {"code", "name"} <= set(table_columns(con, candidate)):
-            con.execute(f"CREATE OR REPLACE TEMP VIEW divisions AS "
-                        f"SELECT CAST(code AS VARCHAR) AS code, name FROM {candidate}")
-            return
+    """A temp view ``divisions(code, name)``: the table the marts were built with
+    (``mart.divisions``), else the division CSV of the settings (a warehouse never built), else
+    empty (codes are shown instead of names)."""
+    if table_exists(con, "mart.divisions"):
+        con.execute("CREATE OR REPLACE TEMP VIEW divisions AS SELECT code, name FROM mart.divisions")
+        return
     frame = pl.DataFrame({"code": [], "name": []}, schema={"code": pl.Utf8, "name": pl.Utf8})
     divisions_csv = load_settings().divisions_csv
     if divisions_csv.exists():
