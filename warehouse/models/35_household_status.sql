@@ -1,4 +1,4 @@
--- reads:  policy, work.categories, work.households
+-- reads:  policy, work.households, work.monitoring_states_now
 -- writes: mart.household_status
 -- One row per household and period, with the 3+1 indicators and the 三色码.
 DELETE FROM mart.household_status WHERE period = (SELECT period FROM policy);
@@ -16,5 +16,7 @@ SELECT p.period, h.household_key, h.household_id, h.county_code, h.township_code
             WHEN h.total_income <= p.color_yellow_below * h.declared_members THEN 'yellow'
             ELSE 'green' END AS color,
        h.head_id, h.declared_members, h.income_known, h.labour_able_members,
-       h.household_key IN (SELECT household_key FROM work.categories) AS monitored
+       -- under monitoring as the office counts it (36_monitoring_states.sql, run just before)
+       h.household_key IN (SELECT household_key FROM work.monitoring_states_now
+                           WHERE under_monitoring) AS monitored
 FROM work.households h CROSS JOIN policy p;

@@ -1,5 +1,5 @@
 -- reads:  eff_jiance, mart.monitoring, mart.monitoring_states, mart.policy_used, policy, work.households
--- writes: mart.household_status, mart.monitoring_states, mart.roster_unmatched, work.monitoring_states_now
+-- writes: mart.monitoring_states, mart.roster_unmatched, work.monitoring_states_now
 -- 监测对象 as the office counts them (docs/rules.md, "Monitoring and the official roster"): one row
 -- per household and period for every household that ever entered monitoring — by a warning (预警)
 -- or by its identification on the official roster (名单, the jiance extract that stands for the
@@ -95,16 +95,12 @@ FROM judged;
 DELETE FROM mart.monitoring_states WHERE period = (SELECT period FROM policy);
 INSERT INTO mart.monitoring_states BY NAME SELECT * FROM work.monitoring_states_now;
 
--- household_status.monitored: under monitoring as defined above (not merely warned this period)
-UPDATE mart.household_status SET monitored = household_key IN (
-    SELECT household_key FROM work.monitoring_states_now WHERE under_monitoring)
-WHERE period = (SELECT period FROM policy);
-
 -- 名单无数据: roster rows of the standing snapshot that match no household of the period's data
 DELETE FROM mart.roster_unmatched WHERE period = (SELECT period FROM policy);
 INSERT INTO mart.roster_unmatched
 SELECT p.period, j.period AS roster_period, j.household_id, j.head_id_number, j.village_code,
        left(j.village_code, 9), j.category, j.identified_on, j.risk_status, j.source_file, j.source_row
 FROM eff_jiance j CROSS JOIN policy p
-WHERE NOT EXISTS (SELECT 1 FROM work.households h
-                  WHERE (h.registry AND h.household_id = j.household_id) OR h.head_id = j.head_id_number);
+-- two anti-joins, not one with OR (which DuckDB can only run as a nested loop)
+WHERE NOT EXISTS (SELECT 1 FROM work.households h WHERE h.registry AND h.household_id = j.household_id)
+  AND NOT EXISTS (SELECT 1 FROM work.households h WHERE h.head_id = j.head_id_number);
