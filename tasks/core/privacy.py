@@ -173,10 +173,11 @@ def _mask_runs_expr(text: pl.Expr, run: str) -> pl.Expr:
 def scrub_expr(text: pl.Expr) -> pl.Expr:
     """Polars form of :func:`scrub` (rows without a candidate are left untouched)."""
     text = text.cast(pl.Utf8)
-    masked = text
+    candidate = text.str.contains(_CANDIDATE)
+    masked = pl.when(candidate).then(text)   # null elsewhere: the passes below skip those rows
     for run in _RUNS:
         masked = _mask_runs_expr(masked, run)
-    return pl.when(text.str.contains(_CANDIDATE)).then(masked).otherwise(text)
+    return pl.when(candidate).then(masked).otherwise(text)
 
 
 def mask_plate_expr(plate: pl.Expr) -> pl.Expr:
