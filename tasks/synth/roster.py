@@ -137,6 +137,8 @@ class RosterOffice:
     # ------------------------------------------------------------------ the snapshots
     def snapshots(self) -> list[pl.DataFrame | None]:
         """The roster of each period as delivered (canonical, before damage); None in the first."""
+        if len(self.periods) < 2:      # the roster comes from the second period on: none to plan
+            return [None] * len(self.periods)
         plan, outsider = self._plan()
         replay = MonitoringReplay(self.periods, self.warned, self.months)
         delivered: list[pl.DataFrame | None] = []
