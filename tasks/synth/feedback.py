@@ -4,8 +4,9 @@ Every FEEDBACK_EVERY periods from the third on, each township returns the workbo
 after the previous period's run (its problems open then, one row each, the rows it did not verify
 left blank) into ``<period>/feedback/``. Of the problems it verifies:
 
-- 不属实 on most P08 problems (a namesake on the state payroll: 挂名) and on a few P03 (the
-  family-doctor contract exists but is not in the data);
+- 不属实 on most P08 and P14 problems (a namesake on the state payroll, a car registered in a
+  poor person's name by someone else: 挂名) and on a few P03 (the family-doctor contract exists
+  but is not in the data);
 - 已整改 on some problems that the data of the same period no longer shows (closed by the data)
   and on some it still shows (整改未见数据);
 - 属实 on the rest of those picked.
@@ -31,6 +32,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from povwatch.tasks.core.rules import rule_catalogue
 from povwatch.tasks.ingest import reasons
 from povwatch.tasks.synth.world import month_end, month_index
 from povwatch.tasks.synth.writers import write_xlsx
@@ -38,14 +40,21 @@ from povwatch.tasks.synth.writers import write_xlsx
 FEEDBACK_EVERY = 2          # townships return feedback every second period …
 FIRST_FEEDBACK = 2          # … from the third period on (index 2)
 VERIFY_SHARE = 0.5          # share of a township's open problems it verifies each time
-REFUTED_CODES = {"P08": 0.8, "P03": 0.3}   # share refuted (不属实) of those verified, by rule
+# share refuted (不属实) of those verified, by rule: the 挂名 rules — a namesake on the payroll, a
+# car registered in a poor person's name by someone else — and a few family-doctor contracts
+REFUTED_CODES = {"P08": 0.8, "P14": 0.8, "P03": 0.3}
 REPORTED_FIXED = 0.3        # share of the other verified problems reported 已整改
 NOT_MAPPED = {"P07b", "P11"}   # subjects whose township the workbook cannot pin to one household
 HEADERS = {"problem_key": "问题编号", "code": "问题类型", "township_code": "乡镇代码",
            "result": "核实结果", "note": "说明", "evidence": "佐证材料", "verifier": "核实人",
            "verified_on": "核实日期"}
 LEDGER_COLUMNS = ["period", "code", "subject_id", "status", "rectification_unconfirmed"]
-FRAMES = ("fupin", "caizheng")   # what this module reads of each period's loaded extracts
+FRAMES = ("fupin", "caizheng", "cheliang")   # what this module reads of each period's extracts
+
+
+def delivered_depts(loaded: dict[str, list]) -> pl.DataFrame:
+    """The departments that delivered in a period (generate.py's per-period ``loaded`` lists)."""
+    return pl.DataFrame({"dept": [d for d, parts in loaded.items() if parts]}, schema={"dept": pl.Utf8})
 
 BAD_KEY = "问题编号：问题台账中没有这个问题（problem_key_known）"
 OTHER_TOWNSHIP = "问题编号：不是本乡镇的问题（problem_of_this_township）"
@@ -75,8 +84,17 @@ def details(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
         pl.col("employer").unique().sort().str.join("；").alias("detail"))
     health = frames["fupin"].group_by("id_number").agg(
         pl.col("health").unique().sort().str.join("；").alias("detail"))
-    return pl.concat([payroll.select(pl.lit("P08").alias("code"), pl.col("id_number").alias("subject_id"), "detail"),
-                      health.select(pl.lit("P03").alias("code"), pl.col("id_number").alias("subject_id"), "detail")])
+    parts = [payroll.select(pl.lit("P08").alias("code"), pl.col("id_number").alias("subject_id"), "detail"),
+             health.select(pl.lit("P03").alias("code"), pl.col("id_number").alias("subject_id"), "detail")]
+    if "cheliang" in frames:   # P14: the counted cars (type, use, status, plate) of the owner
+        cars = frames["cheliang"].filter(
+            pl.col("vehicle_type").is_in(["小型载客汽车", "微型载客汽车"]) & (pl.col("use") == "非营运")
+            & pl.col("status").is_in(["正常", "查封"]))
+        parts.append(cars.group_by("id_number").agg(
+            pl.concat_str("vehicle_type", "use", "status", "plate", separator="，").unique().sort()
+            .str.join("；").alias("detail"))
+            .select(pl.lit("P14").alias("code"), pl.col("id_number").alias("subject_id"), "detail"))
+    return pl.concat(parts)
 
 
 class FeedbackPlan:
@@ -201,13 +219,16 @@ class FeedbackPlan:
 
     # ------------------------------------------------------------ the ledger's truth
     def ledger_until(self, last: int) -> pl.DataFrame:
-        """Status of every problem in every period up to index ``last`` (loop.md §3)."""
+        """Status of every problem in every period up to index ``last`` (loop.md §3): the ledger's
+        replay over the planted findings, the departments that delivered and the verifications."""
         seen = pl.concat([p.with_columns(pl.lit(t).alias("t")) for t, p in enumerate(self.problems[:last + 1])])
         keys = seen.group_by("code", "subject_id").agg(pl.col("t").min().alias("first"))
         grid = (keys.join(pl.DataFrame({"t": list(range(last + 1))}), how="cross")
                 .filter(pl.col("t") >= pl.col("first"))
                 .join(seen.with_columns(pl.lit(True).alias("seen")), on=["code", "subject_id", "t"], how="left")
-                .with_columns(pl.col("seen").fill_null(False)))
+                .with_columns(pl.col("seen").fill_null(False))
+                .join(self._deliveries(last), on=["code", "t"], how="left")
+                .with_columns((~pl.col("seen") & pl.col("closable_if_unseen")).alias("closable")))
         det = pl.concat([details(f).with_columns(pl.lit(t).alias("t")) for t, f in enumerate(self.frames[:last + 1])])
         grid = grid.join(det, on=["code", "subject_id", "t"], how="left")
         ver = (pl.concat(self.verifications) if self.verifications
@@ -223,24 +244,46 @@ class FeedbackPlan:
         per_v = ["code", "subject_id", "vt"]
         applies = pl.col("vt").is_not_null()
         at_v = pl.col("t") == pl.col("vt")
-        spell = (~pl.col("seen")).cast(pl.Int32).cum_sum().over(by)
-        grid = grid.with_columns(spell.alias("spell"))
-        grid = grid.with_columns(
-            pl.when(at_v).then(pl.col("detail")).max().over(per_v).alias("detail_at_v"),
-            pl.when(at_v).then(pl.col("spell")).max().over(per_v).alias("spell_at_v"),
-            pl.when(at_v).then(pl.col("seen")).max().over(per_v).fill_null(False).alias("seen_at_v"))
+        # a refutation holds while the subject is found with the detail it had when refuted
+        grid = grid.with_columns(pl.col("detail").forward_fill().over(by).alias("detail_so_far"))
+        grid = grid.with_columns(pl.when(at_v).then(pl.col("detail_so_far")).max().over(per_v).alias("detail_at_v"))
         changed = applies & pl.col("seen") & (pl.col("detail") != pl.col("detail_at_v")).fill_null(False)
         grid = grid.with_columns(changed.cast(pl.Int32).cum_sum().over(per_v).alias("changes"))
         dismissed = applies & (pl.col("result") == "不属实") & (pl.col("changes") == 0)
-        # 已整改 still shown by the data in the period it was reported: 整改未见数据 until it closes
-        unconfirmed = (applies & (pl.col("result") == "已整改") & pl.col("seen_at_v") & pl.col("seen")
-                       & (pl.col("spell") == pl.col("spell_at_v")))
+        # found: open; not found and every department the rule reads delivered: closed; else as was
+        mark = (pl.when(dismissed).then(pl.lit("D")).when(pl.col("seen")).then(pl.lit("S"))
+                .when(pl.col("closable")).then(pl.lit("C")))
+        grid = grid.with_columns(mark.alias("mark")).with_columns(
+            pl.col("mark").forward_fill().over(by).alias("state"))
+        prev = pl.col("state").shift(1).over(by).fill_null("C")
+        grid = grid.with_columns(((pl.col("state") == "S") & prev.is_in(["C", "D"]))
+                                 .cast(pl.Int32).cum_sum().over(by).alias("spell"))
+        grid = grid.with_columns(pl.when(at_v).then(pl.col("spell")).max().over(per_v).alias("spell_at_v"))
+        # 已整改 still shown by the responsible department's data in that spell: 整改未见数据
+        shown = (applies & (pl.col("result") == "已整改") & (pl.col("state") == "S") & pl.col("seen")
+                 & pl.col("responsible_delivered") & (pl.col("spell") == pl.col("spell_at_v")))
+        grid = grid.with_columns(shown.cast(pl.Int32).cum_max().over(per_v + ["spell"]).alias("shown"))
+        unconfirmed = (pl.col("shown") == 1) & (pl.col("state") == "S")
+        status = pl.col("state").replace_strict({"S": "open", "C": "closed", "D": "dismissed"},
+                                               return_dtype=pl.Utf8)
         return grid.with_columns(
-            pl.when(dismissed).then(pl.lit("dismissed"))
-            .when(pl.col("seen")).then(pl.lit("open")).otherwise(pl.lit("closed")).alias("status"),
+            status.alias("status"),
             unconfirmed.alias("rectification_unconfirmed"),
             pl.col("t").replace_strict(dict(enumerate(self.periods)), return_dtype=pl.Utf8).alias("period"),
         ).select(LEDGER_COLUMNS).sort("period", "code", "subject_id")
+
+    def _deliveries(self, last: int) -> pl.DataFrame:
+        """Per rule and period: could the rule close a problem (every department it reads
+        delivered), and did its responsible department deliver."""
+        rules = pl.DataFrame([(r.code, list(r.reads), r.responsible) for r in rule_catalogue()],
+                             schema=["code", "reads", "responsible"], orient="row")
+        delivered = pl.concat([f["delivered"].with_columns(pl.lit(t).alias("t"))
+                               for t, f in enumerate(self.frames[:last + 1])])
+        per_period = delivered.group_by("t").agg(pl.col("dept").alias("depts"))
+        return rules.join(per_period, how="cross").select(
+            "code", "t",
+            pl.col("reads").list.set_difference(pl.col("depts")).list.len().eq(0).alias("closable_if_unseen"),
+            pl.col("depts").list.contains(pl.col("responsible")).alias("responsible_delivered"))
 
     def ledger(self) -> pl.DataFrame:
         return self.ledger_until(len(self.periods) - 1)

@@ -29,7 +29,8 @@ from povwatch.tasks.synth.assets import ASSET_DEPTS, AssetRegisters, delivers, w
 from povwatch.tasks.synth.costs import add_unavoidable_costs
 from povwatch.tasks.synth.defects import render
 from povwatch.tasks.synth.divisions import load_divisions
-from povwatch.tasks.synth.feedback import FRAMES as FEEDBACK_FRAMES, plant_feedback
+from povwatch.tasks.synth.feedback import (FRAMES as FEEDBACK_FRAMES, delivered_depts,
+                                         plant_feedback)
 from povwatch.tasks.synth.keyclash import empty_snapshot, plant_key_clashes
 from povwatch.tasks.synth.oracle import clearance, evaluate, load_policy
 from povwatch.tasks.synth.roster import ROSTER_CODES, deliver_roster, roster_summary
@@ -161,7 +162,8 @@ class Generator:
             monitoring.append(m)
             problems.append(p)
             households.append(h)
-            feedback_frames.append({d: merged[d] for d in FEEDBACK_FRAMES})
+            feedback_frames.append({**{d: merged[d] for d in FEEDBACK_FRAMES if d in merged},
+                                    "delivered": delivered_depts(loaded)})
         monitored, roster_problems = deliver_roster(self, worlds, monitoring, households,
                                                     load_policy(int(self.periods[0][:4])))
         self._write_truth(monitoring, problems + [roster_problems], households)
