@@ -17,12 +17,16 @@ from stdnum.cn import ric
 from povwatch.tasks.ingest import reasons
 from povwatch.tasks.ingest.contracts import load_contract
 from povwatch.tasks.synth.generate import generate
+from povwatch.tasks.synth.generate import DELIVERY
 from povwatch.tasks.synth.oracle import evaluate, DEFAULT_POLICY
 from povwatch.tasks.ingest.idnumber import repair_expr
 
 SEED = 11
 PERIODS = ["2020-06", "2020-07", "2020-08"]
-TEXT_ENCODING = {"jiaoyu": "gb18030", "renshe": "gb18030", "minzheng": "gb18030", "yibao": "utf-8-sig"}
+# How to decode each department's CSV, from the generator's own delivery table (GBK read as its
+# superset GB18030), so a department added there is read here too.
+TEXT_ENCODING = {dept: "gb18030" if d.encoding in ("gbk", "gb18030") else d.encoding
+                 for dept, d in DELIVERY.items() if d.kind == "csv"}
 CODES = ["P01", "P02", "P03", "P04", "P05", "P06", "P07", "P07b", "P08", "P09", "P10", "P11", "P12", "P13"]
 CATEGORIES = ["not_exited_below_line", "unstable_exited", "marginal", "sudden_hardship"]
 
@@ -288,11 +292,12 @@ def _frames(**over) -> dict[str, pl.DataFrame]:
     base = {
         "fupin": pl.DataFrame({"household_id": ["H1", "H1"], "id_number": [head, kid], "relation": ["户主", "之子"],
                                "poverty_status": ["已脱贫"] * 2, "health": ["健康"] * 2,
-                               "labor": ["普通劳动力", "无劳动力"], "per_capita_income": [800000, 800000]}),
+                               "labor": ["普通劳动力", "无劳动力"], "per_capita_income": [800000, 800000],
+                               "village_code": ["620523100001"] * 2}),
         "shouru": pl.DataFrame({"household_id": ["H1"], "head_id_number": [head], "object_type": ["建档立卡户"],
                                 "members": [2], "wage_income": [1600000], "business_income": [0], "business_cost": [0],
                                 "property_income": [0], "transfer_income": [0], "prev_per_capita_income": [800000],
-                                "medical_out_of_pocket": [0]}),
+                                "medical_out_of_pocket": [0], "village_code": ["620523100001"]}),
         "jiaoyu": pl.DataFrame({"id_number": [kid], "status": ["在读"]}),
         "yibao": pl.DataFrame({"id_number": [head, kid], "year": [2020, 2020], "status": ["已参保"] * 2}),
         "weijian": pl.DataFrame({"id_number": [head], "contracted": [True]}),
@@ -351,8 +356,8 @@ def test_oracle_missing_housing_is_no_failure_for_non_registry_households():
     shouru = pl.concat([_frames()["shouru"], pl.DataFrame({
         "household_id": [None], "head_id_number": [other], "object_type": ["边缘户"], "members": [1],
         "wage_income": [2000000], "business_income": [0], "business_cost": [0], "property_income": [0],
-        "transfer_income": [0], "prev_per_capita_income": [2000000], "medical_out_of_pocket": [600000]},
-        schema_overrides={"household_id": pl.Utf8})])
+        "transfer_income": [0], "prev_per_capita_income": [2000000], "medical_out_of_pocket": [600000],
+        "village_code": ["620523100002"]}, schema_overrides={"household_id": pl.Utf8})])
     monitoring, _, _ = evaluate(_frames(shouru=shouru), "2020-06", DEFAULT_POLICY)
     assert monitoring.is_empty()    # no record is fine; 6000 out of pocket: under the 10000 'other' alert
                                     # and under half of the 20000 net income
