@@ -69,7 +69,8 @@ def make_offline(site: Path) -> int:
         return 0
     target = site.joinpath(*OFFLINE_DIR)
     if not (target / "README.md").exists():
-        shutil.copytree(ASSETS, target, dirs_exist_ok=True)
+        shutil.copytree(ASSETS, target, dirs_exist_ok=True, copy_function=shutil.copyfile)
+        _owner_only(target)   # like every file povwatch writes in the output folder
     rewritten = 0
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
@@ -78,6 +79,12 @@ def make_offline(site: Path) -> int:
             page.write_text(offline, encoding="utf-8")
             rewritten += 1
     return rewritten
+
+
+def _owner_only(folder: Path) -> None:
+    folder.chmod(0o700)
+    for path in folder.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def offline_page(html: str, assets: str) -> str:
