@@ -204,9 +204,12 @@ def _feedback_workbook(path: Path, name: str, period: str, problems: pl.DataFram
         fill_head = wb.add_format({"bold": True, "bg_color": "#FFD966", "border": 1,
                                    "align": "center", "valign": "vcenter"})
         date_fill = wb.add_format({"bg_color": "#FFF2CC", "border": 1, "num_format": "yyyy-mm-dd"})
-        ws.write_string(0, 0, f"{name}问题核实反馈表（{period}）：黄色列由乡镇核实后填写，其余列请勿修改；"
-                              f"核实结果从下拉列表选择（属实 / 不属实 / 已整改），不属实须填说明，"
-                              f"已整改须填佐证材料（文号或说明）。", wb.fmt["warn"])
+        # names beside problem details (大病, 残疾): the one workbook meant to act on them, marked
+        # sensitive in its first line and its printed header (docs/contract.md, Privacy)
+        ws.write_string(0, 0, f"{name}问题核实反馈表（{period}）【敏感信息，仅供入户核实使用，不得外传、张贴】："
+                              f"黄色列由乡镇核实后填写，其余列请勿修改；核实结果从下拉列表选择"
+                              f"（属实 / 不属实 / 已整改），不属实须填说明，已整改须填佐证材料（文号或说明）。",
+                        wb.fmt["warn"])
         headers = [h for _, h in GIVEN]
         ws.write_row(1, 0, headers, wb.fmt["header"])
         ws.write_row(1, len(GIVEN), [h for _, h in FILL_IN], fill_head)
