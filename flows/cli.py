@@ -95,7 +95,7 @@ def serve(warehouse, inbox) -> None:
 @WAREHOUSE_OPTION
 def sql(query, fmt, warehouse) -> None:
     """A read-only query against the warehouse."""
-    from povwatch.tasks.office.sql_query import run_cli_query
+    from povwatch.flows.office_commands import run_cli_query
 
     sys.exit(run_cli_query(query, fmt=fmt, warehouse=warehouse_path(warehouse)))
 
@@ -110,10 +110,10 @@ def sql(query, fmt, warehouse) -> None:
 def export(kind, period, township, out_dir, warehouse) -> None:
     """Excel workbooks for the office (identity numbers masked); --kind township: one folder per
     township with its verification workbook (核实反馈表), monitored households and summary page."""
-    from povwatch.tasks.office.export import export_cli
+    from povwatch.flows.office_commands import export_cli
 
     if kind == "township":
-        from povwatch.tasks.office.township import township_export_cli
+        from povwatch.flows.office_commands import township_export_cli
 
         sys.exit(township_export_cli(period=period, township=township, out_dir=out_dir,
                                      warehouse=warehouse_path(warehouse)))
@@ -126,7 +126,7 @@ def export(kind, period, township, out_dir, warehouse) -> None:
 @WAREHOUSE_OPTION
 def report(period, warehouse) -> None:
     """A self-contained HTML report for a period."""
-    from povwatch.tasks.office.report import report_cli
+    from povwatch.flows.office_commands import report_cli
 
     sys.exit(report_cli(period=period, warehouse=warehouse_path(warehouse)))
 
@@ -140,7 +140,7 @@ def report(period, warehouse) -> None:
 @WAREHOUSE_OPTION
 def bulletin(kind, since, until, warehouse) -> None:
     """周调度 (weekly) or 旬通报 (dekad): what opened, closed, became overdue."""
-    from povwatch.tasks.office.bulletin import bulletin_cli
+    from povwatch.flows.office_commands import bulletin_cli
 
     sys.exit(bulletin_cli(kind=kind, since=since, until=until,
                           warehouse=warehouse_path(warehouse)))
@@ -150,7 +150,7 @@ def bulletin(kind, since, until, warehouse) -> None:
 @WAREHOUSE_OPTION
 def status(warehouse) -> None:
     """Recent runs, extracts accepted / rejected, open alerts."""
-    from povwatch.tasks.office.status import status_cli
+    from povwatch.flows.office_commands import status_cli
 
     sys.exit(status_cli(warehouse=warehouse_path(warehouse)))
 
@@ -166,7 +166,7 @@ def status(warehouse) -> None:
 def household(key, name, period, html, unmasked, warehouse) -> None:
     """一户一档: one household across periods. KEY: household_key / 户编号, an identity number, or a
     masked identity number followed by NAME."""
-    from povwatch.tasks.office.household import household_cli
+    from povwatch.flows.office_commands import household_cli
 
     sys.exit(household_cli(key, name, period, html, unmasked, warehouse=warehouse_path(warehouse),
                            echo=click.echo))
@@ -204,7 +204,7 @@ def rebuild(from_period, warehouse) -> None:
 @WAREHOUSE_OPTION
 def compat_copy(out, storage_version, warehouse) -> None:
     """Copy the warehouse into a file DuckDB 1.x clients (BI tools) can open read-only."""
-    from povwatch.tasks.office.compat_copy import compat_copy_cli
+    from povwatch.flows.office_commands import compat_copy_cli
 
     sys.exit(compat_copy_cli(warehouse_path(warehouse), Path(out), storage_version))
 

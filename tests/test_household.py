@@ -18,7 +18,8 @@ import polars as pl
 import pytest
 
 from povwatch.tasks.core.privacy import mask_id
-from povwatch.tasks.office.household import (KeyProblem, household_cli, household_file,
+from povwatch.flows.office_commands import household_cli, township_export_cli
+from povwatch.tasks.office.household import (KeyProblem, household_file,
                                              render_html, resolve_key)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -203,12 +204,7 @@ def pages(loop_county, planted, tmp_path_factory):
         write_report(loop_county.warehouse)
         write_bulletin(loop_county.warehouse, "weekly", datetime.date(2000, 1, 1),
                        datetime.date(2030, 1, 1))
-        try:
-            from povwatch.tasks.office.township import township_export_cli
-        except ImportError:
-            township_export_cli = None
-        if township_export_cli:
-            township_export_cli(period=None, township=None, out_dir=None, warehouse=loop_county.warehouse)
+        township_export_cli(period=None, township=None, out_dir=None, warehouse=loop_county.warehouse)
         assert household_cli(key, None, None, True, False, loop_county.warehouse,
                              echo=lambda _line: None) == 0
     finally:

@@ -24,7 +24,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from povwatch.tasks.office.outputs import (PROBLEM_LABELS, WarehouseUnavailable,
-                           dept_names_sql_values, fail, frame, place_sql, reading,
+                           dept_names_sql_values, frame, place_sql, reading,
                            register_divisions, table_exists, write_private)
 from povwatch.tasks.core.privacy import scrub_rendered
 from povwatch.tasks.core.settings import output_dir
@@ -182,12 +182,3 @@ def _parse_day(text: str | None, what: str) -> date | None:
                                    f"--{what} must be YYYY-MM-DD: {text}") from None
 
 
-def bulletin_cli(kind: str, since: str | None, until: str | None, warehouse: Path) -> int:
-    try:
-        start, end = resolve_range(kind, _parse_day(since, "since"), _parse_day(until, "until"))
-        path = write_bulletin(Path(warehouse), kind, start, end)
-    except WarehouseUnavailable as err:
-        return fail(err)
-    print(f"{KIND_TITLES[kind]}（{range_title(kind, start, end)}）已生成 / written: {path}")
-    print(f"文本版 / markdown: {path.with_suffix('.md')}")
-    return 0

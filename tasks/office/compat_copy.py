@@ -10,13 +10,11 @@ owner-only, like it. Its ``raw.<dept>`` views read the warehouse's lake: a clien
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import duckdb
 
-from povwatch.tasks.core.lake import lake_root
-from povwatch.tasks.office.outputs import WarehouseUnavailable, fail, open_read
+from povwatch.tasks.office.outputs import open_read
 
 DEFAULT_STORAGE_VERSION = "v1.0.0"   # readable by every DuckDB from 1.0 on
 HEADER_VERSION_OFFSET = 12            # the storage version number in a DuckDB file's header
@@ -51,20 +49,6 @@ def storage_version_number(path: Path) -> int:
     if header[8:12] != b"DUCK":
         raise ValueError(f"{path} is not a DuckDB file")
     return int.from_bytes(header[HEADER_VERSION_OFFSET:HEADER_VERSION_OFFSET + 8], "little")
-
-
-def compat_copy_cli(warehouse: Path, out: Path, storage_version: str) -> int:
-    try:
-        path = write_compat_copy(warehouse, out, storage_version)
-    except WarehouseUnavailable as err:
-        return fail(err)
-    except (duckdb.Error, ValueError) as exc:
-        print(f"无法写出兼容副本 / could not write the copy: {exc}", file=sys.stderr)
-        return 1
-    print(f"兼容副本 copy for DuckDB {storage_version}+ (storage {storage_version_number(path)}): {path}\n"
-          f"只读打开 open it read-only; raw.<dept> needs: SET file_search_path = "
-          f"'{lake_root(Path(warehouse).resolve())}'")
-    return 0
 
 
 def _quoted(value) -> str:

@@ -28,8 +28,7 @@ from pathlib import Path
 import polars as pl
 from xlsxwriter.utility import xl_col_to_name
 
-from povwatch.tasks.office.outputs import (CATEGORY_LABELS, COLOR_LABELS, PROBLEM_LABELS, WarehouseUnavailable,
-                           column_labels, dept_names_sql_values, fail, frame,
+from povwatch.tasks.office.outputs import (CATEGORY_LABELS, COLOR_LABELS, PROBLEM_LABELS, column_labels, dept_names_sql_values, frame,
                            period_end, place_sql, provenance, reading,
                            register_divisions, resolve_period, table_exists)
 from povwatch.tasks.core.privacy import mask_key_sql, scrub_frame, scrub_sql
@@ -65,17 +64,6 @@ def write_exports(warehouse: Path, period: str | None, out_dir: Path | None = No
             builder = {"monitoring": _monitoring, "ledger": _ledger, "spot-check": _spot_check}[kind]
             written.append(builder(con, period, out_dir, about))
     return written
-
-
-def export_cli(kind: str, period: str | None, out_dir: str | None, warehouse: Path) -> int:
-    kinds = KINDS if kind == "all" else (kind,)
-    try:
-        paths = write_exports(Path(warehouse), period, Path(out_dir) if out_dir else None, kinds)
-    except WarehouseUnavailable as err:
-        return fail(err)
-    for path in paths:
-        print(f"已导出 / written: {path}")
-    return 0
 
 
 # ---------------------------------------------------------------- the three workbooks

@@ -28,11 +28,9 @@ import polars as pl
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from povwatch.tasks.core.privacy import mask_id_sql, mask_key, mask_key_sql, scrub, scrub_frame
-from povwatch.tasks.core.settings import output_dir
 from povwatch.tasks.office import charts
-from povwatch.tasks.office.outputs import (COLOR_LABELS, WarehouseUnavailable, dept_name, fail,
-                                           frame, place_sql, reading, register_divisions,
-                                           table_columns, table_exists, write_private)
+from povwatch.tasks.office.outputs import (COLOR_LABELS, dept_name, frame, place_sql, register_divisions,
+                                           table_columns, table_exists)
 from povwatch.tasks.office.status import table
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -352,21 +350,3 @@ def render_html(hf: HouseholdFile) -> str:
         sections={t: tab(df) for t, df in hf.sections.items()})
 
 
-def household_cli(key: str, name: str | None, period: str | None, html: bool, unmasked: bool,
-                  warehouse: Path, echo=print) -> int:
-    try:
-        with reading(Path(warehouse)) as con:
-            household_key = resolve_key(con, key, name)
-            hf = household_file(con, household_key, period, unmasked=unmasked)
-    except WarehouseUnavailable as err:
-        return fail(err)
-    except KeyProblem as err:
-        echo(f"错误：{err.zh}\nError: {err.en}")
-        return 1
-    echo(render_text(hf))
-    if html:
-        folder = output_dir(Path(warehouse)) / "households"
-        stem = re.sub(r"[^0-9A-Za-z_-]+", "_", mask_key(hf.household_key).replace("*", "x"))
-        path = write_private(folder / f"household-{stem}.html", render_html(hf))
-        echo(f"一户一档页面 / page written: {path}")
-    return 0

@@ -375,11 +375,3 @@ def write_private(path: Path, data: str | bytes) -> Path:
             fh.write(data)
     os.chmod(path, 0o600)
     return path
-
-
-def fail(err: WarehouseUnavailable) -> int:
-    """Print a WarehouseUnavailable for the command line and return its exit code."""
-    import click
-
-    click.echo(f"错误：{err.zh}\nError: {err.en}", err=True)
-    return 2

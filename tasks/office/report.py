@@ -25,8 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from povwatch.tasks.office import charts
 from povwatch.tasks.core.privacy import scrub_rendered
 from povwatch.tasks.core.settings import output_dir
-from povwatch.tasks.office.outputs import (CATEGORY_LABELS, WarehouseUnavailable,
-                           dept_names_sql_values, fail, frame, mart_periods, period_end,
+from povwatch.tasks.office.outputs import (CATEGORY_LABELS, dept_names_sql_values, frame, mart_periods, period_end,
                            place_sql, previous_period, provenance, reading, register_divisions,
                            resolve_period, table_exists, write_private)
 
@@ -53,16 +52,6 @@ def write_report(warehouse: Path, period: str | None = None, run_id: str | None 
     shutil.copyfile(path, latest)
     os.chmod(latest, 0o600)
     return path
-
-
-def report_cli(period: str | None, warehouse: Path) -> int:
-    try:
-        path = write_report(Path(warehouse), period)
-    except WarehouseUnavailable as err:
-        return fail(err)
-    print(f"报告已生成 / report written: {path}")
-    print(f"最新版本 / latest: {path.parent / 'latest.html'}")
-    return 0
 
 
 def _report_dir(warehouse: Path, period: str) -> Path:
@@ -307,7 +296,6 @@ def _ledger(con, period: str) -> dict:
                                     title=f"问题台账：按责任单位（{period}）"),
                    charts.bar_chart(by_town["township"].to_list(), series(by_town),
                                     title=f"问题台账：按乡镇（{period}）")]}}
-
 
 
 def _verification(con, period: str) -> dict:

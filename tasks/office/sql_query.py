@@ -20,14 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-import sys
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from povwatch.tasks.core.lake import allowed_lake_directories
-from povwatch.tasks.office.outputs import WarehouseUnavailable, fail, open_read
+from povwatch.tasks.office.outputs import open_read
 
 MAX_TABLE_ROWS = 1000  # the aligned-text table is for reading; csv/json print every row
 
@@ -94,22 +93,6 @@ def _run_statement(con: duckdb.DuckDBPyConnection, query: str) -> pl.DataFrame:
     rows = con.fetchall()
     names = [d[0] for d in (con.description or [])]
     return pl.DataFrame(rows, schema=names, orient="row") if names else pl.DataFrame()
-
-
-def run_cli_query(query: str, fmt: str, warehouse: Path) -> int:
-    try:
-        result = run_query(Path(warehouse), query)
-    except WarehouseUnavailable as err:
-        return fail(err)
-    except QueryRefused as err:
-        zh, en = REFUSALS[err.kind]
-        print(f"错误：{zh}\nError: {en}\n({err})", file=sys.stderr)
-        return 2
-    except duckdb.Error as exc:
-        print(f"查询出错 / query failed: {exc}", file=sys.stderr)
-        return 1
-    sys.stdout.write(format_result(result, fmt))
-    return 0
 
 
 def format_result(df: pl.DataFrame, fmt: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from povwatch.tasks.core.locking import WarehouseBusy, holder, is_locked, open_for_reading
+from povwatch.tasks.core.locking import holder, is_locked, open_for_reading
 from povwatch.tasks.core.runs import unfinished_periods
 from povwatch.tasks.core.privacy import scrub
 
@@ -107,10 +107,3 @@ def _monitoring_rows(con) -> list[tuple]:
         "GROUP BY period ORDER BY period DESC LIMIT 6").fetchall()
 
 
-def status_cli(warehouse: Path) -> int:
-    try:
-        print(status_text(Path(warehouse)))
-    except (WarehouseBusy, FileNotFoundError) as exc:
-        print(exc)
-        return 1
-    return 0

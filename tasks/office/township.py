@@ -27,7 +27,7 @@ from povwatch.tasks.core.privacy import mask_id_sql
 from povwatch.tasks.office import charts
 from povwatch.tasks.office.export import _data_sheet, _sheet_name, _workbook, guard_text
 from povwatch.tasks.office.outputs import (PROBLEM_LABELS, WarehouseUnavailable, dept_names_sql_values,
-                                           fail, frame, period_end, place_sql, reading,
+                                           frame, period_end, place_sql, reading,
                                            register_divisions, resolve_period, table_exists,
                                            write_private)
 
@@ -48,18 +48,6 @@ MONITORED = {"village_name": "村", "household_id": "户编号", "head_name": "�
              "categories": "监测类别"}
 INDICATORS = {"education_ok": "义务教育", "medical_ok": "基本医疗", "housing_ok": "住房安全",
               "water_ok": "饮水安全", "income_ok": "收入达标"}
-
-
-def township_export_cli(period: str | None, township: str | None, out_dir: str | None,
-                        warehouse: Path) -> int:
-    try:
-        folders = write_township_exports(Path(warehouse), period, township,
-                                         Path(out_dir) if out_dir else None)
-    except WarehouseUnavailable as err:
-        return fail(err)
-    for folder in folders:
-        print(f"已导出 / written: {folder}")
-    return 0
 
 
 def write_township_exports(warehouse: Path, period: str | None, township: str | None = None,
