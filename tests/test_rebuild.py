@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 
@@ -88,3 +89,21 @@ def test_a_failing_model_leaves_the_periods_for_the_next_run_then_a_fixed_one_fi
     assert rebuild(built.path)["periods"] == list(PERIODS)
     assert runs.unfinished_periods(built.path) == []
     assert colours(built) == [("2020-06", "red"), ("2020-07", "red")]
+
+
+def test_a_warehouse_of_an_earlier_release_is_upgraded_and_rebuilt(built):
+    """A contract column added since the warehouse was written (here shouru's 2021 costs, which an
+    earlier release did not stage) is added empty at the next read-write open, so rebuild runs the
+    current models over the old snapshots instead of failing on the missing column."""
+    built.con.execute("ALTER TABLE staging.shouru DROP COLUMN education_out_of_pocket")
+    built.con.execute("CHECKPOINT")
+    built.con.close()
+    assert rebuild(built.path)["periods"] == list(PERIODS)
+    con = duckdb.connect(str(built.path), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'staging' "
+                           "AND table_name = 'shouru' AND column_name = 'education_out_of_pocket'").fetchone() == (1,)
+        assert con.execute("SELECT period, color FROM mart.household_status ORDER BY period").fetchall() == \
+            [("2020-06", "yellow"), ("2020-07", "yellow")]
+    finally:
+        con.close()

@@ -115,6 +115,15 @@ def ensure_department_tables(con: duckdb.DuckDBPyConnection, contract: Contract)
             con.execute(f"CREATE VIEW {layer}.{contract.code} AS {empty_layer_select(contract, layer)}")
     typed = ", ".join(f'"{name}" {dtype}' for name, dtype in contract.staged_ddl_columns())
     con.execute(f"CREATE TABLE IF NOT EXISTS staging.{contract.code} ({typed})")
+    # A column the contract gained since the table was made (a warehouse of an earlier release):
+    # added empty, so the snapshots staged before it read as "not delivered then" and the models,
+    # which name every contract column, can rebuild them.
+    present = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'staging' "
+        "AND table_name = ?", [contract.code]).fetchall()}
+    for name, dtype in contract.staged_ddl_columns():
+        if name not in present:
+            con.execute(f'ALTER TABLE staging.{contract.code} ADD COLUMN "{name}" {dtype}')
 
 
 def open_warehouse(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
