@@ -113,7 +113,7 @@ class RosterOffice:
                             pl.when(pl.col("registry")).then(pl.lit("unstable_exited"))
                             .otherwise(pl.lit("marginal")).alias("category"),
                             pl.lit(1, dtype=pl.Int32).alias("ident_t"), pl.lit(day).alias("identified_on"))
-        village = self.households[1]["village_code"].drop_nulls()[0]
+        village = self.households[1]["village_code"].drop_nulls().min()   # the frame's order is not fixed
         outsider = pl.DataFrame([{"household_id": None, "head_id_number": self.outsider_id,
                                   "village_code": village, "category": "边缘易致贫户",
                                   "identified_on": day, "risks": "因病", "risk_status": "未消除",
@@ -152,7 +152,7 @@ class RosterOffice:
         """帮扶消除 one or two periods after the proposal, of households on the roster by then."""
         proposed = states.filter(pl.col("status") == "proposed_clear").select("household_key")
         new = plan.join(proposed, on="household_key", how="semi").filter(
-            pl.col("cleared_t").is_null() & (pl.col("ident_t") <= t))
+            pl.col("cleared_t").is_null() & (pl.col("ident_t") <= t)).sort("household_key")  # draws in a fixed order
         if new.is_empty():
             return plan
         u = self.rng.random((2, new.height))
@@ -176,7 +176,7 @@ class RosterOffice:
             pl.when(cleared).then(pl.lit("已消除")).otherwise(pl.lit("未消除")).alias("risk_status"),
             pl.when(cleared).then(pl.col("cleared_on")).alias("cleared_on"),
             pl.when(cleared).then(pl.col("clear_way")).alias("clear_way"),
-        ).filter(pl.col("head_id_number").is_not_null())
+        ).filter(pl.col("head_id_number").is_not_null()).sort("head_id_number")   # joins keep no order: same seed, same bytes
         return pl.concat([rows, outsider], how="vertical_relaxed").select(ROSTER_COLUMNS)
 
 
