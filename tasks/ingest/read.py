@@ -32,6 +32,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from xlsxwriter.utility import xl_col_to_name   # the column letter Excel shows (A, Z, AA)
 
 from povwatch.tasks.ingest.contracts import Contract
 
@@ -125,14 +126,14 @@ def _match_headers(contract: Contract, raw_headers: list[object]) -> tuple[list[
         if canonical and canonical in first_at:
             j, other = first_at[canonical]
             raise ReadError(
-                f"表头“{other}”（第{_column_letter(j)}列）和“{delivered}”（第{_column_letter(i)}列）"
+                f"表头“{other}”（第{xl_col_to_name(j)}列）和“{delivered}”（第{xl_col_to_name(i)}列）"
                 "是同一列，无法确定以哪一列为准，请删除其中一列")
         if canonical:
             first_at[canonical] = (i, delivered)
             used.add(canonical)
             name = canonical
         else:
-            name = delivered or f"第{_column_letter(i)}列"
+            name = delivered or f"第{xl_col_to_name(i)}列"
             while name in used or name in mapping.values():
                 name = f"{name}_{i + 1}"
             used.add(name)
@@ -141,14 +142,6 @@ def _match_headers(contract: Contract, raw_headers: list[object]) -> tuple[list[
         headers[name] = delivered or name
     return names, headers, extras
 
-
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import polars as pl
+from xlsxwriter.utility import xl_col_to_name   # the column letter Excel shows (A, Z, AA)
 
 _NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -51,14 +52,6 @@ _STYLES = (
     '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles></styleSheet>')
 
 
-def _col_letter(i: int) -> str:
-    s = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        s = chr(65 + r) + s
-    return s
-
 
 def _escape(e: pl.Expr) -> pl.Expr:
     return (e.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True)
@@ -81,13 +74,13 @@ def write_xlsx(path: Path, frame: pl.DataFrame, numeric: set[str] = frozenset(),
     Excel stores a long number typed into a General cell.
     """
     ncols = frame.width
-    last = _col_letter(ncols - 1)
+    last = xl_col_to_name(ncols - 1)
     head_rows = []
     for r, title in enumerate(titles, start=1):
         head_rows.append(f'<row r="{r}">{_text_cell(f"A{r}", title, 1 if r == 1 else 0)}</row>')
     hr = len(titles) + 1
     head_rows.append(f'<row r="{hr}">' + "".join(
-        _text_cell(f"{_col_letter(i)}{hr}", c) for i, c in enumerate(frame.columns)) + "</row>")
+        _text_cell(f"{xl_col_to_name(i)}{hr}", c) for i, c in enumerate(frame.columns)) + "</row>")
     first = hr + 1
     escape = {c for c in frame.columns if frame[c].str.contains(r"[&<>]").any()}
     body = frame.with_columns((pl.int_range(pl.len()) + first).cast(pl.Utf8).alias("__rn"))
@@ -95,7 +88,7 @@ def write_xlsx(path: Path, frame: pl.DataFrame, numeric: set[str] = frozenset(),
     cells = []
     for i, c in enumerate(frame.columns):
         v = pl.col(c)
-        ref = pl.lit(f'<c r="{_col_letter(i)}') + rownum
+        ref = pl.lit(f'<c r="{xl_col_to_name(i)}') + rownum
         text = ref + pl.lit('" t="inlineStr"><is><t>') + (_escape(v) if c in escape else v) + pl.lit("</t></is></c>")
         if c in numeric or c in floats:
             pattern = _NUMBER if c in numeric else _SCIENTIFIC
