@@ -409,3 +409,33 @@ def test_an_expectation_gx_cannot_evaluate_blocks(wh, monkeypatch):
     assert failure["blocking"] and failure["error"]
     assert validations(con, "2020-07", "caizheng")["broken_check"][:2] == (True, False)
     assert outcome.quarantined_rows == 0
+
+
+def test_gx_reads_every_pending_table_s_columns_as_sqlalchemy_reflects_them(wh):
+    """GX's column lookup goes to DuckDB's catalog (gx_duckdb.CatalogInspector) instead of
+    SQLAlchemy's pg_catalog reflection: same names, types, nullability, for every department."""
+    import sqlalchemy as sa
+
+    from povwatch.tasks.ingest.contracts import department_codes
+    from povwatch.tasks.validate import gx_duckdb
+
+    path, con = wh
+    for dept in department_codes():
+        insert(con, dept, "2019-01", [{}])
+    staged_types = con.execute("SELECT DISTINCT data_type FROM duckdb_columns() "
+                               "WHERE schema_name = 'pending'").fetchall()
+    assert all(gx_duckdb._reflected_type(t) is not None for (t,) in staged_types)  # none falls back
+    engine = gx_duckdb.create_engine(gx_duckdb.warehouse_url(path))
+    catalog, reflection = gx_duckdb.CatalogInspector(engine), sa.inspect(engine)
+
+    def shown(columns):
+        return [{**c, "type": repr(c["type"])} for c in columns]
+
+    try:
+        for dept in department_codes():
+            fast = catalog.get_columns(dept, schema="pending")
+            assert [c["name"] for c in fast] == [c for c, _ in load_contract(dept).staged_ddl_columns()]
+            assert shown(fast) == shown(reflection.get_columns(dept, schema="pending")), dept
+            assert catalog.get_pk_constraint(dept, schema="pending")["constrained_columns"] == []
+    finally:
+        engine.dispose()
