@@ -7,20 +7,21 @@
 -- reflagged_after_clear (a warning after a roster clearance: 风险再标注, P18).
 DELETE FROM mart.monitoring_events;
 INSERT INTO mart.monitoring_events
-WITH s AS (
-    SELECT st.*,
+WITH s AS MATERIALIZED (   -- one window pass; the branches below read it, not the states again
+    SELECT period, household_key, status, village_code, township_code, warned, entered_by,
+           identified_on, clean_periods, registry, income_at_line, three_plus_one, cleared_on,
+           clear_way,
            lag(status) OVER w AS prev_status,
            lag(period) OVER w AS prev_period,
            warned AND coalesce(risk_status = '已消除'
                                AND cleared_on < strptime(period || '-01', '%Y-%m-%d')::DATE, false)
-               AS reflagged
-    FROM mart.monitoring_states st
+               AS reflagged,
+           coalesce(lag(warned AND coalesce(risk_status = '已消除'
+                                            AND cleared_on < strptime(period || '-01', '%Y-%m-%d')::DATE,
+                                            false)) OVER w, false) AS prev_reflagged
+    FROM mart.monitoring_states
     WHERE period IN (SELECT period FROM mart.policy_used WHERE period <= getvariable('upto'))
     WINDOW w AS (PARTITION BY household_key ORDER BY period)
-), s2 AS (
-    SELECT *, coalesce(lag(reflagged) OVER (PARTITION BY household_key ORDER BY period), false)
-                  AS prev_reflagged
-    FROM s
 ), cats AS (
     SELECT period, household_key,
            string_agg(coalesce(category_name, category), '、' ORDER BY category) AS categories
@@ -28,34 +29,38 @@ WITH s AS (
 ), ev AS (
     SELECT period, household_key, 'entered' AS event,
            CASE WHEN entered_by = '名单' THEN '名单：识别纳入 ' || strftime(identified_on, '%Y-%m-%d')
-                ELSE '预警' END AS detail, s2.*
-    FROM s2 WHERE prev_period IS NULL
+                ELSE '预警' END AS detail, status, village_code, township_code
+    FROM s WHERE prev_period IS NULL
     UNION ALL
-    SELECT period, household_key, 'warned', c.categories, s2.*
-    FROM s2 JOIN cats c USING (period, household_key) WHERE warned
+    SELECT period, household_key, 'warned', c.categories, status, village_code, township_code
+    FROM s JOIN cats c USING (period, household_key) WHERE warned
     UNION ALL
     SELECT period, household_key, 'proposed_clear',
-           '连续' || clean_periods || '期无预警且人均收入不低于监测线；3+1达标；有劳动力', s2.*
-    FROM s2 WHERE status = 'proposed_clear' AND prev_status IS DISTINCT FROM 'proposed_clear'
+           '连续' || clean_periods || '期无预警且人均收入不低于监测线；3+1达标；有劳动力',
+           status, village_code, township_code
+    FROM s WHERE status = 'proposed_clear' AND prev_status IS DISTINCT FROM 'proposed_clear'
     UNION ALL
     SELECT period, household_key, 'manual_review',
            '连续' || clean_periods || '期无预警且人均收入不低于监测线；'
                || CASE WHEN registry THEN '无劳动力' ELSE '非建档立卡户，劳动力不详' END
-               || '，需人工评估', s2.*
-    FROM s2 WHERE status = 'manual_review' AND prev_status IS DISTINCT FROM 'manual_review'
+               || '，需人工评估', status, village_code, township_code
+    FROM s WHERE status = 'manual_review' AND prev_status IS DISTINCT FROM 'manual_review'
     UNION ALL
     SELECT period, household_key, 'proposal_withdrawn',
            CASE WHEN warned THEN '再次预警' WHEN NOT coalesce(income_at_line, false) THEN '收入低于监测线'
-                WHEN NOT three_plus_one THEN '3+1未达标' ELSE '条件不再满足' END, s2.*
-    FROM s2 WHERE prev_status = 'proposed_clear' AND status IN ('monitoring', 'manual_review')
+                WHEN NOT three_plus_one THEN '3+1未达标' ELSE '条件不再满足' END,
+           status, village_code, township_code
+    FROM s WHERE prev_status = 'proposed_clear' AND status IN ('monitoring', 'manual_review')
     UNION ALL
     SELECT period, household_key, 'cleared',
-           strftime(cleared_on, '%Y-%m-%d') || ' ' || coalesce(clear_way, '消除方式未填'), s2.*
-    FROM s2 WHERE status = 'cleared' AND prev_status IS DISTINCT FROM 'cleared'
+           strftime(cleared_on, '%Y-%m-%d') || ' ' || coalesce(clear_way, '消除方式未填'),
+           status, village_code, township_code
+    FROM s WHERE status = 'cleared' AND prev_status IS DISTINCT FROM 'cleared'
     UNION ALL
     SELECT period, household_key, 'reflagged_after_clear',
-           '名单' || strftime(cleared_on, '%Y-%m-%d') || '已消除，本期再次预警', s2.*
-    FROM s2 WHERE reflagged AND NOT prev_reflagged
+           '名单' || strftime(cleared_on, '%Y-%m-%d') || '已消除，本期再次预警',
+           status, village_code, township_code
+    FROM s WHERE reflagged AND NOT prev_reflagged
 )
 SELECT period, household_key, event, detail, status, village_code, township_code FROM ev;
 
