@@ -364,9 +364,12 @@ def _build_docs(context, vr_id, build_index: bool = True) -> Path | None:
                                        build_index=build_index)
     except Exception:
         log.warning("GX Data Docs could not be built", exc_info=True)
-        return None
-    # the pages load their styling from CDNs: point them at the copies povwatch ships
-    make_offline(Path(context.root_directory).parent / "datadocs")
+        urls = {}   # the pages already rendered are still made offline below
+    # The pages load their styling from CDNs: point them at the copies povwatch ships. That reads
+    # every page of the site (all months kept), so with the index deferred it is done once, with
+    # the index, rather than after each department's page.
+    if build_index:
+        make_offline(Path(context.root_directory).parent / "datadocs")
     url = urls.get(DOCS_SITE)
     return Path(url.removeprefix("file://")) if url else None
 
