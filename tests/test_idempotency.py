@@ -75,7 +75,11 @@ def test_periods_out_of_order_give_the_same_marts(in_order, tmp_path: Path) -> N
     assert rs.run_in_process(inbox, warehouse, tmp_path) in (0, 3)
 
     got, want = rs.mart_digest(warehouse), in_order["marts"]
+    # mart.problem_events_withdrawn is the record of what earlier builds showed (the July build
+    # opened problems that the late June delivery shows were already open in June): it depends on
+    # the order of deliveries by design, like audit.*. Every other mart is the same.
+    history_of_builds = {"mart.problem_events_withdrawn"}
     diff = [f"{t}: {got.get(t)} != {want.get(t)} (in order)" for t in sorted(set(got) | set(want))
-            if got.get(t) != want.get(t)]
+            if got.get(t) != want.get(t) and t not in history_of_builds]
     assert not diff, "out-of-order loading differs from in-order:\n" + "\n".join(diff)
     assert rs.staging_digest(warehouse) == in_order["staging"]
