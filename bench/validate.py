@@ -48,8 +48,9 @@ def generate_fupin(con, rows: int, period: str, schema: str) -> None:
         SELECT i,
                '620523' || strftime(DATE '1940-01-01' + CAST(i % 25000 AS INTEGER), '%Y%m%d')
                         || lpad(CAST(i % 997 AS VARCHAR), 3, '0') AS first17,
-               '620523' || lpad(CAST(100 + i % 12 AS VARCHAR), 3, '0')
-                        || lpad(CAST(201 + i % 40 AS VARCHAR), 3, '0') AS village
+               -- a household's members live in one village (household_id_one_village holds)
+               '620523' || lpad(CAST(100 + (i // 4) % 12 AS VARCHAR), 3, '0')
+                        || lpad(CAST(201 + (i // 4) % 40 AS VARCHAR), 3, '0') AS village
         FROM range({rows}) t(i)""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _fupin_rows AS
