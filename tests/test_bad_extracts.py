@@ -18,11 +18,20 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from povwatch.tasks.core.lake import use_lake
 from tests import badcorpus as bc
 from tests.badcorpus import BAD_DEPT, GOOD_DEPT, PERIOD
 
 CASES = bc.cases()
 
+
+
+def _read_only(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    """A plain read-only connection that reads the lake's relative paths, as a BI client would
+    after setting file_search_path (docs/operations.md)."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    use_lake(con, warehouse)
+    return con
 
 def _ingest():
     return pytest.importorskip("povwatch.tasks.ingest.load")
@@ -142,7 +151,7 @@ def test_bad_extract(case: bc.Case, tmp_path: Path) -> None:
     assert sum(f.rows_loaded for f in neighbour.files) == neighbour_rows
     assert sum(f.rows_quarantined for f in neighbour.files) == 0
 
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = _read_only(warehouse)
     try:
         _accounting(con, result, case.dept, run_id)
         _accounting(con, neighbour, GOOD_DEPT, run_id)
@@ -195,7 +204,7 @@ def test_rejected_resubmission_keeps_previous_extract(tmp_path: Path) -> None:
     (d / "名单.csv").write_bytes(bc._garbage())
     second = ingest.stage_extract(warehouse, inbox, PERIOD, BAD_DEPT, "r2")
     assert second.status == "rejected"
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = _read_only(warehouse)
     try:
         ids = {r[0] for r in con.execute(
             f"SELECT id_number FROM staging.{BAD_DEPT} WHERE period = ?", [PERIOD]).fetchall()}
@@ -222,7 +231,7 @@ def test_bad_extracts_through_a_whole_run(tmp_path: Path) -> None:
     code = rs.run_in_process(inbox, warehouse, tmp_path)
     assert code == 3, f"run_inbox exited {code}"
 
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = _read_only(warehouse)
     try:
         status = dict(con.execute(
             "SELECT dept, string_agg(DISTINCT status, ',') FROM audit.extracts GROUP BY dept").fetchall())
