@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.marts_support import Fixture, add_all, good_household, idn, income
+from tests.support.marts import Fixture, add_all, good_household, idn, income
 
 P = "2020-09"
 ID: dict[str, str] = {}

@@ -1,6 +1,6 @@
 """Bad extracts never crash the pipeline, never lose a row and never spill into other departments.
 
-Every case of tests/badcorpus.py is delivered with a good extract of another department beside it.
+Every case of tests/support/badcorpus.py is delivered with a good extract of another department beside it.
 For each: no exception escapes ``stage_extract``; the extract is rejected with a message naming
 the file (and the row and column where there is one), or staged with exactly the broken rows
 quarantined under reasons that name the column; the neighbour is accepted whole; and every row
@@ -19,8 +19,8 @@ import duckdb
 import pytest
 
 from povwatch.tasks.core.lake import use_lake
-from tests import badcorpus as bc
-from tests.badcorpus import BAD_DEPT, GOOD_DEPT, PERIOD
+from tests.support import badcorpus as bc
+from tests.support.badcorpus import BAD_DEPT, GOOD_DEPT, PERIOD
 
 CASES = bc.cases()
 
@@ -216,7 +216,7 @@ def test_rejected_resubmission_keeps_previous_extract(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_bad_extracts_through_a_whole_run(tmp_path: Path) -> None:
     """A handful of corpus cases in one period beside good departments, through run_inbox."""
-    from tests import robust_support as rs
+    from tests.support import robust as rs
 
     _ingest()
     inbox = rs.subset_inbox(tmp_path / "inbox", (PERIOD,))      # fupin, shouru, weijian: good

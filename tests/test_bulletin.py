@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from povwatch.flows.cli import main
 from povwatch.tasks.office.bulletin import (beijing_today, dekad_of, last_complete, range_title, resolve_range,
                             write_bulletin)
-from tests.fixtures_marts import PERIODS, full_ids_in, marts_warehouse  # noqa: F401
+from tests.support.fixtures_marts import PERIODS, full_ids_in, marts_warehouse  # noqa: F401
 
 
 def test_dekads_and_weeks():

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests import robust_support as rs
+from tests.support import robust as rs
 
 PAUSE_SECONDS = 6
 READER_QUERY = "SELECT count(*) AS n FROM audit.extracts, range(3000000)"

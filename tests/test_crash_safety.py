@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests import robust_support as rs
+from tests.support import robust as rs
 
 KILLS = ("promoted#1", "stage-txn#1", "marts-txn#3")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests import badcorpus as bc
+from tests.support import badcorpus as bc
 from tests.test_bad_extracts import _fresh_warehouse
 
 PERIOD = bc.PERIOD

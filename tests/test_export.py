@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from povwatch.flows.cli import main
 from povwatch.tasks.office.export import write_exports
-from tests.fixtures_marts import INJECTION_TEXTS, PERIODS, full_ids_in, marts_warehouse  # noqa: F401
+from tests.support.fixtures_marts import INJECTION_TEXTS, PERIODS, full_ids_in, marts_warehouse  # noqa: F401
 
 PERIOD = PERIODS[-1]
 

@@ -297,7 +297,7 @@ def payroll_county(tmp_path_factory):
     """Twelve households whose heads are on the state payroll (P08) over five periods. In 2021-02
     the township refutes ten (不属实) and confirms two (属实); in 2021-04 the first one's employer
     changes (new evidence) and the second one's record disappears (the data closes it)."""
-    from tests.marts_support import Fixture, add_all, good_household, idn
+    from tests.support.marts import Fixture, add_all, good_household, idn
 
     periods = ("2021-01", "2021-02", "2021-03", "2021-04", "2021-05")
     heads = [idn("1970-01-01", 100 + i) for i in range(12)]

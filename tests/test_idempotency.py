@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests import robust_support as rs
+from tests.support import robust as rs
 
 
 def _counts(warehouse: Path) -> dict[str, int]:

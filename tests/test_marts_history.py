@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from povwatch.tasks.marts import build as marts
-from tests.marts_support import Fixture, good_household, idn, income, person
+from tests.support.marts import Fixture, good_household, idn, income, person
 
 PERIODS = ("2020-06", "2020-07", "2020-08", "2020-09")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.marts_support import ALL_DEPTS, Fixture, good_household, idn
+from tests.support.marts import ALL_DEPTS, Fixture, good_household, idn
 
 PERIODS = ("2020-06", "2020-07", "2020-08", "2020-09")
 X, HB, HP, HN, HO = (idn("1981-01-01"), idn("1975-02-02"), idn("1950-03-03"), idn("1985-04-04"),

@@ -12,7 +12,7 @@ import pytest
 
 from povwatch.tasks.marts.build import model_order
 from povwatch.tasks.marts.lineage import declared_io, model_io, order_problems
-from tests.marts_support import Fixture, add_all, good_household, idn
+from tests.support.marts import Fixture, add_all, good_household, idn
 
 MODELS = model_order()
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.marts_support import Fixture, add_all, good_household, idn, income, person
+from tests.support.marts import Fixture, add_all, good_household, idn, income, person
 
 P6, P9 = "2020-06", "2020-09"
 V2 = "620523102001"     # a second township

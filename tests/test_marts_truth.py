@@ -21,7 +21,7 @@ from povwatch.tasks.synth.generate import generate  # noqa: E402
 from povwatch.tasks.ingest.load import promote_extract, stage_extract  # noqa: E402
 from povwatch.tasks.marts.build import build_marts  # noqa: E402
 from povwatch.tasks.validate.suites import validate_extract  # noqa: E402
-from tests.marts_support import Fixture  # noqa: E402
+from tests.support.marts import Fixture  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

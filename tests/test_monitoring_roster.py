@@ -18,7 +18,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from tests.marts_support import ALL_DEPTS, Fixture, add_all, good_household, idn, income
+from tests.support.marts import ALL_DEPTS, Fixture, add_all, good_household, idn, income
 
 PERIODS = [f"2020-{m:02d}" for m in range(1, 10)]
 ROSTER_PERIODS = ["2020-02", "2020-03", "2020-06", "2020-07", "2020-08", "2020-09"]

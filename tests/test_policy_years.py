@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from povwatch.tasks.marts.build import load_policy
-from tests.marts_support import Fixture, add_all, good_household, idn
+from tests.support.marts import Fixture, add_all, good_household, idn
 
 ID: dict[str, str] = {}
 

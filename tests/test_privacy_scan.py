@@ -31,7 +31,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests import robust_support as rs
+from tests.support import robust as rs
 
 TOKEN = "FAKEtok3n-9f8e7d6c5b4a-SECRET"
 PASSWORD = "hunter2-Pa55word-SECRET"

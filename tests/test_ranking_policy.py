@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from povwatch.tasks.marts import build as marts
-from tests.marts_support import Fixture, add_all, good_household, idn
+from tests.support.marts import Fixture, add_all, good_household, idn
 
 VILLAGE_B = "620523101201"   # a second township, so that there is something to rank
 CHANGED = {"ranking_base_score": 50, "ranking_open_weight": 7, "ranking_overdue_weight": 1,

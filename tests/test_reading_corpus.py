@@ -1,4 +1,4 @@
-"""Reading without guessing: the #13 reading classes of tests/badcorpus.py (reading_cases).
+"""Reading without guessing: the #13 reading classes of tests/support/badcorpus.py (reading_cases).
 
 Each case is read and conformed as the loader does (prepare_part: every file of the delivery,
 no warehouse) and held to what a clerk relies on: every row read is loaded or quarantined
@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests import badcorpus as bc
+from tests.support import badcorpus as bc
 from tests.test_bad_extracts import _fresh_warehouse
 
 CASES = bc.reading_cases()

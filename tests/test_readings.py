@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.marts_support import Fixture, add_all, good_household, idn, income, person
+from tests.support.marts import Fixture, add_all, good_household, idn, income, person
 
 DEC, JAN = "2020-12", "2021-01"
 ID: dict[str, str] = {}

@@ -13,7 +13,7 @@ from povwatch.flows.rebuild import rebuild
 from povwatch.tasks.core import runs
 from povwatch.tasks.core.settings import POLICY_DIR
 from povwatch.tasks.marts import build as marts
-from tests.marts_support import Fixture, good_household, idn
+from tests.support.marts import Fixture, good_household, idn
 
 PERIODS = ("2020-06", "2020-07")
 HEAD = idn("1980-01-01")

@@ -14,7 +14,7 @@ import pytest
 from povwatch.tasks.office.outputs import WarehouseUnavailable
 from povwatch.flows.office_commands import report_cli
 from povwatch.tasks.office.report import write_report
-from tests.fixtures_marts import PERIODS, TOWNSHIPS, full_ids_in, marts_warehouse  # noqa: F401
+from tests.support.fixtures_marts import PERIODS, TOWNSHIPS, full_ids_in, marts_warehouse  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

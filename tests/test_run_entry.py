@@ -1,5 +1,5 @@
 """What a run is given, checked at the door (issue 13, items 2, 8, 9, 10): a bad-input corpus of
-deliveries, names and warehouses, separate from tests/badcorpus.py (extracts' contents).
+deliveries, names and warehouses, separate from tests/support/badcorpus.py (extracts' contents).
 
 - One definition of a delivery: a corrected file delivered as .txt, .xlsm, in a subfolder or as a
   dot-file is read on a first load AND seen when it changes; what is not read (Office lock files,
@@ -25,8 +25,8 @@ from povwatch.flows.run_command import run_inbox
 from povwatch.tasks.core.runs import loaded_hashes
 from povwatch.tasks.ingest import load as ingest
 from povwatch.tasks.ingest.inbox import delivery, fingerprint, pending_periods
-from tests import badcorpus as bc
-from tests import robust_support as rs
+from tests.support import badcorpus as bc
+from tests.support import robust as rs
 from tests.support.fakes import Fakes, make_inbox
 
 PERIOD = bc.PERIOD

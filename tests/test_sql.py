@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from povwatch.flows.cli import main
-from tests.fixtures_marts import PERIODS, marts_warehouse  # noqa: F401
+from tests.support.fixtures_marts import PERIODS, marts_warehouse  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]   # the repository root
 PYTHON = sys.executable
 
 FIRST_PERIOD = "2020-06"
