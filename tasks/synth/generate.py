@@ -169,6 +169,8 @@ class Generator:
         self._write_truth(monitoring, problems + [roster_problems], households)
         monitored.write_csv(self.out / "truth" / "monitored.csv")
         plant_feedback(self, feedback_frames)   # the townships' 核实反馈 and truth/ledger.csv
+        # the feedback's badly filled rows were appended to truth/quarantine.csv: count them too
+        self.quarantined = pl.read_csv(self.out / "truth" / "quarantine.csv", infer_schema=False)
         self.monitored = monitored
         return self._summary(monitoring, problems, time.perf_counter() - started)
 
