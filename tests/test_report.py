@@ -46,7 +46,7 @@ def test_report_covers_every_section_in_chinese(report):
     # the bottom three of the ranking are marked, and only they
     assert html.count('class="bottom3"') == 3 and html.count("末三位</span>") == 3
     # change from the last period is shown
-    assert f"对比上期 {PERIODS[-2]}" in html and "新纳入" in html
+    assert f"对比上期 {PERIODS[-2]}" in html and "本期新预警" in html
 
 
 def test_report_says_what_it_was_built_from_without_ids(marts_warehouse, report):  # noqa: F811
