@@ -86,10 +86,7 @@ def bar_chart(categories: Sequence[str], series: dict[str, Sequence[float | None
     span = (vmax - vmin) or 1
     plot_w = width - label_w - 70 - (40 if vmin < 0 else 0)
     origin = label_w + (40 if vmin < 0 else 0) + (-vmin) / span * plot_w
-    out = [f'<svg class="chart" role="img" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" {FONT}>',
-           f"<title>{escape(title)}</title>",
-           f'<text x="4" y="18" font-size="14" font-weight="bold">{escape(title)}</text>']
+    out = [_svg_open(title, width, height)]
     if len(names) > 1:
         out += _legend(names, label_w, 40, width)
     for i, cat in enumerate(categories):
@@ -133,10 +130,7 @@ def line_chart(x_labels: Sequence[str], series: dict[str, Sequence[float | None]
         x = left + (plot_w * i / (len(x_labels) - 1) if len(x_labels) > 1 else plot_w / 2)
         return x, top + plot_h - (v - vmin) / span * plot_h
 
-    out = [f'<svg class="chart" role="img" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" {FONT}>',
-           f"<title>{escape(title)}</title>",
-           f'<text x="4" y="18" font-size="14" font-weight="bold">{escape(title)}</text>']
+    out = [_svg_open(title, width, height)]
     if len(names) > 1:
         out += _legend(names, left, 40, width)
     for frac in (0, 0.5, 1):
@@ -170,8 +164,14 @@ def line_chart(x_labels: Sequence[str], series: dict[str, Sequence[float | None]
     return "".join(out)
 
 
-def _empty(title: str, width: int) -> str:
+def _svg_open(title: str, width: int, height: int) -> str:
+    """The opening of every chart: the svg element, its accessible title and the visible one."""
     return (f'<svg class="chart" role="img" width="{width}" '
-            f'height="50" viewBox="0 0 {width} 50" {FONT}><title>{escape(title)}</title>'
-            f'<text x="4" y="18" font-size="14" font-weight="bold">{escape(title)}</text>'
-            f'<text x="4" y="40" font-size="12" fill="#777">（无数据）</text></svg>')
+            f'height="{height}" viewBox="0 0 {width} {height}" {FONT}>'
+            f"<title>{escape(title)}</title>"
+            f'<text x="4" y="18" font-size="14" font-weight="bold">{escape(title)}</text>')
+
+
+def _empty(title: str, width: int) -> str:
+    return _svg_open(title, width, 50) + '<text x="4" y="40" font-size="12" fill="#777">（无数据）</text></svg>'
+
