@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import date
 from pathlib import Path
 
 import click
@@ -13,7 +14,7 @@ from povwatch.tasks.core.lake import lake_root
 from povwatch.tasks.core.locking import WarehouseBusy
 from povwatch.tasks.core.privacy import mask_key
 from povwatch.tasks.core.settings import output_dir
-from povwatch.tasks.office.bulletin import KIND_TITLES, _parse_day, range_title, resolve_range, write_bulletin
+from povwatch.tasks.office.bulletin import KIND_TITLES, range_title, resolve_range, write_bulletin
 from povwatch.tasks.office.compat_copy import storage_version_number, write_compat_copy
 from povwatch.tasks.office.export import KINDS, write_exports
 from povwatch.tasks.office.household import (KeyProblem, household_file, render_html, render_text,
@@ -60,6 +61,16 @@ def report_cli(period: str | None, warehouse: Path) -> int:
     print(f"最新版本 / latest: {path.parent / 'latest.html'}")
     return 0
 
+
+def _parse_day(text: str | None, what: str) -> date | None:
+    """--since / --until: a date as YYYY-MM-DD, or None when the option was not given."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise WarehouseUnavailable(f"{what}应为 YYYY-MM-DD：{text}",
+                                   f"--{what} must be YYYY-MM-DD: {text}") from None
 
 def bulletin_cli(kind: str, since: str | None, until: str | None, warehouse: Path) -> int:
     try:

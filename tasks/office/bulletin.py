@@ -170,15 +170,3 @@ def write_bulletin(warehouse: Path, kind: str, since: date, until: date) -> Path
     write_private(folder / f"{stem}.md", md_env.get_template("bulletin.md.j2").render(**ctx))
     return write_private(folder / f"{stem}.html",
                          env.get_template("bulletin.html.j2").render(**ctx))
-
-
-def _parse_day(text: str | None, what: str) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise WarehouseUnavailable(f"{what}应为 YYYY-MM-DD：{text}",
-                                   f"--{what} must be YYYY-MM-DD: {text}") from None
-
-
