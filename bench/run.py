@@ -27,7 +27,7 @@ in a fresh subprocess so that one measurement's memory or warm caches do not lea
   first flow with one empty task (a temporary server unless PREFECT_API_URL is set), a second one.
 
 Then it prints one table, the ratios (run / floor per size, L / M) and the targets: whole run on M
-<= 3x the floor and <= 2 GB peak; L / M <= 11; L <= 12 GB. A missed target is printed with the
+<= 5x the floor in wall time and <= 7x in CPU seconds, <= 1.5 GB peak; L / M <= 10; L <= 8 GB. A missed target is printed with the
 margin it was missed by. L costs ~15 million rows of generation and a run ten times M's: leave it
 out (``--sizes S,M``) and the L figures are extrapolated from S and M, linearly in rows, and say so.
 """
@@ -56,7 +56,8 @@ SIZES = {  # name -> (registry households per county, counties)
     # they are spread over 7 (42,858 each) — the same rows as ten counties of M.
     "L": (42_858, 7),
 }
-TARGETS = {"run_over_floor_M": 3.0, "peak_gb_M": 2.0, "L_over_M": 11.0, "peak_gb_L": 12.0,
+TARGETS = {"run_over_floor_M": 5.0, "run_over_floor_cpu_M": 7.0, "peak_gb_M": 1.5,
+           "L_over_M": 10.0, "peak_gb_L": 8.0,
            "history_last_over_first": 1.1}
 STAGES = ("startup", "ingest", "validate", "promote", "marts", "ledger", "report", "other")
 
@@ -642,17 +643,24 @@ def print_report(results: dict, overhead: dict, baseline: dict | None, baseline_
     if "M" in results:
         r = results["M"]
         ratio = r["run"]["whole"] / r["floor"]["whole"]
-        target(ratio <= TARGETS["run_over_floor_M"],
-               f"M whole run ≤ 3× floor: {ratio:.1f}×",
-               f"{ratio / 3:.1f}× ({r['run']['whole'] - 3 * r['floor']['whole']:.0f} s over)")
-        gb = r["run"]["peak_rss"] / 2**30
-        target(gb <= TARGETS["peak_gb_M"], f"M peak memory ≤ 2 GB: {gb:.2f} GB", f"{gb - 2:.2f} GB")
+        bound = TARGETS["run_over_floor_M"]
+        target(ratio <= bound, f"M whole run ≤ {bound:g}× floor (wall): {ratio:.1f}×",
+               f"{ratio / bound:.1f}× ({r['run']['whole'] - bound * r['floor']['whole']:.0f} s over)")
+        # the process tree's CPU (getrusage of the children), as the table's "same, in CPU s"
+        run_cpu = r["run"].get("process_cpu", r["run"]["cpu"])
+        cpu_ratio = run_cpu / r["floor"]["cpu"]
+        bound = TARGETS["run_over_floor_cpu_M"]
+        target(cpu_ratio <= bound, f"M whole run ≤ {bound:g}× floor (CPU s): {cpu_ratio:.1f}×",
+               f"{cpu_ratio / bound:.1f}× ({run_cpu - bound * r['floor']['cpu']:.0f} s over)")
+        gb, bound = r["run"]["peak_rss"] / 2**30, TARGETS["peak_gb_M"]
+        target(gb <= bound, f"M peak memory ≤ {bound:g} GB: {gb:.2f} GB", f"{gb - bound:.2f} GB")
     if "M" in results and "L" in results:
         ratio = results["L"]["run"]["whole"] / results["M"]["run"]["whole"]
         est = " (estimated)" if results["L"].get("estimated") else ""
-        target(ratio <= TARGETS["L_over_M"], f"L ÷ M ≤ 11: {ratio:.2f}{est}", f"{ratio - 11:.2f}")
-        gb = results["L"]["run"]["peak_rss"] / 2**30
-        target(gb <= TARGETS["peak_gb_L"], f"L peak memory ≤ 12 GB: {gb:.2f} GB{est}", f"{gb - 12:.2f} GB")
+        bound = TARGETS["L_over_M"]
+        target(ratio <= bound, f"L ÷ M ≤ {bound:g}: {ratio:.2f}{est}", f"{ratio - bound:.2f}")
+        gb, bound = results["L"]["run"]["peak_rss"] / 2**30, TARGETS["peak_gb_L"]
+        target(gb <= bound, f"L peak memory ≤ {bound:g} GB: {gb:.2f} GB{est}", f"{gb - bound:.2f} GB")
     return missed
 
 
