@@ -397,11 +397,12 @@ def _read_excel(path: Path, data: bytes, contract: Contract) -> list[tuple[str |
     for sheet_index in range(max(len(sheet_names), 1)):
         name = sheet_names[sheet_index] if sheet_index < len(sheet_names) else f"{sheet_index + 1}"
         try:
-            visible = reader.load_sheet(sheet_index, header_row=None, n_rows=0).visible == "visible"
-            # eager: calamine's rows straight into one Arrow batch (fupin at size M: 2.0 s
-            # instead of 2.6 s for the lazy sheet and its to_arrow)
-            table = reader.load_sheet(sheet_index, header_row=None, skip_rows=0,
-                                      dtypes="string", eager=True)
+            # One parse of the sheet: loading it (even with n_rows=0) parses the whole sheet XML,
+            # so the lazy sheet gives its visibility and then its rows (fupin at size M: 1.3 s of
+            # CPU instead of 2.1 s for a load to see .visible and a second, eager one).
+            sheet = reader.load_sheet(sheet_index, header_row=None, skip_rows=0, dtypes="string")
+            visible = sheet.visible == "visible"
+            table = sheet.to_arrow()
         except Exception as exc:
             if sheet_index == 0:
                 raise ReadError(f"Excel文件无法打开（{type(exc).__name__}），请检查文件是否损坏或加密") from None
