@@ -351,6 +351,30 @@ def test_data_docs_built_without_identity_numbers(wh):
     assert leaks == []
 
 
+def test_a_period_s_data_docs_pages_are_written_once_on_the_way_out(wh):
+    """Inside data_docs_index_once (the flow's period) each department's result is stored and its
+    page rendered with the index when the period's validations are done: the outcome already
+    names the index, and afterwards every department has its page, listed by the index."""
+    from povwatch.tasks.core.settings import output_dir
+    from povwatch.tasks.validate.suites import data_docs_index_once, validate_extract
+
+    path, con = wh
+    rows = [{"id_number": make_id(i), "contracted": "true", "disease_class": "无"} for i in range(4)]
+    insert(con, "weijian", "2020-10", rows)
+    insert(con, "canlian", "2020-10", [{"id_number": make_id(i), "level": "2"} for i in range(3)])
+    pages = output_dir(path) / "datadocs" / "validations"
+    before = set(pages.rglob("*2020-10.html"))
+    with data_docs_index_once(path):
+        outcomes = [validate_extract(path, "2020-10", dept, "run-once") for dept in ("weijian", "canlian")]
+    index = output_dir(path) / "datadocs" / "index.html"
+    assert [o.data_docs for o in outcomes] == [index, index]
+    new = {p.name for p in set(pages.rglob("*2020-10.html")) - before}
+    assert new == {"weijian-2020-10.html", "canlian-2020-10.html"}
+    text = index.read_text(encoding="utf-8")
+    assert "weijian-2020-10" in text and "canlian-2020-10" in text
+    assert "static/offline/" in text   # made offline after the build
+
+
 def test_blocking_outcome_reaches_a_webhook_masked(wh, monkeypatch):
     """validate_extract -> alert_on_outcomes -> a real receiver on 127.0.0.1: the department,
     period, file, expectation, count and masked sample arrive; no full identity number does."""

@@ -335,11 +335,11 @@ def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: 
                 run_id=results.meta["run_id"], batch_identifier=f"{dept}-{period}")
             context.validation_results_store.set(vr_id, results)
             out = output_dir(Path(warehouse))
-            with _DEFERRED_LOCK:  # the index is built once, by data_docs_index_once
+            with _DEFERRED_LOCK:  # pages and index are built once, by data_docs_index_once
                 deferred = out in _DEFERRED_INDEX
                 if deferred:
                     _DEFERRED_INDEX[out].append(vr_id)
-            docs = _build_docs(context, vr_id, build_index=not deferred)
+            docs = _site_index(context, out) if deferred else _build_docs(context, [vr_id])
         finally:
             _release(ds)
     return results, docs
@@ -354,10 +354,13 @@ _DEFERRED_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def data_docs_index_once(warehouse: Path):
-    """Validations inside render their own Data Docs page but not the site's index; the index is
-    built once on the way out. The index lists every validation result ever stored, so building it
-    after each department cost 12 x (0.1-0.3 s of CPU, growing with the months kept) per period, on
-    the one thread GX runs on. Validations in other processes (Dask workers) build it as before."""
+    """Validations inside store their results; their Data Docs pages and the site's index are
+    built once, in one GX docs build, on the way out. The index lists every validation result ever
+    stored, so building it after each department cost 12 x (0.1-0.3 s of CPU, growing with the
+    months kept) per period; each docs build also lists every stored result (again growing with
+    the months kept), sets up its site builder and copies GX's static files, ~60 ms a department.
+    All on the one thread GX runs on. Validations in other processes (Dask workers) build their
+    page and the index as before."""
     warehouse = Path(warehouse).resolve()
     out = output_dir(warehouse)
     with _DEFERRED_LOCK:
@@ -371,21 +374,35 @@ def data_docs_index_once(warehouse: Path):
                 rendered = _DEFERRED_INDEX.pop(out, [])
             if rendered:
                 with _GX_LOCK:
-                    _build_docs(gx_context(warehouse), rendered[-1], build_index=True)
+                    _build_docs(gx_context(warehouse), rendered)
 
 
-def _build_docs(context, vr_id, build_index: bool = True) -> Path | None:
+_SITE_INDEX: dict[Path, Path] = {}
+
+
+def _site_index(context, out: Path) -> Path | None:
+    """The Data Docs site's index page, the URL a docs build returns (asked of GX once per output
+    folder: it sets up a site builder)."""
+    if out not in _SITE_INDEX:
+        urls = context.get_docs_sites_urls(site_name=DOCS_SITE, only_if_exists=False)
+        url = urls[0].get("site_url") if urls else None
+        if not url:
+            return None
+        _SITE_INDEX[out] = Path(url.removeprefix("file://"))
+    return _SITE_INDEX[out]
+
+
+def _build_docs(context, vr_ids: list) -> Path | None:
+    """The pages of the given validation results and the site's index, then offline."""
     try:
-        urls = context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=[vr_id],
-                                       build_index=build_index)
+        urls = context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=vr_ids,
+                                       build_index=True)
     except Exception:
         log.warning("GX Data Docs could not be built", exc_info=True)
         urls = {}   # the pages already rendered are still made offline below
     # The pages load their styling from CDNs: point them at the copies povwatch ships. That reads
-    # every page of the site (all months kept), so with the index deferred it is done once, with
-    # the index, rather than after each department's page.
-    if build_index:
-        make_offline(Path(context.root_directory).parent / "datadocs")
+    # every page of the site (all months kept), so it is done once per docs build.
+    make_offline(Path(context.root_directory).parent / "datadocs")
     url = urls.get(DOCS_SITE)
     return Path(url.removeprefix("file://")) if url else None
 
