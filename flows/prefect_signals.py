@@ -9,15 +9,18 @@
 * The period's counts per department and the rejection reasons, as log lines of the flow run.
 
 Everything here goes through the privacy rule (``scrub``): Prefect is outside the warehouse.
-Only called inside a Prefect flow run (local mode has no Prefect to tell).
+Only called inside a Prefect flow run (local mode has no Prefect to tell), except
+``blocking_failures``, which the run summary of both modes uses: so Prefect is imported inside
+the functions that talk to it, and importing this module costs a local run nothing.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from prefect.states import Completed, State
+from typing import TYPE_CHECKING, Any
 
 from povwatch.tasks.core.privacy import scrub
+
+if TYPE_CHECKING:
+    from prefect.states import State
 
 PARTLY_RETURNED = "部分退回"
 EXTRACT_REJECTED = "povwatch.extract.rejected"
@@ -26,6 +29,8 @@ EXPECTATION_FAILED = "povwatch.expectation.failed"
 
 def finish_period(summary: dict) -> Any:
     """Log and emit what the period did; its final state (named when an extract was rejected)."""
+    from prefect.states import Completed
+
     log_period(summary)
     emit_period_events(summary)
     if summary["rejected"]:
@@ -38,6 +43,7 @@ def run_state(summary: dict) -> State:
     """The run's final state: ``部分退回`` when any period rejected an extract. Its log says, per
     period, what was accepted and what was returned (the period sub-flows' logs have the rows)."""
     from prefect import get_run_logger
+    from prefect.states import Completed
 
     logger = get_run_logger()
     for result in summary["results"]:

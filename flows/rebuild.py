@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from povwatch.flows.pipeline import new_run_id
+from povwatch.flows.process import new_run_id
 from povwatch.tasks.core import runs
 from povwatch.tasks.core.db import held_open
 from povwatch.tasks.core.locking import WarehouseBusy, warehouse_lock

@@ -8,15 +8,17 @@ Two things are chosen here, in one place:
   (``PREFECT_API_URL``): in ephemeral mode every worker would start its own temporary server.
 * **Orchestration mode** of ``povwatch run`` / ``povwatch demo``: ``prefect`` runs the flows
   against a Prefect API; ``local`` runs the very same step sequence (``flows.pipeline``) on a
-  thread pool without Prefect, honouring each task's retries. Default: ``prefect`` when
+  thread pool without Prefect, honouring each step's retries. Default: ``prefect`` when
   ``PREFECT_API_URL`` is set, else ``local`` — because with no server configured Prefect starts a
   temporary one, which costs 15–20 s per process here (and on a fresh install its first start,
   which migrates a new database, overruns Prefect's 20 s start-up timeout). ``POVWATCH_PREFECT``
   = ``ephemeral`` | ``local`` | ``prefect`` overrides the choice.
 
-The step sequence talks to a ``Steps`` object (``PrefectSteps`` or ``LocalSteps``) with three
-verbs: ``submit`` (a task, concurrently), ``call`` (a task, now, in this process) and ``publish``
-(artifacts for the UI). That is the whole difference between the two modes.
+The step sequence (flows/process.py) talks to a ``Steps`` object (``PrefectSteps`` of
+flows/pipeline.py, or ``LocalSteps`` here) with four verbs: ``submit`` (a step, concurrently),
+``call`` (a step, now, in this process), ``wait`` and ``publish`` (artifacts for the UI). That is
+the whole difference between the two modes. This module imports Prefect only inside the functions
+of the Prefect modes: a local run never imports it.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import contextlib
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from povwatch.tasks.core.settings import RunnerSettings, load_settings
@@ -115,12 +118,45 @@ def orchestration_mode(explicit: str | None = None) -> str:
 
 
 def _profile_has_api_url() -> bool:
+    """Does Prefect's own configuration name a server? Asking Prefect means importing it (~1.1 s
+    of CPU, what a local run otherwise never pays), so it is asked only when one of the places
+    Prefect reads could name one (:func:`_prefect_config_may_name_server`)."""
+    if not _prefect_config_may_name_server():
+        return False
     try:
         from prefect.settings import PREFECT_API_URL
 
         return bool(PREFECT_API_URL.value())
     except Exception:  # noqa: BLE001 - a broken profile means "no server"
         return False
+
+
+def _prefect_config_may_name_server() -> bool:
+    """False only when none of the places Prefect reads its settings from can set an API URL.
+
+    Prefect reads (besides ``PREFECT_API_URL`` itself, in the settings): the active profile of its
+    profiles file (``PREFECT_PROFILES_PATH``, else ``$PREFECT_HOME/profiles.toml``, else
+    ``~/.prefect/profiles.toml``; without one, its bundled profiles, whose active one is
+    ``ephemeral``, unless ``PREFECT_PROFILE`` picks another), and ``.env``, ``prefect.toml`` and
+    ``pyproject.toml``'s ``[tool.prefect]`` in the working directory. Any doubt answers True, and
+    Prefect itself then decides: the two answers can only differ in cost."""
+    if any(os.environ.get(name) for name in ("PREFECT_PROFILES_PATH", "PREFECT_PROFILE")):
+        return True
+    if Path("prefect.toml").exists():   # relative: the working directory, as Prefect reads it
+        return True
+    for name, marker in ((".env", "PREFECT_"), ("pyproject.toml", "tool.prefect")):
+        if marker in _text(Path(name)):
+            return True
+    home = os.environ.get("PREFECT_HOME")
+    profiles = Path(home) / "profiles.toml" if home else Path.home() / ".prefect" / "profiles.toml"
+    return "API_URL" in _text(profiles).upper()
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:   # absent (the usual case) or unreadable: says nothing
+        return ""
 
 
 @contextlib.contextmanager
@@ -155,32 +191,6 @@ def prepare_prefect(mode: str) -> None:
 # The two ways of executing steps
 
 
-class PrefectSteps:
-    """Steps as Prefect task runs on the flow's task runner (inside a flow run)."""
-
-    prefect = True
-
-    def submit(self, task, **kwargs):
-        return task.submit(**kwargs)
-
-    def call(self, task, **kwargs):
-        return task(**kwargs)
-
-    def wait(self, futures: list) -> list:
-        from prefect.futures import wait
-
-        wait(futures)
-        return [f.result() for f in futures]
-
-    def publish(self, markdown: str, tables: dict[str, list[dict]], key: str) -> None:
-        from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-        create_markdown_artifact(markdown=markdown, key=key, description="povwatch 运行摘要 run summary")
-        for name, rows in tables.items():
-            if rows:
-                create_table_artifact(table=rows, key=f"{key}-{name}", description=name)
-
-
 class _LocalFuture:
     def __init__(self, future: cf.Future):
         self._future = future
@@ -190,8 +200,8 @@ class _LocalFuture:
 
 
 class LocalSteps:
-    """The same steps without Prefect: a thread pool; a task's ``retries``, ``retry_delay_seconds``
-    and ``retry_condition_fn`` are honoured so that behaviour matches the flow."""
+    """The steps of flows/process.py without Prefect: a thread pool; each step's declared
+    ``retries``, ``retry_delay_seconds`` and ``retry_if`` are honoured, as its Prefect task does."""
 
     prefect = False
 
@@ -203,11 +213,11 @@ class LocalSteps:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
-    def submit(self, task, **kwargs):
-        return _LocalFuture(self.pool.submit(run_with_retries, task, kwargs))
+    def submit(self, step, **kwargs):
+        return _LocalFuture(self.pool.submit(run_with_retries, step, kwargs))
 
-    def call(self, task, **kwargs):
-        return run_with_retries(task, kwargs)
+    def call(self, step, **kwargs):
+        return run_with_retries(step, kwargs)
 
     def wait(self, futures: list) -> list:
         cf.wait([f._future for f in futures])
@@ -217,34 +227,18 @@ class LocalSteps:
         self.published.append((key, markdown, tables))
 
 
-def _delays(task) -> list[float]:
-    delay = getattr(task, "retry_delay_seconds", 0) or 0
-    if isinstance(delay, (list, tuple)):
-        return [float(d) for d in delay]
-    return [float(delay)]
-
-
-def run_with_retries(task, kwargs: dict[str, Any]):
-    """Call a Prefect task's function directly, retrying as the task declares."""
-    fn = getattr(task, "fn", task)
-    retries = int(getattr(task, "retries", 0) or 0)
-    condition = getattr(task, "retry_condition_fn", None)
-    delays = _delays(task)
+def run_with_retries(step, kwargs: dict[str, Any]):
+    """Call a step's function (flows.process.Step), retrying as the step declares."""
+    delays = [float(d) for d in step.retry_delay_seconds] or [0.0]
     attempt = 0
     while True:
         try:
-            return fn(**kwargs)
+            return step.fn(**kwargs)
         except Exception as exc:
-            if attempt >= retries or (condition is not None and not _should_retry(condition, task, exc)):
+            if attempt >= step.retries or (step.retry_if is not None and not step.retry_if(exc)):
                 raise
             delay = delays[min(attempt, len(delays) - 1)]
-            log.warning("%s failed (%s); retry %d/%d in %.0f s", getattr(task, "name", fn.__name__),
-                        exc, attempt + 1, retries, delay)
+            log.warning("%s failed (%s); retry %d/%d in %.0f s", step.name, exc, attempt + 1,
+                        step.retries, delay)
             attempt += 1
             time.sleep(delay)
-
-
-def _should_retry(condition, task, exc: Exception) -> bool:
-    from prefect.states import Failed
-
-    return bool(condition(task, None, Failed(data=exc, message=repr(exc))))

@@ -275,7 +275,7 @@ def test_two_counties_on_dask_workers_match_thread_pool(prefect_server, api, two
 
     # A resubmission: only the changed department is sent to the cluster; the unchanged ones are
     # recognised (sha256) before it, in the flow's process, and not read again.
-    from povwatch.flows.pipeline import _stage_prepared, real_pipeline
+    from povwatch.flows.process import _stage_prepared, real_pipeline
     from povwatch.flows.runners import LocalSteps
 
     resubmitted = tmp_path / "resubmitted"

@@ -7,6 +7,7 @@ one session-scoped test harness.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from uuid import UUID
 import duckdb
 import pytest
 
-from povwatch.flows import pipeline
+from povwatch.flows import process
 from povwatch.flows.run_command import run_inbox
 from povwatch.tasks.core.locking import warehouse_lock
 from tests.support.fakes import Fakes, make_inbox
@@ -25,7 +26,8 @@ from tests.support.fakes import Fakes, make_inbox
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("POVWATCH_SETTLE_SECONDS", "0")
     monkeypatch.setenv("POVWATCH_OUTPUT", str(tmp_path / "output"))
-    monkeypatch.setattr(pipeline.raise_alerts, "retry_delay_seconds", 0)
+    # the alerts step's declared retries, without its waits (both modes build on the declaration)
+    monkeypatch.setattr(process, "ALERTS", dataclasses.replace(process.ALERTS, retry_delay_seconds=(0,)))
     return tmp_path
 
 
@@ -145,7 +147,7 @@ def test_local_mode_same_outcomes_and_retry_policy(env, fakes):
 
 
 def test_staging_waits_while_a_file_is_still_being_copied(env, fakes, monkeypatch):
-    monkeypatch.setattr(pipeline.stage_department, "retry_delay_seconds", [0.3])
+    monkeypatch.setattr(process, "STAGE", dataclasses.replace(process.STAGE, retry_delay_seconds=(0.3,)))
     inbox = make_inbox(env)
     part = inbox / "2026-01" / "fupin" / "fupin2.csv.part"
     part.write_text("a,b\n", encoding="utf-8")

@@ -1,0 +1,441 @@
+"""The monthly process, step by step, with no Prefect in it: what ``povwatch run`` does in local mode.
+
+A period reads like the process (docs/orchestration.md):
+
+    every department staged concurrently (one step per department: its files are one extract)
+      -> validated -> promoted, or rejected
+      -> marts -> alerts -> receipts -> report -> run summary
+
+This module orchestrates and nothing else: no SQL, no reading of the inbox, no rendering. The
+business steps are plain functions of ``tasks/`` taking paths; a run receives them as one
+``Pipeline`` value (the real ones by default, :func:`real_pipeline`). The orchestration steps
+below are plain functions too, each declared once as a :class:`Step` — its Prefect name, its run
+name, its retries as data. ``process_period`` and ``execute_run`` are written once against a
+``Steps`` object: ``LocalSteps`` (flows/runners.py) calls the step functions on a thread pool,
+honouring the declared retries; ``PrefectSteps`` (flows/pipeline.py) runs each step as the Prefect
+task of that name. So a local run never imports Prefect (~1.2 s of CPU per process), and the
+Prefect modes run the very same sequence as task runs and flows (flows/pipeline.py).
+
+Retries: staging retries only while a department's files are still being copied (size/mtime not
+yet stable); alerting retries because a notification channel can be briefly down; a receipt once
+(a file system hiccup). Nothing else retries: a bad extract stays bad however often it is read.
+
+Scale-out (Dask set in the settings, Prefect modes only): the period still runs in the flow's
+process, the one writer of the DuckDB file; only read -> conform of each (department, county) goes
+to the cluster (flows/scaleout.py), after ``check_department`` found the department complete and
+changed, and ``stage_department`` then loads the Parquet partitions (``tasks.ingest.load.load_parts``).
+
+Unchanged extracts: staging compares each file's sha256 with ``audit.extracts`` and returns
+``unchanged``; such departments are not validated or promoted again, and a period whose files are
+all known is not run at all (``tasks.ingest.inbox.pending_periods``) — unless a stopped run left
+it unfinished (``tasks.core.runs.unfinished_periods``): then it is run to the end again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from povwatch.flows import prefect_signals
+from povwatch.tasks.core import runs
+from povwatch.tasks.core.db import held_open
+from povwatch.tasks.core.integrity import check_warehouse
+from povwatch.tasks.core.locking import warehouse_lock
+from povwatch.tasks.core.privacy import scrub
+from povwatch.tasks.core.settings import load_settings, output_dir
+from povwatch.tasks.ingest import inbox as inbox_files
+from povwatch.tasks.ingest import load as ingest
+from povwatch.tasks.ingest import receipts
+from povwatch.tasks.ingest.contracts import department_codes
+from povwatch.tasks.marts import build as marts_build
+from povwatch.tasks.office import report as office_report
+from povwatch.tasks.office.run_summary import department_rows, render_summary, run_message
+from povwatch.tasks.validate import alerts as validate_alerts
+from povwatch.tasks.validate import suites as validate_suites
+
+log = logging.getLogger("povwatch")
+
+
+def new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+# --------------------------------------------------------------------------------------------
+# The business steps a run calls, passed in
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """The business functions of a run (each from tasks/, paths in, small results out)."""
+
+    stage_extract: Callable        # read, conform, load one department's files into pending
+    unchanged_extract: Callable    # decide missing / refused / unchanged without reading a row
+    load_parts: Callable           # scale-out: load the Parquet parts prepared on the cluster
+    validate_extract: Callable     # the department's GX suite over its pending extract
+    data_docs_index_once: Callable  # context: GX's Data Docs index built once per period
+    warm_up_validation: Callable   # start GX in the background while departments are staged
+    promote_extract: Callable
+    reject_extract: Callable
+    build_marts: Callable
+    alert_on_outcomes: Callable
+    notify_run_failure: Callable   # local mode has no Prefect Automation: tell the channel
+    write_receipt: Callable
+    write_report: Callable
+
+
+def real_pipeline() -> Pipeline:
+    """The functions of tasks/, looked up now (so a wrapper put on a module attribute applies)."""
+    return Pipeline(
+        stage_extract=ingest.stage_extract, unchanged_extract=ingest.unchanged_extract,
+        load_parts=ingest.load_parts, validate_extract=validate_suites.validate_extract,
+        data_docs_index_once=validate_suites.data_docs_index_once,
+        warm_up_validation=warm_up_validation,
+        promote_extract=ingest.promote_extract, reject_extract=ingest.reject_extract,
+        build_marts=marts_build.build_marts, alert_on_outcomes=validate_alerts.alert_on_outcomes,
+        notify_run_failure=validate_alerts.notify_run_failure,
+        write_receipt=receipts.write_receipt, write_report=office_report.write_report)
+
+
+def warm_up_validation(warehouse: Path) -> None:
+    """Import Great Expectations and open its context in the background while the departments
+    are staged: 3-7 s of CPU that otherwise sits on the critical path, before the first
+    validation. A failure here is ignored: validation then imports GX itself and reports."""
+    import pyarrow  # noqa: F401  - imported once here, not concurrently by GX's pandas and polars
+
+    def warm() -> None:
+        try:
+            validate_suites.gx_context(Path(warehouse).resolve())
+        except Exception:  # noqa: BLE001
+            log.debug("GX warm-up failed", exc_info=True)
+
+    threading.Thread(target=warm, name="povwatch-gx-warm-up", daemon=True).start()
+
+
+def _as_dict(obj: Any) -> dict:
+    if obj is None:
+        return {}
+    if isinstance(obj, dict):
+        return dict(obj)
+    return dataclasses.asdict(obj)
+
+
+# --------------------------------------------------------------------------------------------
+# The steps: plain functions, paths in, small dicts out, never a connection; each declared once
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One orchestration step and what a runner should do about it.
+
+    ``name`` and ``run_name`` (a template over the step's arguments) are what the Prefect UI shows
+    for its task runs. ``retries`` more attempts, waiting ``retry_delay_seconds`` (one per retry,
+    the last repeated), and only while ``retry_if(exception)`` says so (None: whatever failed)."""
+
+    name: str
+    fn: Callable[..., Any]
+    run_name: str | None = None
+    retries: int = 0
+    retry_delay_seconds: tuple[float, ...] = (0,)
+    retry_if: Callable[[BaseException], bool] | None = None
+
+
+def still_copying(exc: BaseException) -> bool:
+    """Retry staging only while the delivery is still being copied; anything else (an OSError, a
+    bug) will not get better by reading again."""
+    return isinstance(exc, inbox_files.FileStillCopying)
+
+
+def _wait_until_delivered(inbox: str, period: str, dept: str) -> None:
+    found = inbox_files.delivery(Path(inbox), period, dept)
+    inbox_files.check_delivery_complete(found, load_settings().settle_seconds)
+
+
+STAGE_RETRY_DELAYS = (10, 30, 60)
+
+
+def stage_department(pipeline: Pipeline, warehouse: str, inbox: str, period: str, dept: str,
+                     run_id: str, parts: list | None = None) -> dict:
+    """Load one department's extract into pending.<dept> (or find it unchanged).
+
+    Without ``parts``: read, conform and load its files here. With ``parts`` (scale-out): the
+    files were already read and conformed per county on the cluster, and checked not unchanged
+    (``check_department``); only the loading is left, by the one writer, from the Parquet parts.
+    """
+    if parts is None:
+        _wait_until_delivered(inbox, period, dept)
+        result = pipeline.stage_extract(Path(warehouse), Path(inbox), period, dept, run_id)
+    else:
+        result = pipeline.load_parts(Path(warehouse), Path(inbox), period, dept, parts, run_id)
+    return _stage_summary(period, dept, result)
+
+
+def _stage_summary(period: str, dept: str, result) -> dict:
+    result = _as_dict(result)
+    files = [f if isinstance(f, dict) else {"file": str(f), "sha256": None} for f in result.get("files") or []]
+    return {"period": period, "dept": dept, "status": result.get("status"),
+            "files": [{"file": f.get("file"), "sha256": f.get("sha256")} for f in files],
+            "message": result.get("message") or ""}
+
+
+def check_department(pipeline: Pipeline, warehouse: str, inbox: str, period: str, dept: str,
+                     run_id: str) -> dict:
+    """Scale-out only, before anything is sent to the cluster: is the delivery complete, and is
+    there anything to read? Returns the final staging summary when not (missing, refused, or the
+    same files as the accepted extract: 'unchanged', so not re-read on the cluster), else status
+    ``to_prepare`` with the files to read and conform per county."""
+    _wait_until_delivered(inbox, period, dept)
+    decided = pipeline.unchanged_extract(Path(warehouse), Path(inbox), period, dept, run_id)
+    if decided is not None:
+        return _stage_summary(period, dept, decided)
+    files = inbox_files.delivery(Path(inbox), period, dept).files
+    return {"period": period, "dept": dept, "status": "to_prepare", "files": [],
+            "message": "", "todo": [str(f) for f in files]}
+
+
+def validate_department(pipeline: Pipeline, warehouse: str, period: str, dept: str, run_id: str) -> dict:
+    """Great Expectations suite of the department over its pending extract."""
+    outcome = _as_dict(pipeline.validate_extract(Path(warehouse), period, dept, run_id))
+    return {"period": period, "dept": dept, **outcome}
+
+
+def promote_department(pipeline: Pipeline, warehouse: str, period: str, dept: str, run_id: str) -> str:
+    pipeline.promote_extract(Path(warehouse), period, dept, run_id)
+    return "accepted"
+
+
+def reject_department(pipeline: Pipeline, warehouse: str, period: str, dept: str, run_id: str,
+                      message: str) -> str:
+    pipeline.reject_extract(Path(warehouse), period, dept, run_id, message)
+    return "rejected"
+
+
+def build_marts_step(pipeline: Pipeline, warehouse: str, period: str, run_id: str) -> dict:
+    return dict(pipeline.build_marts(Path(warehouse), period, run_id) or {})
+
+
+def raise_alerts(pipeline: Pipeline, warehouse: str, run_id: str, outcomes: list[dict]) -> list[dict]:
+    """Alerts for rejected extracts and failed expectations, through the configured channel.
+
+    Retried: a notification channel that is briefly down is worth a second try (the alerts module
+    fingerprints alerts, so a retry does not send twice).
+    """
+    return list(pipeline.alert_on_outcomes(Path(warehouse), run_id, outcomes) or [])
+
+
+def write_receipt_step(pipeline: Pipeline, warehouse: str, period: str, dept: str, out_dir: str) -> str | None:
+    path = pipeline.write_receipt(Path(warehouse), period, dept, Path(out_dir))
+    return str(path) if path else None
+
+
+def write_report_step(pipeline: Pipeline, warehouse: str, period: str) -> str:
+    return str(pipeline.write_report(Path(warehouse), period))
+
+
+STAGE = Step("stage", stage_department, "stage-{period}-{dept}", retries=3,
+             retry_delay_seconds=STAGE_RETRY_DELAYS, retry_if=still_copying)
+CHECK = Step("check", check_department, "check-{period}-{dept}", retries=3,
+             retry_delay_seconds=STAGE_RETRY_DELAYS, retry_if=still_copying)
+VALIDATE = Step("validate", validate_department, "validate-{period}-{dept}")
+PROMOTE = Step("promote", promote_department, "promote-{period}-{dept}")
+REJECT = Step("reject", reject_department, "reject-{period}-{dept}")
+MARTS = Step("marts", build_marts_step, "marts-{period}")
+ALERTS = Step("alerts", raise_alerts, retries=2, retry_delay_seconds=(5, 20))
+RECEIPT = Step("receipt", write_receipt_step, "receipt-{period}-{dept}", retries=1,
+               retry_delay_seconds=(2,))
+REPORT = Step("report", write_report_step, "report-{period}")
+STEPS = (STAGE, CHECK, VALIDATE, PROMOTE, REJECT, MARTS, ALERTS, RECEIPT, REPORT)
+
+
+# --------------------------------------------------------------------------------------------
+# One period
+
+
+def process_period(steps, pipeline: Pipeline, inbox: Path, period: str, warehouse: Path, run_id: str,
+                   prepare: Callable[..., list] | None = None, finish: bool = False) -> dict:
+    """Stage every department concurrently, validate, promote or reject, then marts, alerts,
+    receipts and the report. Returns the period's summary (what the artifacts show).
+
+    ``prepare`` (scale-out): a callable that reads and conforms the files of the departments
+    needing it per (department, county), elsewhere (a Dask cluster), and returns the PreparedParts;
+    staging then only loads them. Without it each department is read and loaded here.
+    ``finish``: a stopped run left the period unfinished: marts, receipts and the report are made
+    even when no department changed since."""
+    w, i = str(warehouse), str(inbox)
+    started = time.monotonic()
+    partitions: list[dict] = []
+    call = dict(pipeline=pipeline, warehouse=w, period=period, run_id=run_id)
+
+    with pipeline.data_docs_index_once(warehouse):  # GX's Data Docs index once, not per department
+        if prepare is None:
+            staged = steps.wait([steps.submit(STAGE, **call, inbox=i, dept=d)
+                                 for d in department_codes()])
+        else:
+            staged, partitions = _stage_prepared(steps, pipeline, prepare, w, i, period, run_id)
+        to_validate = [s for s in staged if s["status"] == "staged"]
+        validated = steps.wait([steps.submit(VALIDATE, **call, dept=s["dept"]) for s in to_validate])
+
+    decisions, outcomes = [], []
+    for s, v in zip(to_validate, validated):
+        if v.get("blocking_failed"):
+            message = v.get("message") or "阻断性校验未通过 blocking expectation failed"
+            decisions.append(steps.submit(REJECT, **call, dept=s["dept"], message=message))
+        else:
+            decisions.append(steps.submit(PROMOTE, **call, dept=s["dept"]))
+        outcomes.append({**v, "status": "rejected" if v.get("blocking_failed") else "accepted",
+                         "files": s["files"], "message": v.get("message") or s["message"]})
+    for s in staged:
+        if s["status"] == "rejected":   # unreadable, or a required column missing: rejected at staging
+            decisions.append(steps.submit(REJECT, **call, dept=s["dept"], message=s["message"]))
+            outcomes.append({"period": period, "dept": s["dept"], "status": "rejected",
+                             "blocking_failed": True, "failures": [], "files": s["files"],
+                             "message": s["message"]})
+    steps.wait(decisions)
+
+    status = {s["dept"]: s["status"] for s in staged}
+    status.update({o["dept"]: o["status"] for o in outcomes})
+    accepted = sorted(d for d, st in status.items() if st == "accepted")
+    rejected = sorted(d for d, st in status.items() if st == "rejected")
+
+    marts: dict = {}
+    alerts: list[dict] = []
+    receipt_paths: list[str] = []
+    report = None
+    if outcomes or finish:
+        if accepted or (finish and period in runs.loaded_periods(warehouse)):
+            marts = steps.call(MARTS, **call)
+        notices = ([{"period": period, "notice": marts["policy_warning"], "message": marts["policy_warning"],
+                     "severity": "warning"}] if marts.get("policy_warning") else [])
+        alerts = steps.call(ALERTS, pipeline=pipeline, warehouse=w, run_id=run_id,
+                            outcomes=outcomes + notices)
+        out = str(output_dir(warehouse) / "receipts")
+        to_receipt = sorted({o["dept"] for o in outcomes}
+                            | (set(runs.decided_departments(warehouse, period)) if finish else set()))
+        receipt_paths = [r for r in steps.wait([
+            steps.submit(RECEIPT, pipeline=pipeline, warehouse=w, period=period, dept=d, out_dir=out)
+            for d in to_receipt]) if r]
+        report = steps.call(REPORT, pipeline=pipeline, warehouse=w, period=period)
+
+    newly = runs.newly_monitored(warehouse, period) if marts else None
+    summary = {
+        "period": period, "run_id": run_id, "finished_for_a_stopped_run": finish,
+        "departments": department_rows(staged, outcomes, runs.department_counts(warehouse, run_id, period)),
+        "skipped": runs.skipped_files(warehouse, run_id, period),
+        "accepted": accepted, "rejected": rejected,
+        "unchanged": sorted(d for d, st in status.items() if st == "unchanged"),
+        "missing": sorted(d for d, st in status.items() if st == "missing"),
+        "rejection_messages": {o["dept"]: scrub(o["message"]) for o in outcomes if o["status"] == "rejected"},
+        "blocking_failures": prefect_signals.blocking_failures(outcomes),
+        "marts": {**{k: v for k, v in marts.items() if isinstance(v, (int, float, str)) and k != "period"},
+                  **({"newly_monitored": newly} if newly is not None else {})},
+        "periods_built": [str(p) for p in marts.get("periods_built", [])],
+        "alerts": len(alerts), "receipts": receipt_paths, "report": report,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    if prepare is not None:
+        summary["partitions"] = partitions
+    markdown, tables = render_summary(summary)
+    steps.publish(markdown, tables, key=f"povwatch-{period}")
+    return summary
+
+
+def _stage_prepared(steps, pipeline: Pipeline, prepare, w: str, i: str, period: str,
+                    run_id: str) -> tuple[list[dict], list[dict]]:
+    """Scale-out staging: check every department here (complete? unchanged?), send the files of
+    the others to ``prepare`` (read -> conform per county, on the cluster), then load each
+    department's parts here, the one writer. Returns the staging summaries in department order
+    and the partition table."""
+    # Scale-out runs only in the Prefect modes, where flows/scaleout.py (Prefect's county flow) is
+    # already imported; imported here, not at the top, so that a local run does not import Prefect.
+    from povwatch.flows.scaleout import partition_rows
+
+    call = dict(pipeline=pipeline, warehouse=w, inbox=i, period=period, run_id=run_id)
+    checked = steps.wait([steps.submit(CHECK, **call, dept=d) for d in department_codes()])
+    todo = {c["dept"]: c["todo"] for c in checked if c["status"] == "to_prepare"}
+    parts = prepare(inbox=i, period=period, warehouse=w, run_id=run_id, extracts=todo) if todo else []
+    by_dept: dict[str, list] = {d: [] for d in todo}
+    for part in parts:
+        by_dept[part.dept].append(part)
+    loaded = steps.wait([steps.submit(STAGE, **call, dept=d, parts=by_dept[d]) for d in todo])
+    done = {s["dept"]: s for s in loaded}
+    return [done.get(c["dept"], c) for c in checked], partition_rows(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# A run: one period, or every pending or unfinished period in order; late periods replay the marts
+
+
+def check_run_request(inbox: Path, period: str | None) -> None:
+    """Refuse, before anything is written, an inbox that is a period or department folder and a
+    period that is not YYYY-MM (tasks.ingest.inbox.BadName, a message for the user)."""
+    if not Path(inbox).is_dir():   # a deployment's inbox parameter pointing nowhere: not "nothing new"
+        raise FileNotFoundError(f"收件箱不存在：{inbox}（检查 --inbox、部署的 inbox 参数或 POVWATCH_INBOX）"
+                                f" / inbox not found: {inbox}")
+    inside = inbox_files.looks_like_inside(inbox)
+    if inside:
+        raise inbox_files.BadName(inside)
+    if period is not None:
+        inbox_files.check_period(period)
+
+
+def execute_run(steps, pipeline: Pipeline, inbox: Path, warehouse: Path, period: str | None,
+                run_id: str, run_period: Callable[..., dict], flow_run_id: str | None = None,
+                lock_timeout: float | None = None) -> dict:
+    """Hold the warehouse lock, record the run in audit.runs, run its periods in order."""
+    inbox, warehouse = Path(inbox), Path(warehouse)
+    check_run_request(inbox, period)
+    with warehouse_lock(warehouse, timeout=lock_timeout, what=f"povwatch run {run_id}"):
+        check_warehouse(warehouse)   # a damaged file is refused before anything writes to it
+        with held_open(warehouse):
+            return _run_periods(steps, pipeline, inbox, warehouse, period, run_id, run_period,
+                                flow_run_id)
+
+
+def _run_periods(steps, pipeline: Pipeline, inbox: Path, warehouse: Path, period: str | None,
+                 run_id: str, run_period: Callable[..., dict], flow_run_id: str | None) -> dict:
+    """execute_run under the lock, the warehouse open."""
+    periods, resumed = _periods_to_run(inbox, warehouse, period, run_id)
+    if periods:
+        pipeline.warm_up_validation(warehouse)
+    already = runs.loaded_periods(warehouse)
+    late = [p for p in periods if already and p < already[-1] and p not in already]
+    runs.record_run_start(warehouse, run_id, inbox, periods, flow_run_id)
+    try:
+        results = [run_period(inbox=str(inbox), period=p, warehouse=str(warehouse), run_id=run_id,
+                              finish=p in resumed) for p in periods]
+    except BaseException as exc:   # Ctrl-C too: the run is recorded as stopped, its periods unfinished
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        runs.record_run_end(warehouse, run_id, reason, scrub(f"{type(exc).__name__}: {exc}")[:1000])
+        raise
+    # A period delivered late: build_marts rewrote the per-period marts of every later built
+    # period and replayed the history marts (ledger, events, ranking) in order.
+    replayed = sorted({p for r in results for p in r.get("periods_built", [])} - set(periods))
+    rejected = [f"{r['period']} {d}" for r in results for d in r["rejected"]]
+    summary = {"run_id": run_id, "periods": periods, "results": results, "rejected": rejected,
+               "late": late, "replayed": replayed, "resumed": resumed,
+               "inbox_problems": inbox_files.inbox_problems(inbox),
+               "status": "rejected_extracts" if rejected else "completed",
+               "message": run_message(periods, rejected, late, resumed)}
+    runs.record_run_end(warehouse, run_id, summary["status"], summary["message"])
+    return summary
+
+
+def _periods_to_run(inbox: Path, warehouse: Path, period: str | None, run_id: str) -> tuple[list, list]:
+    """The periods asked for (one), or every period with a new or changed file and every period a
+    stopped run left unfinished; and which of them are unfinished (run to the end again).
+
+    A run killed mid-way (SIGKILL, power cut) is still marked running: it becomes failed first,
+    and like every run that stopped (Ctrl-C, a failure after staging) leaves its periods unfinished
+    until a run finishes them."""
+    runs.take_over_interrupted_runs(warehouse, run_id)
+    unfinished = [p for p in runs.unfinished_periods(warehouse) if inbox_files.PERIOD_RE.match(p)]
+    if period:
+        periods = [period]
+    else:
+        periods = sorted(set(inbox_files.pending_periods(inbox, runs.loaded_hashes(warehouse)))
+                         | set(unfinished))
+    return periods, [p for p in periods if p in unfinished]

@@ -1,0 +1,67 @@
+"""A local run pays only for what it uses (issue 19): with no Prefect server configured,
+``povwatch run`` runs the steps on its own thread pool and never imports Prefect (~1.2 s of CPU per
+process) nor Dask; a Prefect profile naming a server still makes it a Prefect run."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.support import robust as rs
+
+PERIOD = rs.FIRST_PERIOD
+NOT_FOR_A_LOCAL_RUN = ("prefect", "prefect_dask", "distributed", "dask")
+
+
+def _default_env(tmp: Path) -> dict[str, str]:
+    """The environment of a user who configured nothing: no POVWATCH_PREFECT, no PREFECT_API_URL,
+    a Prefect home of its own (no profile)."""
+    env = rs.cli_env(tmp)
+    del env["POVWATCH_PREFECT"]
+    return env
+
+
+def _imported(importtime_stderr: str) -> set[str]:
+    """Every module the process imported, in any thread (``python -X importtime`` on stderr)."""
+    return {line.rsplit("|", 1)[1].strip() for line in importtime_stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_a_local_run_imports_neither_prefect_nor_dask(tmp_path):
+    inbox = tmp_path / "inbox"
+    shutil.copytree(rs.inbox_root(rs.generated_inbox()) / PERIOD / "fupin", inbox / PERIOD / "fupin")
+    warehouse = tmp_path / "wh" / "povwatch.duckdb"
+    proc = subprocess.run([rs.PYTHON, "-X", "importtime", "-m", "povwatch.flows.cli", "run",
+                           "--inbox", str(inbox), "--warehouse", str(warehouse)],
+                          env=_default_env(tmp_path), cwd=str(rs.PROJECT), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "local mode" in proc.stdout and "接收 accepted 1," in proc.stdout   # the registry loaded
+    imported = _imported(proc.stderr)
+    # the run did its work (GX validated the registry, imported in its warm-up thread) ...
+    assert "great_expectations" in imported and "duckdb" in imported
+    # ... and nothing of the Prefect modes was imported, in any thread, at any point of the run
+    assert not sorted(m for m in imported if m.split(".")[0] in NOT_FOR_A_LOCAL_RUN)
+
+
+def _mode_in(env: dict[str, str]) -> list[str]:
+    code = ("import sys\nfrom povwatch.flows.runners import orchestration_mode\n"
+            "print(orchestration_mode(), 'prefect' in sys.modules)")
+    proc = subprocess.run([rs.PYTHON, "-c", code], env=env, cwd=str(rs.PROJECT),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.split()
+
+
+def test_a_prefect_profile_naming_a_server_still_chooses_prefect_mode(tmp_path):
+    env = _default_env(tmp_path)
+    assert _mode_in(env) == ["local", "False"]   # nothing configured: decided without Prefect
+    home = Path(env["PREFECT_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "profiles.toml").write_text(
+        'active = "office"\n\n[profiles.office]\nPREFECT_API_URL = "http://127.0.0.1:4200/api"\n',
+        encoding="utf-8")
+    assert _mode_in(env)[0] == "prefect"
+    (home / "profiles.toml").write_text(   # a profile that names no server: still local
+        'active = "office"\n\n[profiles.office]\nPREFECT_LOGGING_LEVEL = "INFO"\n', encoding="utf-8")
+    assert _mode_in(env)[0] == "local"
