@@ -385,8 +385,8 @@ def conform(raw: pl.DataFrame, contract: Contract) -> Conformed:
     # Clean text: trimmed, blank -> null; canonical names now hold the clean text so that
     # required_when (SQL over canonical names) reads what the department meant.
     def clean(name: str) -> pl.Expr:
-        t = pl.col(name).cast(pl.Utf8).str.strip_chars()
-        return pl.when(t != "").then(t).alias(name)
+        # replace("", None) rather than when(t != "").then(t): same nulls, a third of the CPU
+        return pl.col(name).cast(pl.Utf8).str.strip_chars().replace("", None).alias(name)
 
     cert_exprs: list[pl.Expr] = []
     if contract.certificate and CERTIFICATE in frame.columns:
