@@ -151,3 +151,22 @@ def test_a_warehouse_from_before_relative_paths_is_converted_by_its_next_run(tmp
     deliver(inbox, JULY, [row(3)])
     load(moved, inbox, JULY, "r2")
     assert sql(moved, "SELECT count(*) AS n FROM raw.minzheng").splitlines() == ["n", "4"]
+
+
+def test_a_copy_of_the_whole_folder_reads_each_row_once_while_the_original_stays(tmp_path: Path):
+    """cp -r of the warehouse folder (a backup, a test copy): the copy's relative paths exist in
+    its own lake and in the original's, which it lists as a home; every row is still read once."""
+    inbox = tmp_path / "inbox"
+    deliver(inbox, JUNE, [row(0), row(1), row(2)])
+    original = tmp_path / "office" / "povwatch.duckdb"
+    open_warehouse(original).close()
+    load(original, inbox, JUNE, "r1")
+    copy = tmp_path / "backup" / "povwatch.duckdb"
+    shutil.copytree(original.parent, copy.parent)
+    assert sql(copy, "SELECT count(*) AS n FROM raw.minzheng").splitlines() == ["n", "3"]
+    assert sql(copy, "SELECT count(*) AS n FROM staging.minzheng").splitlines() == ["n", "3"]
+    deliver(inbox, JULY, [row(0), row(1), row(2), row(3)])
+    load(copy, inbox, JULY, "r2")
+    counts = sql(copy, "SELECT period, count(*) AS n FROM raw.minzheng GROUP BY 1 ORDER BY 1")
+    assert counts.splitlines() == ["period,n", f"{JUNE},3", f"{JULY},4"]
+    assert sql(original, "SELECT count(*) AS n FROM raw.minzheng").splitlines() == ["n", "3"]

@@ -35,7 +35,26 @@ def lake_roots(con: duckdb.DuckDBPyConnection, warehouse: Path | str) -> list[Pa
         homes = [Path(r[0]) for r in con.execute("SELECT path FROM audit.lake_homes ORDER BY path").fetchall()]
     except duckdb.CatalogException:   # a new warehouse, or one from before lake_homes
         homes = []
-    return [own] + [h for h in homes if h != own and h.is_dir()]
+    others = [h for h in homes if h != own and h.is_dir()]
+    if others and _holds_every_listed_file(con, own):
+        # A copy of the whole folder (.duckdb and .lake) while the original stays: DuckDB reads
+        # a relative path in *every* search-path folder that has it, so searching the original's
+        # lake too would give every raw and pending row twice.
+        return [own]
+    return [own] + others
+
+
+def _holds_every_listed_file(con: duckdb.DuckDBPyConnection, lake: Path) -> bool:
+    """Whether every relative path audit.lake_files lists is a file in ``lake`` (a loop over the
+    listed files, a few per department and period; asked only of a warehouse with another home)."""
+    if not lake.is_dir():
+        return False
+    try:
+        listed = [r[0] for r in con.execute(
+            "SELECT DISTINCT path FROM audit.lake_files WHERE NOT starts_with(path, '/')").fetchall()]
+    except duckdb.CatalogException:
+        return False
+    return all((lake / path).is_file() for path in listed)
 
 
 def use_lake(con: duckdb.DuckDBPyConnection, warehouse: Path | str) -> None:
