@@ -86,16 +86,21 @@ def _expectation(type_: str, kwargs: dict, description: str, meta: dict) -> dict
 def id_check_sql(column: str) -> str:
     """Custom SQL (DuckDB) returning rows whose well-formed identity number fails MOD 11-2 or has
     an impossible birth date. Selects only lineage and the masked number: GX keeps what it returns.
-    No braces besides {batch}: GX treats ``{...}`` in the query as placeholders."""
+    No braces besides {batch}: GX treats ``{...}`` in the query as placeholders.
+
+    The 17 digits are read from one BIGINT of the first 17 characters, cast once per row in a
+    subquery (only well-formed numbers reach it: ASCII digits): 17 one-character casts cost twice
+    the CPU, over every row, and GX runs this query twice per extract (count and rows)."""
     digits = " + ".join(
-        f"{w}*CAST(substr({column}, {i + 1}, 1) AS INTEGER)" for i, w in enumerate(WEIGHTS)
+        f"{w}*((_first17 // {10 ** (16 - i)}) % 10)" for i, w in enumerate(WEIGHTS)
     )
     masked = mask_id_sql(column)
     return (
-        f"SELECT period, source_file, source_row, {masked} AS {column}_masked FROM {{batch}} "
-        f"WHERE length({column}) = 18 AND regexp_full_match({column}, '[0-9]+X?') AND ("
-        f"substr('{CHECK_CHARS}', CAST(({digits}) % 11 AS INTEGER) + 1, 1) <> substr({column}, 18, 1) "
-        f"OR try_strptime(substr({column}, 7, 8), '%Y%m%d') IS NULL)"
+        f"SELECT period, source_file, source_row, {masked} AS {column}_masked FROM ("
+        f"SELECT *, TRY_CAST(substr({column}, 1, 17) AS BIGINT) AS _first17 FROM {{batch}} "
+        f"WHERE length({column}) = 18 AND regexp_full_match({column}, '[0-9]+X?')) "
+        f"WHERE substr('{CHECK_CHARS}', CAST(({digits}) % 11 AS INTEGER) + 1, 1) <> substr({column}, 18, 1) "
+        f"OR try_strptime(substr({column}, 7, 8), '%Y%m%d') IS NULL"
     )
 
 
