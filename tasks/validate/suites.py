@@ -127,9 +127,7 @@ def county_village_regex(con) -> str:
     prefixes: list[str] = []
     divisions_csv = load_settings().divisions_csv
     if divisions_csv.exists():
-        prefixes = [r[0] for r in con.execute(
-            "SELECT DISTINCT substr(CAST(code AS VARCHAR), 1, 6) FROM read_csv(?, all_varchar=true) "
-            "WHERE lower(level) = 'county' ORDER BY 1", [str(divisions_csv)]).fetchall()]
+        prefixes = _division_prefixes(con, divisions_csv)
     if not prefixes:
         prefixes = [r[0] for r in con.execute(
             "SELECT DISTINCT substr(village_code, 1, 6) FROM ("
@@ -139,6 +137,21 @@ def county_village_regex(con) -> str:
     if not prefixes:
         return "^[0-9]{12}$"
     return "^(" + "|".join(prefixes) + ")[0-9]{6}$"
+
+
+_DIVISION_PREFIXES: dict[tuple, list[str]] = {}
+
+
+def _division_prefixes(con, divisions_csv: Path) -> list[str]:
+    """The county codes of the division table, read once per version of the file (every
+    department's validation asks; reading the CSV cost ~15 ms each time)."""
+    stat = divisions_csv.stat()
+    key = (str(divisions_csv), stat.st_mtime_ns, stat.st_size)
+    if key not in _DIVISION_PREFIXES:
+        _DIVISION_PREFIXES[key] = [r[0] for r in con.execute(
+            "SELECT DISTINCT substr(CAST(code AS VARCHAR), 1, 6) FROM read_csv(?, all_varchar=true) "
+            "WHERE lower(level) = 'county' ORDER BY 1", [str(divisions_csv)]).fetchall()]
+    return list(_DIVISION_PREFIXES[key])
 
 
 def volume_bounds(con, dept: str, period: str, max_change: float) -> tuple[int, int | None, dict]:
@@ -341,7 +354,18 @@ def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: 
                     _DEFERRED_INDEX[out].append(vr_id)
             docs = _site_index(context, out) if deferred else _build_docs(context, [vr_id])
         finally:
-            _release(ds)
+            # Inside a period (data_docs_index_once) GX's engine is kept for the next department
+            # and released on the way out: a new engine costs ~45 ms of set-up per validation.
+            out = output_dir(Path(warehouse))
+            with _DEFERRED_LOCK:
+                held = out in _DEFERRED_INDEX
+                replaced = _HELD_ENGINES.get(out) if held else None
+                if held:
+                    _HELD_ENGINES[out] = ds
+            if not held:
+                _release(ds)
+            elif replaced is not None and replaced is not ds:   # another warehouse's datasource
+                _release(replaced)
     return results, docs
 
 
@@ -350,6 +374,8 @@ def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: 
 # for seconds (flows.pipeline warms GX up in the background while departments are staged).
 _DEFERRED_INDEX: dict[Path, list] = {}
 _DEFERRED_LOCK = threading.Lock()
+# Output folders -> the GX datasource whose engine is kept open until data_docs_index_once ends.
+_HELD_ENGINES: dict[Path, Any] = {}
 
 
 @contextlib.contextmanager
@@ -372,8 +398,11 @@ def data_docs_index_once(warehouse: Path):
         if not nested:
             with _DEFERRED_LOCK:
                 rendered = _DEFERRED_INDEX.pop(out, [])
-            if rendered:
-                with _GX_LOCK:
+                held = _HELD_ENGINES.pop(out, None)
+            with _GX_LOCK:
+                if held is not None:
+                    _release(held)   # the warehouse file is not held open after the period
+                if rendered:
                     _build_docs(gx_context(warehouse), rendered)
 
 
