@@ -224,7 +224,8 @@ def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
     # Cheap first: rows with every cell null. Only if some row has no non-blank cell at all
     # after trimming (",  , ,") is the trimming pass paid for.
     blank = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.len_bytes() == 0) for c in cells])
-    frame = frame.filter(~blank)
+    if frame.select(blank.any()).item():   # filtering copies every column: only when it drops
+        frame = frame.filter(~blank)
     maybe = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.len_bytes() <= 8) for c in cells])
     if frame.select(maybe.any()).item():
         frame = frame.filter(~pl.all_horizontal(
