@@ -10,10 +10,12 @@ The work is SQL, one file per model under ``warehouse/models`` run in the order 
 * which departments delivered (accepted) in which period, as ``mart.period_deliveries``.
 
 Per-period marts are written for the period built and for every already-built later period (whose
-effective snapshots may have changed with a late delivery); the history marts (ledger, events,
-monitoring history, ranking) are then replayed over every built period. So the order in which
-periods are loaded does not change the result, and ``mart.ledger_as_of(period)`` gives the ledger
-as it stood after any period.
+effective snapshots may have changed with a late delivery), in order; the ledger and the monitoring
+states are carried from one built period to the next, so the states of the periods before the
+earliest rebuilt one are kept as they are (they depend only on the periods up to their own). The
+history marts (ledger, events, monitoring history, ranking) then write the rebuilt periods' rows
+(from the SQL variable ``rebuilt_from`` on). So the order in which periods are loaded does not
+change the result, and ``mart.ledger_as_of(period)`` gives the ledger as it stood after any period.
 """
 from __future__ import annotations
 
@@ -147,7 +149,7 @@ def _set_departments(con: duckdb.DuckDBPyConnection) -> None:
 
 
 PERIOD_TABLES = ("household_status", "monitoring", "problem_findings", "household_plan",
-                 "spot_check", "monitoring_states", "roster_unmatched")
+                 "spot_check", "monitoring_states", "roster_unmatched", "problem_states")
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, schema_sql: Path) -> bool:
@@ -172,6 +174,15 @@ def _migrate(con: duckdb.DuckDBPyConnection, schema_sql: Path) -> bool:
     # a per-period table new to this warehouse (monitoring_states) must be filled for every period
     added = [t for t in expected if t not in present and present]
     return any(t in PERIOD_TABLES for t in changed + added)
+
+
+def _rule_closing(con: duckdb.DuckDBPyConnection) -> list | None:
+    """What the ledger's replay reads of the rule catalogue (None before the first build)."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'mart' "
+                       "AND table_name = 'rules'").fetchone()[0]:
+        return None
+    return con.execute("SELECT code, responsible_dept, list_sort(reads) FROM mart.rules "
+                       "ORDER BY code").fetchall()
 
 
 def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
@@ -206,7 +217,11 @@ def build_marts(warehouse: Path, period: str, run_id: str, policy_year: int | No
         try:
             con.execute("BEGIN TRANSACTION")
             schema_changed = _migrate(con, models["setup"][0])
+            rules_before = _rule_closing(con)
             _set_departments(con)
+            # the ledger's states are carried period to period: a rule whose closing condition
+            # (what it reads, who answers for it) changed must be replayed from the first period
+            schema_changed = schema_changed or rules_before not in (None, _rule_closing(con))
             for path in models.get("setup", []):
                 _run_model(con, path)
             _load_divisions(con)
@@ -243,6 +258,8 @@ def build_marts(warehouse: Path, period: str, run_id: str, policy_year: int | No
             _set_policy(con, upto, latest_policy, int(latest_policy["spot_check_seed"]),
                         table="upto_policy")
             con.execute("SET VARIABLE upto = ?", [upto])
+            # the history models write the rows of the periods rebuilt here, from the earliest on
+            con.execute("SET VARIABLE rebuilt_from = ?", [plan[0][0]])
             con.execute("SET VARIABLE run_id = ?", [run_id])   # the run that withdraws (撤销) events
             for path in models.get("history", []):
                 _run_model(con, path)

@@ -1,5 +1,5 @@
 -- reads:  -
--- writes: mart.departments, mart.household_plan, mart.household_status, mart.monitoring, mart.monitoring_events, mart.monitoring_exclusions, mart.monitoring_history, mart.monitoring_states, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_events_withdrawn, mart.problem_findings, mart.problem_ledger, mart.roster_unmatched, mart.rule_precision, mart.rules, mart.spot_check, mart.township_monitoring, mart.township_ranking, mart.verifications
+-- writes: mart.departments, mart.household_plan, mart.household_status, mart.monitoring, mart.monitoring_events, mart.monitoring_exclusions, mart.monitoring_history, mart.monitoring_states, mart.period_deliveries, mart.policy_used, mart.problem_events, mart.problem_events_withdrawn, mart.problem_findings, mart.problem_ledger, mart.problem_states, mart.roster_unmatched, mart.rule_precision, mart.rules, mart.spot_check, mart.township_monitoring, mart.township_ranking, mart.verifications
 -- Chinese comments on every mart table and column (exports use them as headers).
 
 COMMENT ON TABLE mart.household_status IS '户状态（每户每期：3+1指标与三色码）';
@@ -87,6 +87,44 @@ COMMENT ON COLUMN mart.problem_ledger."subject_type" IS '对象类型';
 COMMENT ON COLUMN mart.problem_ledger."rule_name" IS '问题类型';
 COMMENT ON COLUMN mart.problem_ledger."opened_period" IS '本轮发现期次';
 COMMENT ON COLUMN mart.problem_ledger."as_of_period" IS '截至期次';
+COMMENT ON TABLE mart.problem_states IS '问题台账逐期状态（每个问题自首次发现起每个已建期次一行，逐期承接）';
+COMMENT ON COLUMN mart.problem_states."period" IS '期次';
+COMMENT ON COLUMN mart.problem_states."code" IS '规则代码';
+COMMENT ON COLUMN mart.problem_states."subject_id" IS '对象标识';
+COMMENT ON COLUMN mart.problem_states."first_seen_period" IS '首次发现期次';
+COMMENT ON COLUMN mart.problem_states."problem_key" IS '问题编号';
+COMMENT ON COLUMN mart.problem_states."status" IS '期末状态（open未销号/closed已销号/dismissed核实不属实）';
+COMMENT ON COLUMN mart.problem_states."seen" IS '本期数据是否发现';
+COMMENT ON COLUMN mart.problem_states."closable" IS '本期未发现且规则所读部门均已报送（可销号）';
+COMMENT ON COLUMN mart.problem_states."spell_start" IS '本期开始新一轮（发现或反弹）';
+COMMENT ON COLUMN mart.problem_states."closing" IS '本期销号';
+COMMENT ON COLUMN mart.problem_states."opened_period" IS '本轮发现期次';
+COMMENT ON COLUMN mart.problem_states."deadline" IS '整改期限';
+COMMENT ON COLUMN mart.problem_states."overdue" IS '期末是否逾期';
+COMMENT ON COLUMN mart.problem_states."was_overdue" IS '上期是否已逾期';
+COMMENT ON COLUMN mart.problem_states."reopen_count" IS '反弹次数（屡改屡犯）';
+COMMENT ON COLUMN mart.problem_states."last_seen_period" IS '最近发现期次';
+COMMENT ON COLUMN mart.problem_states."closed_period" IS '销号期次（已销号时）';
+COMMENT ON COLUMN mart.problem_states."household_key" IS '户标识';
+COMMENT ON COLUMN mart.problem_states."township_code" IS '乡镇代码';
+COMMENT ON COLUMN mart.problem_states."village_code" IS '村代码';
+COMMENT ON COLUMN mart.problem_states."responsible_dept" IS '责任部门代码';
+COMMENT ON COLUMN mart.problem_states."detail" IS '问题说明（最近一次发现的）';
+COMMENT ON COLUMN mart.problem_states."verified_result" IS '核实结果（属实/不属实/已整改，现行的一次）';
+COMMENT ON COLUMN mart.problem_states."verified_on" IS '核实日期';
+COMMENT ON COLUMN mart.problem_states."verifier" IS '核实人';
+COMMENT ON COLUMN mart.problem_states."verified_note" IS '核实说明';
+COMMENT ON COLUMN mart.problem_states."verified_period" IS '现行核实反馈的期次';
+COMMENT ON COLUMN mart.problem_states."verified_now" IS '本期有新的现行核实';
+COMMENT ON COLUMN mart.problem_states."rectification_unconfirmed" IS '整改未见数据（报已整改但部门数据仍显示）';
+COMMENT ON COLUMN mart.problem_states."was_unconfirmed" IS '上期是否整改未见数据';
+COMMENT ON COLUMN mart.problem_states."was_dismissed" IS '上期是否核实不属实';
+COMMENT ON COLUMN mart.problem_states."last_closed_period" IS '最近一次销号期次（下期承接用）';
+COMMENT ON COLUMN mart.problem_states."verified_source_file" IS '现行核实反馈的文件';
+COMMENT ON COLUMN mart.problem_states."verified_source_row" IS '现行核实反馈的行号';
+COMMENT ON COLUMN mart.problem_states."detail_refuted" IS '核实不属实时的问题说明（承接用）';
+COMMENT ON COLUMN mart.problem_states."new_evidence" IS '核实不属实后是否出现新情况（承接用）';
+COMMENT ON COLUMN mart.problem_states."spell_reported" IS '报已整改时所在的轮次（承接用）';
 COMMENT ON TABLE mart.problem_events_withdrawn IS '已撤销的问题台账变动（重报数据后不再成立，保留备查）';
 COMMENT ON COLUMN mart.problem_events_withdrawn."period" IS '期次';
 COMMENT ON COLUMN mart.problem_events_withdrawn."problem_key" IS '问题编号';

@@ -1,17 +1,15 @@
--- reads:  mart.departments, mart.ledger_states, mart.policy_used, mart.problem_events, mart.rules, staging.feedback
--- writes: mart.problem_events, mart.problem_events_withdrawn, mart.problem_ledger, mart.rule_precision, mart.verifications, work.states
--- History: the problem ledger and its events, replayed from every built period's findings up to
--- the latest built period (getvariable('upto')). Loading periods out of order gives the same
--- ledger as loading them in order, because nothing here depends on the order of the builds.
--- The verifications the townships returned (核实反馈): the accepted rows with a result, every
--- period (a period's resubmission replaces that period's rows in staging).
-DELETE FROM mart.verifications;
-INSERT INTO mart.verifications
-SELECT period, problem_key, code, township_code, result, note, evidence, verifier, verified_on,
-       source_file, source_row
-FROM staging.feedback WHERE result IS NOT NULL;
+-- reads:  mart.departments, mart.policy_used, mart.problem_events, mart.problem_states, mart.rules
+-- writes: mart.problem_events, mart.problem_events_withdrawn, mart.problem_ledger, mart.rule_precision, work.states
+-- History: the problem ledger as of the latest built period (getvariable('upto')) and its events,
+-- from the states 75_ledger_states.sql stored period by period. Only the periods rebuilt by this
+-- build (from getvariable('rebuilt_from') on) have new states, so only their events are written
+-- again: the events of earlier periods, like their states, cannot have changed. Loading periods
+-- out of order gives the same ledger as loading them in order.
 
-CREATE OR REPLACE TABLE work.states AS SELECT * FROM mart.ledger_states(getvariable('upto'));
+-- the states of the periods this build rebuilt (the events and the township models read them)
+CREATE OR REPLACE TABLE work.states AS
+SELECT * FROM mart.problem_states
+WHERE period >= getvariable('rebuilt_from') AND period <= getvariable('upto');
 
 DELETE FROM mart.problem_ledger;
 INSERT INTO mart.problem_ledger
@@ -20,15 +18,16 @@ SELECT s.problem_key, s.code, s.subject_id, s.household_key, s.township_code, s.
        s.overdue, s.closed_period, s.reopen_count, s.detail,
        d.name, r.subject_type, r.rule_name, s.opened_period, s.period,
        s.verified_result, s.verified_on, s.verifier, s.verified_note, s.rectification_unconfirmed
-FROM work.states s
+FROM mart.problem_states s
 JOIN mart.rules r USING (code)
 LEFT JOIN mart.departments d ON d.code = s.responsible_dept
 WHERE s.period = getvariable('upto');   -- every problem has a row in every period from its first
 
--- what was recorded before this replay: events it no longer finds are withdrawn, not lost
-CREATE OR REPLACE TEMP TABLE previous_events AS SELECT * FROM mart.problem_events;
+-- what was recorded for the rebuilt periods before: events no longer found are withdrawn, not lost
+CREATE OR REPLACE TEMP TABLE previous_events AS
+SELECT * FROM mart.problem_events WHERE period >= getvariable('rebuilt_from');
 
-DELETE FROM mart.problem_events;
+DELETE FROM mart.problem_events WHERE period >= getvariable('rebuilt_from');
 INSERT INTO mart.problem_events
 WITH ev AS (
     SELECT *, CASE WHEN reopen_count = 0 THEN 'opened' ELSE 'reopened' END AS event
@@ -90,8 +89,9 @@ WITH policy_now AS (
     SELECT period, code, township_code, verified_result,
            date_diff('day', last_day(strptime(opened_period || '-01', '%Y-%m-%d'))::DATE,
                      verified_on) AS days
-    FROM work.states
+    FROM mart.problem_states   -- every built period: the window and thresholds are the latest's
     WHERE verified_now AND verified_period = period AND verified_result IN ('属实', '不属实')
+      AND period <= getvariable('upto')
 ), counted AS (
     SELECT period, code, township_code,
            count(*) FILTER (WHERE verified_result = '属实')::INTEGER AS confirmed,

@@ -1,11 +1,13 @@
 -- reads:  mart.monitoring, mart.monitoring_events, mart.monitoring_states, mart.policy_used
 -- writes: mart.monitoring_events, mart.monitoring_history
--- 监测对象历史 and its events, replayed from the per-period states (36_monitoring_states.sql) of
--- every built period up to the latest. Nothing here depends on the order of the builds.
+-- 监测对象历史 and its events, from the per-period states (36_monitoring_states.sql). Nothing here
+-- depends on the order of the builds. The events of a period depend on its states and the
+-- previous built period's, so only the periods this build rebuilt (from getvariable('rebuilt_from')
+-- on) are written again.
 -- Events: entered (预警 / 名单), warned (every warning period), proposed_clear (with the
 -- conditions met), manual_review, proposal_withdrawn, cleared (date and way from the roster),
 -- reflagged_after_clear (a warning after a roster clearance: 风险再标注, P18).
-DELETE FROM mart.monitoring_events;
+DELETE FROM mart.monitoring_events WHERE period >= getvariable('rebuilt_from');
 INSERT INTO mart.monitoring_events
 WITH s AS MATERIALIZED (   -- one window pass; the branches below read it, not the states again
     SELECT period, household_key, status, village_code, township_code, warned, entered_by,
@@ -20,12 +22,15 @@ WITH s AS MATERIALIZED (   -- one window pass; the branches below read it, not t
                                             AND cleared_on < strptime(period || '-01', '%Y-%m-%d')::DATE,
                                             false)) OVER w, false) AS prev_reflagged
     FROM mart.monitoring_states
+    -- the rebuilt periods and the one before them (what they are compared with)
     WHERE period IN (SELECT period FROM mart.policy_used WHERE period <= getvariable('upto'))
+      AND period >= coalesce((SELECT max(period) FROM mart.policy_used
+                              WHERE period < getvariable('rebuilt_from')), getvariable('rebuilt_from'))
     WINDOW w AS (PARTITION BY household_key ORDER BY period)
 ), cats AS (
     SELECT period, household_key,
            string_agg(coalesce(category_name, category), '、' ORDER BY category) AS categories
-    FROM mart.monitoring GROUP BY ALL
+    FROM mart.monitoring WHERE period >= getvariable('rebuilt_from') GROUP BY ALL
 ), ev AS (
     SELECT period, household_key, 'entered' AS event,
            CASE WHEN entered_by = '名单' THEN '名单：识别纳入 ' || strftime(identified_on, '%Y-%m-%d')
@@ -62,7 +67,8 @@ WITH s AS MATERIALIZED (   -- one window pass; the branches below read it, not t
            status, village_code, township_code
     FROM s WHERE reflagged AND NOT prev_reflagged
 )
-SELECT period, household_key, event, detail, status, village_code, township_code FROM ev;
+SELECT period, household_key, event, detail, status, village_code, township_code FROM ev
+WHERE period >= getvariable('rebuilt_from');
 
 DELETE FROM mart.monitoring_history;
 INSERT INTO mart.monitoring_history

@@ -4,11 +4,13 @@
 -- (docs/monitoring.md; those in the period's data, as household_status.monitored counts them),
 -- warned this period, proposals awaiting the office (风险消除 proposed, not yet cleared on the
 -- roster), manual reviews, cleared, identification overdue (P17 open past its deadline) and
--- re-flagged after a clearance (P18 open).
-DELETE FROM mart.township_monitoring;
+-- re-flagged after a clearance (P18 open). A period's figures are its own states', so only the
+-- periods this build rebuilt (from getvariable('rebuilt_from') on: work.states) are written again.
+DELETE FROM mart.township_monitoring WHERE period >= getvariable('rebuilt_from');
 INSERT INTO mart.township_monitoring
 WITH periods AS (
-    SELECT DISTINCT period FROM mart.policy_used WHERE period <= getvariable('upto')
+    SELECT DISTINCT period FROM mart.policy_used
+    WHERE period <= getvariable('upto') AND period >= getvariable('rebuilt_from')
 ), st AS (
     SELECT period, township_code,
            count(*) FILTER (WHERE under_monitoring AND in_data)::INTEGER AS monitored,

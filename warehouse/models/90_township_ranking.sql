@@ -1,8 +1,14 @@
--- reads:  divisions, mart.household_status, mart.policy_used, upto_policy, work.states
+-- reads:  divisions, mart.household_status, mart.policy_used, mart.township_ranking, upto_policy, work.states
 -- writes: mart.township_ranking
--- 月排名 for every built period up to the latest, from the replayed ledger states. Every number of
--- the score (base, weights, per how many households, how many last places) is policy.
-DELETE FROM mart.township_ranking;
+-- 月排名 of the periods this build rebuilt (from getvariable('rebuilt_from') on), from their ledger
+-- states (work.states). A period's ranking is its own data's, except the streak in the last places,
+-- which continues the one stored for the built period before. Every number of the score (base,
+-- weights, per how many households, how many last places) is policy.
+CREATE OR REPLACE TEMP TABLE streak_before AS   -- read before the rebuilt periods' rows go
+SELECT township_code, bottom3_streak FROM mart.township_ranking
+WHERE period = (SELECT max(period) FROM mart.policy_used WHERE period < getvariable('rebuilt_from'));
+
+DELETE FROM mart.township_ranking WHERE period >= getvariable('rebuilt_from');
 INSERT INTO mart.township_ranking
 WITH periods AS (
     SELECT period, row_number() OVER (ORDER BY period) AS i
@@ -17,13 +23,16 @@ WITH periods AS (
            coalesce((u.v->>'ranking_per_households')::DOUBLE, up.ranking_per_households::DOUBLE) AS per_households,
            coalesce((u.v->>'ranking_bottom_places')::INTEGER, up.ranking_bottom_places) AS bottom_places
     FROM (SELECT period, arg_max("values", built_at) AS v FROM mart.policy_used
-          WHERE period <= getvariable('upto') GROUP BY period) u
+          WHERE period <= getvariable('upto') AND period >= getvariable('rebuilt_from')
+          GROUP BY period) u
     CROSS JOIN upto_policy up
 ), hh AS (
     SELECT period, township_code,
            (count(*) FILTER (WHERE household_id IS NOT NULL))::INTEGER AS households,
            (count(*) FILTER (WHERE monitored))::INTEGER AS monitored_households
-    FROM mart.household_status WHERE period IN (SELECT period FROM periods) GROUP BY ALL
+    FROM mart.household_status
+    WHERE period IN (SELECT period FROM periods) AND period >= getvariable('rebuilt_from')
+    GROUP BY ALL
 ), pr AS (
     SELECT period, township_code,
            (count(*) FILTER (WHERE status = 'open'))::INTEGER AS open_problems,
@@ -65,12 +74,18 @@ WITH periods AS (
     -- a county with no more townships than the last places has no 末位 at all
     SELECT *, rank > n - bottom_places AND n > bottom_places AS in_bottom3 FROM ranked
 ), islands AS (
-    SELECT *, i - row_number() OVER (PARTITION BY township_code, in_bottom3 ORDER BY i) AS grp
-    FROM b3
-), streaks AS (   -- consecutive built periods in the last three places, ending at this one
+    SELECT b3.*, sb.bottom3_streak AS streak_before,
+           i - row_number() OVER (PARTITION BY township_code, in_bottom3 ORDER BY i) AS grp
+    FROM b3 LEFT JOIN streak_before sb USING (township_code)
+), streaks AS (   -- consecutive built periods in the last three places, ending at this one; a
+                  -- run that starts at the first rebuilt period continues the stored streak
     SELECT *,
            CASE WHEN in_bottom3
                 THEN row_number() OVER (PARTITION BY township_code, in_bottom3, grp ORDER BY i)
+                     + CASE WHEN min(i) OVER (PARTITION BY township_code, in_bottom3, grp)
+                                 = (SELECT min(i) FROM periods WHERE period >= getvariable('rebuilt_from'))
+                            THEN coalesce(streak_before, 0)
+                            ELSE 0 END
                 ELSE 0 END AS bottom3_streak
     FROM islands
 )
