@@ -157,3 +157,9 @@ def test_repairs_and_damage_named() -> None:
     assert rows[3]["error"] == reasons.ID_SCIENTIFIC and rows[3]["id_number"] is None
     assert rows[4]["error"] == reasons.ID_SCIENTIFIC
     assert rows[5] == rows[6] == {"id_number": None, "repair": None, "error": None}
+
+
+def test_a_cell_of_spaces_only_is_blank_with_no_repair_to_report() -> None:
+    """Hypothesis found it: " " came back with the repair 去除空格 although nothing was left."""
+    for row in repaired([" ", "\u3000", " \t "]):
+        assert row == {"id_number": None, "repair": None, "error": None}

@@ -142,7 +142,9 @@ def _repair_messy(raw: pl.Series) -> pl.Series:
     ).alias("repairs"))
     out = f.select(pl.struct(
         pl.when(col("error").is_null() & (col("upper") != "")).then(candidate).alias("id_number"),
-        pl.when(col("error").is_null() & (col("repairs") != "")).then(col("repairs")).alias("repair"),
+        # nothing left after removing spaces is a blank cell: no repair to report either
+        pl.when(col("error").is_null() & (col("upper") != "") & (col("repairs") != ""))
+        .then(col("repairs")).alias("repair"),
         col("error"),
     ).alias(raw.name or "id"))
     return out.to_series().cast(REPAIR_DTYPE)
