@@ -99,6 +99,42 @@ def pipeline(inbox: Path, period: str, depts: list[str], warehouse: Path, worker
     return sum(r.rows_read for r in results)
 
 
+def phase_cpu(inbox: Path, period: str, depts: list[str], warehouse: Path) -> dict[str, float]:
+    """The pipeline once more, one department after another (so the process's CPU during a call
+    is that call's), with the CPU of each phase: reading the files, conforming, writing the
+    Parquet files, loading (the one writer), and the rest (hashing, the unchanged check, ...)."""
+    import povwatch.tasks.ingest.load as load
+    from povwatch.tasks.core.db import held_open
+
+    spent = dict.fromkeys(("read", "conform", "parquet", "load"), 0.0)
+    originals = {}
+
+    def timed(name: str, phase: str) -> None:
+        original = originals[name] = getattr(load, name)
+
+        def wrapper(*a, **k):
+            c0 = cpu_seconds()
+            try:
+                return original(*a, **k)
+            finally:
+                spent[phase] += cpu_seconds() - c0
+        setattr(load, name, wrapper)
+
+    for name, phase in (("read_parts", "read"), ("conform", "conform"), ("_write_part", "parquet"),
+                        ("load_parts", "load")):
+        timed(name, phase)
+    try:
+        c0 = cpu_seconds()
+        with held_open(warehouse):
+            for dept in depts:
+                load.stage_extract(warehouse, inbox, period, dept, f"phases-{time.time_ns()}")
+        whole = cpu_seconds() - c0
+    finally:
+        for name, original in originals.items():
+            setattr(load, name, original)
+    return {**spent, "rest": whole - sum(spent.values()), "whole": whole}
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -113,6 +149,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("POVWATCH_MAX_WORKERS", "4")),
                         help="departments staged at once, as the flow's thread pool (default 4)")
     parser.add_argument("--profile", action="store_true", help="pyinstrument the pipeline once")
+    parser.add_argument("--phases", action="store_true",
+                        help="one more pass, departments one after another, with each phase's CPU")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="povwatch-bench-"))
@@ -173,6 +211,12 @@ def main() -> None:
     print(f"CPU (best)        floor {min(floor_cpu):.1f} s   pipeline {min(pipe_cpu):.1f} s   "
           f"departments {args.workers} at a time")
     print(f"load average      {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+    if args.phases:
+        phases = phase_cpu(inbox, args.period, depts, work / "phases.duckdb")
+        total = phases.pop("whole")
+        print(f"CPU by phase (one department at a time, {total:.1f} s): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()))
 
     if args.profile:
         from pyinstrument import Profiler
