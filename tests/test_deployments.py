@@ -334,10 +334,18 @@ def test_a_month_with_a_rejected_extract_is_named_has_events_and_logs_the_reason
             flow_filter=FlowFilter(name=FlowFilterName(any_=["povwatch-period"])), limit=50)
             if r.parameters.get("run_id") == "run-partly"]
         assert [r.state.name for r in periods] == ["部分退回"]
-        logs = [entry.message for entry in client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[periods[0].id])))]
-        run_logs = [entry.message for entry in client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))]
+        # The served process ships its logs in batches from a background worker: the run's last
+        # lines may reach the API a moment after its final state does.
+        deadline = time.monotonic() + 30
+        while True:
+            logs = [entry.message for entry in client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[periods[0].id])))]
+            run_logs = [entry.message for entry in client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))]
+            if any("退回 rejected 1（shouru）" in m for m in run_logs) and any(
+                    "2026-01 shouru 退回 rejected" in m for m in logs) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     assert any(m.startswith("2026-01: 接收 accepted 2") and "退回 rejected 1（shouru）" in m for m in run_logs), run_logs
     assert any(m.startswith("2026-01 fupin: accepted") and "读入 read 2" in m for m in logs), logs
     assert any("2026-01 shouru 退回 rejected" in m and "身份证号校验位错误过多" in m for m in logs), logs
