@@ -115,10 +115,15 @@ def _set_effective_snapshots(con: duckdb.DuckDBPyConnection, period: str,
         "CREATE OR REPLACE TEMP TABLE eff_periods AS "
         "SELECT dept, max(period) AS eff_period FROM mart.period_deliveries "
         "WHERE period <= ? GROUP BY dept", [period])
+    # views, not copies: the models read a snapshot once or twice, and a constant period lets
+    # DuckDB skip the other periods' row groups of staging (copying them cost ~0.6 s CPU at M)
+    effective = dict(con.execute("SELECT dept, eff_period FROM eff_periods").fetchall())
     for d in depts:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE eff_{d} AS SELECT * FROM staging.{d} "
-            f"WHERE period = (SELECT eff_period FROM eff_periods WHERE dept = '{d}')")
+        eff = effective.get(d)
+        if eff is not None:
+            dt.datetime.strptime(eff + "-01", "%Y-%m-%d")   # a period, safe to write into the SQL
+        where = f"period = '{eff}'" if eff is not None else "false"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW eff_{d} AS SELECT * FROM staging.{d} WHERE {where}")
 
 
 def _load_divisions(con: duckdb.DuckDBPyConnection) -> None:
