@@ -178,3 +178,26 @@ def test_policy_recorded(in_order):
                           "FROM mart.policy_used WHERE run_id = 'run-2020-08'")
     assert ("2020-08", 2020) in {(p, y) for p, y, _ in rows}
     assert {str(v) for *_, v in rows} == {"4000"}
+
+
+def test_a_changed_closing_rule_is_applied_to_every_built_period(tmp_path, monkeypatch):
+    """The ledger is carried period to period; when a rule's closing condition changes (a release
+    edits warehouse/rules.toml) the next build replays it over the whole history, as the office
+    would get from a ledger computed afresh."""
+    import dataclasses
+
+    from povwatch.tasks.core import rules
+
+    fx = Fixture(tmp_path / "w.duckdb")
+    for p in PERIODS:
+        load(fx, p)
+        fx.build(p)
+    assert ("2020-07", "awaiting_data") in events(fx, "P12", "HP")
+    catalogue = rules.rule_catalogue()
+    # P12 no longer waits for 民政: closed in 07, when 扶贫 and 收入 delivered without it
+    monkeypatch.setattr(rules, "rule_catalogue", lambda *a: tuple(
+        dataclasses.replace(r, reads=("fupin", "shouru")) if r.code == "P12" else r
+        for r in catalogue))
+    assert fx.build("2020-09")["periods_built"] == list(PERIODS)
+    assert events(fx, "P12", "HP") == [("2020-06", "opened"), ("2020-07", "closed")]
+    assert ledger_row(fx, "P12", "HP")["closed_period"] == "2020-07"
