@@ -201,3 +201,17 @@ def test_a_changed_closing_rule_is_applied_to_every_built_period(tmp_path, monke
     assert fx.build("2020-09")["periods_built"] == list(PERIODS)
     assert events(fx, "P12", "HP") == [("2020-06", "opened"), ("2020-07", "closed")]
     assert ledger_row(fx, "P12", "HP")["closed_period"] == "2020-07"
+
+
+def test_a_staged_snapshot_counts_as_delivered_without_its_audit_row(tmp_path):
+    """mart.period_deliveries is the accepted extracts plus what staging holds: a period staged
+    without an audit record (a warehouse restored from staging) still closes problems."""
+    fx = Fixture(tmp_path / "w.duckdb")
+    load(fx, "2020-06")
+    fx.build("2020-06")
+    for dept, rows in rows_for("2020-07").items():
+        fx.add(dept, "2020-07", rows)   # no fx.accept: staged only
+    fx.build("2020-07")
+    got = {d for d, in fx.query("SELECT dept FROM mart.period_deliveries WHERE period = '2020-07'")}
+    assert got == {d for d, rows in rows_for("2020-07").items() if rows}
+    assert ("2020-07", "closed") in events(fx, "P06", "HP")
