@@ -58,8 +58,9 @@ def build(path: Path, *, datadocs: Path | None = None) -> Path:
     """Create the warehouse at ``path``; return it.
 
     The mart tables, their Chinese comments and the ledger macros come from the real model files
-    (warehouse/models/00_schema.sql, 01_comments.sql); the ledger, its events and the ranking are
-    replayed by the real 80_ledger.sql and 90_township_ranking.sql from planted findings. So the
+    (warehouse/models/00_schema.sql, 01_comments.sql); the ledger's states, its events and the
+    ranking are computed by the real 75_ledger_states.sql (period by period), 80_ledger.sql and
+    90_township_ranking.sql from planted findings. So the
     outputs are tested against the schema the pipeline writes, not a copy of it.
     """
     con = open_warehouse(path)
@@ -148,9 +149,16 @@ def _build(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE TEMP TABLE divisions AS SELECT * FROM (VALUES "
                 + ", ".join(f"('{c}', '{n}', 'township', '{COUNTY}')" for c, n in TOWNSHIPS.items())
                 + ") AS t(code, name, level, parent)")
-    con.execute("SET VARIABLE upto = ?", [PERIODS[-1]])
-    # the latest policy, as build_marts stages it for the history models (ranking weights …)
     policy = load_policy(2020)
+    # the ledger's state per period, carried one step from the previous period, as build_marts
+    # runs the [period] model for each period in order
+    for period in PERIODS:
+        _set_policy(con, period, policy, int(policy["spot_check_seed"]))
+        _model(con, "75_ledger_states.sql")
+    con.execute("SET VARIABLE upto = ?", [PERIODS[-1]])
+    con.execute("SET VARIABLE rebuilt_from = ?", [PERIODS[0]])   # every period built here
+    con.execute("SET VARIABLE run_id = 'run-fixture'")
+    # the latest policy, as build_marts stages it for the history models (ranking weights …)
     _set_policy(con, PERIODS[-1], policy, int(policy["spot_check_seed"]), table="upto_policy")
     _model(con, "80_ledger.sql")
     _model(con, "90_township_ranking.sql")
