@@ -679,7 +679,7 @@ def print_report(results: dict, overhead: dict, baseline: dict | None, baseline_
         target(ratio <= bound, f"M whole run ≤ {bound:g}× floor (wall): {ratio:.1f}×",
                f"{ratio / bound:.1f}× ({r['run']['whole'] - bound * r['floor']['whole']:.0f} s over)")
         # the process tree's CPU (getrusage of the children), as the table's "same, in CPU s"
-        run_cpu = r["run"].get("process_cpu", r["run"]["cpu"])
+        run_cpu = r["run"].get("process_cpu") or r["run"]["cpu"]
         cpu_ratio = run_cpu / r["floor"]["cpu"]
         bound = TARGETS["run_over_floor_cpu_M"]
         target(cpu_ratio <= bound, f"M whole run ≤ {bound:g}× floor (CPU s): {cpu_ratio:.1f}×",
