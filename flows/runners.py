@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from povwatch.tasks.core.settings import RunnerSettings, load_settings
+from povwatch.tasks.core.settings import RunnerSettings, load_settings, prefect_config_environment
 
 log = logging.getLogger("povwatch")
 
@@ -140,14 +140,15 @@ def _prefect_config_may_name_server() -> bool:
     ``ephemeral``, unless ``PREFECT_PROFILE`` picks another), and ``.env``, ``prefect.toml`` and
     ``pyproject.toml``'s ``[tool.prefect]`` in the working directory. Any doubt answers True, and
     Prefect itself then decides: the two answers can only differ in cost."""
-    if any(os.environ.get(name) for name in ("PREFECT_PROFILES_PATH", "PREFECT_PROFILE")):
+    variables = prefect_config_environment()
+    if "PREFECT_PROFILES_PATH" in variables or "PREFECT_PROFILE" in variables:
         return True
     if Path("prefect.toml").exists():   # relative: the working directory, as Prefect reads it
         return True
     for name, marker in ((".env", "PREFECT_"), ("pyproject.toml", "tool.prefect")):
         if marker in _text(Path(name)):
             return True
-    home = os.environ.get("PREFECT_HOME")
+    home = variables.get("PREFECT_HOME")
     profiles = Path(home) / "profiles.toml" if home else Path.home() / ".prefect" / "profiles.toml"
     return "API_URL" in _text(profiles).upper()
 

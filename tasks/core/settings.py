@@ -248,3 +248,14 @@ class RunnerSettings:
     def current(cls) -> "RunnerSettings":
         s = load_settings()
         return cls(task_runner=s.task_runner, dask_address=s.dask_address, max_workers=s.max_workers)
+
+
+# Prefect's own configuration variables: not povwatch settings, but this module stays the one
+# reader of the environment. flows/runners.py asks them whether Prefect's configuration could name
+# a server before paying Prefect's import to find out.
+PREFECT_CONFIG_VARIABLES = ("PREFECT_PROFILES_PATH", "PREFECT_PROFILE", "PREFECT_HOME")
+
+
+def prefect_config_environment() -> dict[str, str]:
+    """The variables of PREFECT_CONFIG_VARIABLES that are set (non-empty), by name."""
+    return {name: os.environ[name] for name in PREFECT_CONFIG_VARIABLES if os.environ.get(name)}
