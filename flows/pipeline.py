@@ -76,6 +76,10 @@ class PrefectSteps:
 
     prefect = True
 
+    def __init__(self):
+        # the period flow's ThreadPoolTaskRunner has this many threads (period_runner)
+        self.slots = runner_settings().max_workers
+
     def submit(self, step: Step, **kwargs):
         return prefect_task(step).submit(**kwargs)
 
@@ -87,6 +91,11 @@ class PrefectSteps:
 
         wait(futures)
         return [f.result() for f in futures]
+
+    def as_completed(self, futures: list):
+        from prefect.futures import as_completed
+
+        return as_completed(futures)
 
     def publish(self, markdown: str, tables: dict[str, list[dict]], key: str) -> None:
         from prefect.artifacts import create_markdown_artifact, create_table_artifact

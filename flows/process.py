@@ -3,8 +3,9 @@
 A period reads like the process (docs/orchestration.md):
 
     every department staged concurrently (one step per department: its files are one extract)
-      -> validated -> promoted, or rejected
-      -> marts -> alerts -> receipts -> report -> run summary
+      -> validated, one after another; each promoted or rejected, and its receipt written, as soon
+         as its own validation is done (beside the next department's validation)
+      -> marts -> alerts -> report -> run summary
 
 This module orchestrates and nothing else: no SQL, no reading of the inbox, no rendering. The
 business steps are plain functions of ``tasks/`` taking paths; a run receives them as one
@@ -32,6 +33,7 @@ it unfinished (``tasks.core.runs.unfinished_periods``): then it is run to the en
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -257,8 +259,10 @@ STEPS = (STAGE, CHECK, VALIDATE, PROMOTE, REJECT, MARTS, ALERTS, RECEIPT, REPORT
 
 def process_period(steps, pipeline: Pipeline, inbox: Path, period: str, warehouse: Path, run_id: str,
                    prepare: Callable[..., list] | None = None, finish: bool = False) -> dict:
-    """Stage every department concurrently, validate, promote or reject, then marts, alerts,
-    receipts and the report. Returns the period's summary (what the artifacts show).
+    """Stage every department concurrently; validate them, each department promoted or rejected
+    and its receipt written as soon as its own validation is done (:func:`_validate_and_decide`);
+    then marts, alerts, the receipts of departments a stopped run decided (``finish``) and the
+    report. Returns the period's summary (what the artifacts show).
 
     ``prepare`` (scale-out): a callable that reads and conforms the files of the departments
     needing it per (department, county), elsewhere (a Dask cluster), and returns the PreparedParts;
@@ -270,32 +274,14 @@ def process_period(steps, pipeline: Pipeline, inbox: Path, period: str, warehous
     partitions: list[dict] = []
     call = dict(pipeline=pipeline, warehouse=w, period=period, run_id=run_id)
 
+    out = str(output_dir(warehouse) / "receipts")
     with pipeline.data_docs_index_once(warehouse):  # GX's Data Docs index once, not per department
         if prepare is None:
             staged = steps.wait([steps.submit(STAGE, **call, inbox=i, dept=d)
                                  for d in department_codes()])
         else:
             staged, partitions = _stage_prepared(steps, pipeline, prepare, w, i, period, run_id)
-        to_validate = [s for s in staged if s["status"] == "staged"]
-        validated = steps.wait([steps.submit(VALIDATE, **call, dept=s["dept"]) for s in to_validate])
-
-    decisions, outcomes = [], []
-    for s, v in zip(to_validate, validated):
-        if v.get("blocking_failed"):
-            message = v.get("message") or "阻断性校验未通过 blocking expectation failed"
-            decisions.append(steps.submit(REJECT, **call, dept=s["dept"], message=message))
-        else:
-            decisions.append(steps.submit(PROMOTE, **call, dept=s["dept"]))
-        outcomes.append({**v, "status": "rejected" if v.get("blocking_failed") else "accepted",
-                         "files": s["files"], "message": v.get("message") or s["message"]})
-    for s in staged:
-        if s["status"] == "rejected":   # unreadable, or a required column missing: rejected at staging
-            decisions.append(steps.submit(REJECT, **call, dept=s["dept"], message=s["message"]))
-            outcomes.append({"period": period, "dept": s["dept"], "status": "rejected",
-                             "blocking_failed": True, "failures": [], "files": s["files"],
-                             "message": s["message"]})
-    steps.wait(decisions)
-
+        outcomes, receipts = _validate_and_decide(steps, call, staged, out)
     status = {s["dept"]: s["status"] for s in staged}
     status.update({o["dept"]: o["status"] for o in outcomes})
     accepted = sorted(d for d, st in status.items() if st == "accepted")
@@ -312,12 +298,13 @@ def process_period(steps, pipeline: Pipeline, inbox: Path, period: str, warehous
                      "severity": "warning"}] if marts.get("policy_warning") else [])
         alerts = steps.call(ALERTS, pipeline=pipeline, warehouse=w, run_id=run_id,
                             outcomes=outcomes + notices)
-        out = str(output_dir(warehouse) / "receipts")
-        to_receipt = sorted({o["dept"] for o in outcomes}
-                            | (set(runs.decided_departments(warehouse, period)) if finish else set()))
-        receipt_paths = [r for r in steps.wait([
-            steps.submit(RECEIPT, pipeline=pipeline, warehouse=w, period=period, dept=d, out_dir=out)
-            for d in to_receipt]) if r]
+        # The departments decided in this run have their receipt written already; finishing a
+        # stopped run, those it decided before it stopped get theirs now.
+        earlier = (set(runs.decided_departments(warehouse, period)) - set(receipts)) if finish else set()
+        receipts.update({d: steps.submit(RECEIPT, pipeline=pipeline, warehouse=w, period=period, dept=d,
+                                         out_dir=out) for d in sorted(earlier)})
+        to_receipt = sorted(receipts)
+        receipt_paths = [r for r in steps.wait([receipts[d] for d in to_receipt]) if r]
         report = steps.call(REPORT, pipeline=pipeline, warehouse=w, period=period)
 
     newly = runs.newly_monitored(warehouse, period) if marts else None
@@ -341,6 +328,91 @@ def process_period(steps, pipeline: Pipeline, inbox: Path, period: str, warehous
     markdown, tables = render_summary(summary)
     steps.publish(markdown, tables, key=f"povwatch-{period}")
     return summary
+
+
+def _validate_and_decide(steps, call: dict, staged: list[dict], out: str) -> tuple[list[dict], dict]:
+    """Validate the staged departments; promote or reject each as soon as ITS validation is done
+    and write its receipt as soon as it is decided, while the next departments validate. GX
+    validates one department at a time (its context is not thread-safe: suites._GX_LOCK), so
+    the promotes and receipts of the departments done run beside it instead of all promotes after
+    the last validation and all receipts after the marts (M, alternating: validate -> last receipt
+    9.5 -> 7.4 s wall, CPU unchanged). Departments rejected at staging (unreadable, a required
+    column missing) are decided first.
+
+    At most ``steps.slots`` steps run at once (the task runner's threads), and a free one goes to
+    a receipt, else a decision, else the next validation: nothing waits in the runner's queue
+    behind validations (it runs work first in, first out), and no thread sits waiting for
+    another. A receipt reads only its department's quarantine.rows and audit.extracts, which its
+    decision completes and nothing later in the period writes (marts, alerts, the report).
+
+    Returns the outcomes, in the order of the sequential process (validated departments in
+    department order, then those rejected at staging), and the receipt futures by department,
+    all done. A step that fails stops the starting of others; those running are waited for
+    (none left half-done), then the failure is raised: the period stays unfinished and the
+    departments decided so far are as a run killed after them leaves them (whole, decided), which
+    the next run converges from."""
+    period = call["period"]
+    refused = [s for s in staged if s["status"] == "rejected"]   # rejected at staging
+    to_validate = [s for s in staged if s["status"] == "staged"]
+    by_dept: dict[str, dict] = {}
+    receipts: dict[str, Any] = {}
+    to_receipt: list[str] = []
+    to_decide: list[tuple[str, Step, dict]] = []
+    waiting = list(to_validate)
+    running: dict[Any, tuple[str, Any]] = {}
+    for s in refused:
+        by_dept[s["dept"]] = {"period": period, "dept": s["dept"], "status": "rejected",
+                              "blocking_failed": True, "failures": [], "files": s["files"],
+                              "message": s["message"]}
+        to_decide.append((s["dept"], REJECT, {"message": s["message"]}))
+
+    def start() -> None:
+        while len(running) < steps.slots:
+            if to_receipt:
+                dept = to_receipt.pop(0)
+                receipts[dept] = future = steps.submit(
+                    RECEIPT, pipeline=call["pipeline"], warehouse=call["warehouse"], period=period,
+                    dept=dept, out_dir=out)
+                running[future] = ("receipt", dept)
+            elif to_decide:
+                dept, step, extra = to_decide.pop(0)
+                running[steps.submit(step, **call, dept=dept, **extra)] = ("decision", dept)
+            elif waiting:
+                s = waiting.pop(0)
+                running[steps.submit(VALIDATE, **call, dept=s["dept"])] = ("validation", s)
+            else:
+                return
+
+    try:
+        start()
+        while running:
+            done = next(iter(steps.as_completed(list(running))))
+            kind, item = running.pop(done)
+            result = done.result()   # a failed step raises here
+            if kind == "validation":
+                rejected = bool(result.get("blocking_failed"))
+                by_dept[item["dept"]] = {**result, "status": "rejected" if rejected else "accepted",
+                                         "files": item["files"],
+                                         "message": result.get("message") or item["message"]}
+                if rejected:
+                    message = result.get("message") or "阻断性校验未通过 blocking expectation failed"
+                    to_decide.append((item["dept"], REJECT, {"message": message}))
+                else:
+                    to_decide.append((item["dept"], PROMOTE, {}))
+            elif kind == "decision":
+                to_receipt.append(item)
+            start()
+    except Exception:
+        _settle(steps, list(running))
+        raise
+    order = [s["dept"] for s in to_validate] + [s["dept"] for s in refused]
+    return [by_dept[d] for d in order], receipts
+
+
+def _settle(steps, futures: list) -> None:
+    """Wait for every future to end; the failure that stopped the caller is the one reported."""
+    with contextlib.suppress(Exception):
+        steps.wait(futures)
 
 
 def _stage_prepared(steps, pipeline: Pipeline, prepare, w: str, i: str, period: str,

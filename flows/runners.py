@@ -15,8 +15,9 @@ Two things are chosen here, in one place:
   = ``ephemeral`` | ``local`` | ``prefect`` overrides the choice.
 
 The step sequence (flows/process.py) talks to a ``Steps`` object (``PrefectSteps`` of
-flows/pipeline.py, or ``LocalSteps`` here) with four verbs: ``submit`` (a step, concurrently),
-``call`` (a step, now, in this process), ``wait`` and ``publish`` (artifacts for the UI). That is
+flows/pipeline.py, or ``LocalSteps`` here) with five verbs: ``submit`` (a step, concurrently),
+``call`` (a step, now, in this process), ``wait``, ``as_completed`` (futures as they end) and
+``publish`` (artifacts for the UI), and ``slots``, how many submitted steps run at once. That is
 the whole difference between the two modes. This module imports Prefect only inside the functions
 of the Prefect modes: a local run never imports it.
 """
@@ -207,8 +208,8 @@ class LocalSteps:
     prefect = False
 
     def __init__(self, max_workers: int | None = None):
-        self.pool = cf.ThreadPoolExecutor(max_workers=max_workers or runner_settings().max_workers,
-                                          thread_name_prefix="povwatch")
+        self.slots = max_workers or runner_settings().max_workers   # steps that can run at once
+        self.pool = cf.ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="povwatch")
         self.published: list[tuple[str, str, dict]] = []
 
     def close(self) -> None:
@@ -223,6 +224,12 @@ class LocalSteps:
     def wait(self, futures: list) -> list:
         cf.wait([f._future for f in futures])
         return [f.result() for f in futures]
+
+    def as_completed(self, futures: list):
+        """The futures, each as soon as it is done (finished or failed)."""
+        by_inner = {f._future: f for f in futures}
+        for done in cf.as_completed(by_inner):
+            yield by_inner[done]
 
     def publish(self, markdown: str, tables: dict[str, list[dict]], key: str) -> None:
         self.published.append((key, markdown, tables))
