@@ -146,6 +146,34 @@ def test_local_mode_same_outcomes_and_retry_policy(env, fakes):
     assert fakes.called("notify_run_failure"), "no Prefect automation in local mode: notify directly"
 
 
+@pytest.mark.parametrize("mode", ["local", "prefect"])
+def test_a_department_is_decided_and_receipted_while_the_next_validates(env, fakes, mode, request):
+    """#19: a department's promote and receipt do not wait for every department's validation
+    (GX validates one at a time; the promote runs beside it). The last department's validation
+    here waits until another department's receipt is written: a sequence that promotes only
+    after the last validation never writes it, and the wait times out."""
+    if mode == "prefect":
+        request.getfixturevalue("prefect_harness")
+    receipted = threading.Event()
+    waited: dict[str, bool] = {}
+
+    def validate(warehouse, period, dept, run_id):
+        if dept == "minzheng":   # validated last of the three (department order)
+            waited[dept] = receipted.wait(timeout=15)
+        return fakes.validate_extract(warehouse, period, dept, run_id)
+
+    def receipt(warehouse, period, dept, out_dir):
+        receipted.set()
+        return fakes.write_receipt(warehouse, period, dept, out_dir)
+
+    pipeline = dataclasses.replace(fakes.pipeline, validate_extract=validate, write_receipt=receipt)
+    inbox = make_inbox(env)
+    assert run_inbox(inbox, None, env / "wh.duckdb", mode=mode, pipeline=pipeline) == 0
+    assert waited == {"minzheng": True}, "no receipt was written before the last validation ended"
+    assert sorted(d for _, d in fakes.called("promote_extract")) == ["fupin", "minzheng", "shouru"]
+    assert sorted(d for _, d in fakes.called("write_receipt")) == ["fupin", "minzheng", "shouru"]
+
+
 def test_staging_waits_while_a_file_is_still_being_copied(env, fakes, monkeypatch):
     monkeypatch.setattr(process, "STAGE", dataclasses.replace(process.STAGE, retry_delay_seconds=(0.3,)))
     inbox = make_inbox(env)
