@@ -149,28 +149,32 @@ def _cpu() -> float:
 
 
 def stage_cpu(events: list[dict], whole_cpu: float) -> dict[str, float]:
-    """CPU seconds per stage. The flow runs its phases one after another (all departments staged,
-    then validated, then promoted, then marts, then report), so a stage's CPU is the process's CPU
-    from its first call's start to its last call's end — less the GX warm-up thread's own CPU
-    where that thread ran inside the stage's span (shared out by wall overlap), which is counted
-    as *gx_import*."""
-    out: dict[str, float] = {}
-    windows: dict[str, tuple[float, float]] = {}
-    for st in ("ingest", "validate", "promote", "marts_total", "ledger", "report"):
-        ev = [e for e in events if e["stage"] == st]
-        if st == "ledger":
-            out[st] = sum(e["cpu1"] - e["cpu0"] for e in ev)
-        else:
-            out[st] = (max(e["cpu1"] for e in ev) - min(e["cpu0"] for e in ev)) if ev else 0.0
-            if ev:
-                windows[st] = (min(e["start"] for e in ev), max(e["end"] for e in ev))
+    """CPU seconds per stage, from the process's CPU read at every call's start and end.
+
+    Between two consecutive readings, the CPU spent goes to the stages with a call running over
+    that whole stretch, shared by their number of running calls (departments are staged four at a
+    time; a department is promoted and its receipt written while the next one validates); a
+    stretch with no call running is *other*. The GX warm-up thread's own CPU is then taken out of
+    the stages it ran beside (shared out by wall overlap) and counted as *gx_import*. The ledger
+    is the CPU of the [history] models, inside the marts' span."""
+    phases = ("ingest", "validate", "promote", "marts_total", "report")
+    calls = [e for e in events if e["stage"] in phases]
+    out: dict[str, float] = dict.fromkeys(phases, 0.0)
+    readings = sorted({(e["start"], e["cpu0"]) for e in calls} | {(e["end"], e["cpu1"]) for e in calls})
+    for (t0, c0), (t1, c1) in zip(readings, readings[1:]):
+        running = [e["stage"] for e in calls if e["start"] <= t0 and e["end"] >= t1]
+        for stage in running:
+            out[stage] += max(c1 - c0, 0.0) / len(running)
+    spans = {st: [(e["start"], e["end"]) for e in calls if e["stage"] == st] for st in phases}
     out["gx_import"] = 0.0
     for warm in (e for e in events if e["stage"] == "gx_import"):
         out["gx_import"] += warm["thread_cpu"]
         span = max(warm["end"] - warm["start"], 1e-9)
-        for st, (start, end) in windows.items():
-            overlap = max(0.0, min(end, warm["end"]) - max(start, warm["start"]))
+        for st in phases:
+            overlap = _union_seconds([(max(a, warm["start"]), min(b, warm["end"]))
+                                      for a, b in spans[st] if min(b, warm["end"]) > max(a, warm["start"])])
             out[st] = max(out[st] - warm["thread_cpu"] * overlap / span, 0.0)
+    out["ledger"] = sum(e["cpu1"] - e["cpu0"] for e in events if e["stage"] == "ledger")
     out["marts"] = max(out.pop("marts_total") - out["ledger"], 0.0)
     out["other"] = max(whole_cpu - sum(out.values()), 0.0)
     return out

@@ -62,6 +62,15 @@ def test_gx_warm_up_thread_counts_as_gx_import_not_ingest(bench):
     assert out["validate"] == pytest.approx(6.0) and out["other"] == pytest.approx(1.0)
 
 
+def test_overlapping_stages_share_the_cpu_of_the_time_they_run_together(bench):
+    # a department validates 0-4 s while another is promoted 2-6 s; the process burns 1 CPU s/s
+    events = [{"stage": "validate", "start": 0.0, "end": 4.0, "cpu0": 0.0, "cpu1": 4.0},
+              {"stage": "promote", "start": 2.0, "end": 6.0, "cpu0": 2.0, "cpu1": 6.0}]
+    out = bench.stage_cpu(events, whole_cpu=7.0)
+    assert out["validate"] == pytest.approx(3.0) and out["promote"] == pytest.approx(3.0)
+    assert out["other"] == pytest.approx(1.0)   # counted once: the stages sum to the run
+
+
 def test_L_extrapolated_linearly_in_rows_and_labelled(bench):
     results = {"S": _size(100_000, whole=20.0, floor=0.5, peak_gb=0.5),
                "M": _size(1_000_000, whole=50.0, floor=5.0, peak_gb=1.0)}
