@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from povwatch.flows import prefect_signals, process
+from povwatch.flows import prefect_signals
 from povwatch.flows.process import (Pipeline, Step, check_run_request, execute_run,  # noqa: F401
                                     new_run_id, process_period, real_pipeline)
 from povwatch.flows.runners import runner_settings, task_runner, uses_dask
@@ -51,24 +51,14 @@ _TASKS: dict[Step, Any] = {}
 
 
 def prefect_task(step: Step):
-    """The Prefect task of a step (made once per declaration): its name, run name and retries."""
+    """The Prefect task of a step (made once per declaration, when first run): its name, run name
+    and retries. Any Step, not only those declared in flows/process.py: tests run variants (no retry delay)."""
     if step not in _TASKS:
         retrying = dict(retries=step.retries, retry_delay_seconds=list(step.retry_delay_seconds),
                         retry_condition_fn=_retry_condition(step)) if step.retries else {}
         _TASKS[step] = task(step.fn, name=step.name, task_run_name=step.run_name,
                             cache_policy=NO_CACHE, **retrying)
     return _TASKS[step]
-
-
-stage_department = prefect_task(process.STAGE)
-check_department = prefect_task(process.CHECK)
-validate_department = prefect_task(process.VALIDATE)
-promote_department = prefect_task(process.PROMOTE)
-reject_department = prefect_task(process.REJECT)
-build_marts_step = prefect_task(process.MARTS)
-raise_alerts = prefect_task(process.ALERTS)
-write_receipt_step = prefect_task(process.RECEIPT)
-write_report_step = prefect_task(process.REPORT)
 
 
 class PrefectSteps:
