@@ -194,17 +194,9 @@ def _starred_plate(compact: pl.Expr) -> pl.Expr:
     return compact.str.slice(0, 2) + middle + compact.str.slice(-2, 2)
 
 
-def may_hold_number(series: pl.Series) -> bool:
-    """Whether any text of the series may hold an identity number (the pre-filter of
-    :func:`scrub_expr`, one vectorised pass): a caller skips scrubbing a column that cannot."""
-    return bool(series.cast(pl.Utf8).str.contains(_CANDIDATE).any())
-
-
 def scrub_series(series: pl.Series) -> pl.Series:
     """:func:`scrub_expr` over a series, skipped (same text) when no value may hold a number."""
-    if not may_hold_number(series):
-        return series.cast(pl.Utf8)
-    return series.to_frame("t").select(scrub_expr(pl.col("t")))["t"].alias(series.name)
+    return scrub_frame(series.cast(pl.Utf8).to_frame()).to_series()
 
 
 def scrub_frame(df: pl.DataFrame, keep: tuple[str, ...] = ()) -> pl.DataFrame:
