@@ -330,6 +330,7 @@ def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: 
         context = gx_context(warehouse)
         suite = gx.ExpectationSuite(name=raw["name"], meta=raw.get("meta") or {},
                                     expectations=raw["expectations"])
+        out = output_dir(Path(warehouse))
         ds, batch_definition = _batch_definition(context, warehouse, dept)
         try:
             batch = batch_definition.get_batch(batch_parameters={"period": period})
@@ -347,25 +348,13 @@ def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: 
                 expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
                 run_id=results.meta["run_id"], batch_identifier=f"{dept}-{period}")
             context.validation_results_store.set(vr_id, results)
-            out = output_dir(Path(warehouse))
             with _DEFERRED_LOCK:  # pages and index are built once, by data_docs_index_once
                 deferred = out in _DEFERRED_INDEX
                 if deferred:
                     _DEFERRED_INDEX[out].append(vr_id)
             docs = _site_index(context, out) if deferred else _build_docs(context, [vr_id])
         finally:
-            # Inside a period (data_docs_index_once) GX's engine is kept for the next department
-            # and released on the way out: a new engine costs ~45 ms of set-up per validation.
-            out = output_dir(Path(warehouse))
-            with _DEFERRED_LOCK:
-                held = out in _DEFERRED_INDEX
-                replaced = _HELD_ENGINES.get(out) if held else None
-                if held:
-                    _HELD_ENGINES[out] = ds
-            if not held:
-                _release(ds)
-            elif replaced is not None and replaced is not ds:   # another warehouse's datasource
-                _release(replaced)
+            _hold_or_release(out, ds)
     return results, docs
 
 
@@ -404,6 +393,20 @@ def data_docs_index_once(warehouse: Path):
                     _release(held)   # the warehouse file is not held open after the period
                 if rendered:
                     _build_docs(gx_context(warehouse), rendered)
+
+
+def _hold_or_release(out: Path, ds) -> None:
+    """Inside a period (data_docs_index_once) GX's engine is kept for the next department and
+    released on the way out: a new engine costs ~45 ms of set-up per validation."""
+    with _DEFERRED_LOCK:
+        held = out in _DEFERRED_INDEX
+        replaced = _HELD_ENGINES.get(out) if held else None
+        if held:
+            _HELD_ENGINES[out] = ds
+    if not held:
+        _release(ds)
+    elif replaced is not None and replaced is not ds:   # another warehouse's datasource
+        _release(replaced)
 
 
 _SITE_INDEX: dict[Path, Path] = {}
