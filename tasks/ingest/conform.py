@@ -281,7 +281,8 @@ _CHINESE_DATE = r"^[0-9]{4}年[0-9]{1,2}月[0-9]{1,2}日$"
 
 def _date_usual(t: pl.Expr) -> Parsed:
     """The two non-ISO forms departments' systems write whole columns in (2020/3/5, 2019年6月24日):
-    read as :func:`_date_slow` reads them, with its repair, without its general pass."""
+    read as the slow path read them before (same value, same repair), without its general pass
+    (:func:`_parse_date`)."""
     slash = t.str.to_date("%Y/%m/%d", strict=False)
     # guarded: chrono alone would read "19年6月24日" as the year 19
     chinese = pl.when(t.str.contains(_CHINESE_DATE)).then(t.str.to_date("%Y年%m月%d日", strict=False))
@@ -290,10 +291,8 @@ def _date_usual(t: pl.Expr) -> Parsed:
 
 
 def _date_slow(t: pl.Expr) -> Parsed:
-    slash = t.str.to_date("%Y/%m/%d", strict=False)
-    value, repair = _parse_date(t)
-    return (pl.coalesce(slash, value),
-            pl.when(slash.is_not_null()).then(pl.lit(REPAIR_DATE_FORMAT)).otherwise(repair))
+    """The general reading, of the cells :func:`_date_usual` left (its 2020/3/5 form included)."""
+    return _parse_date(t)
 
 
 def _month_fast(t: pl.Expr) -> Parsed:
