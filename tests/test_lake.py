@@ -26,6 +26,13 @@ def load(warehouse: Path, inbox: Path, period: str, run_id: str) -> None:
     promote_extract(warehouse, period, "minzheng", run_id)
 
 
+def loaded_with_june(warehouse: Path, inbox: Path) -> None:
+    """A new warehouse with June's three rows of minzheng, delivered into ``inbox``."""
+    deliver(inbox, JUNE, [row(0), row(1), row(2)])
+    open_warehouse(warehouse).close()
+    load(warehouse, inbox, JUNE, "r1")
+
+
 def sql(warehouse: Path, query: str) -> str:
     result = CliRunner().invoke(main, ["sql", query, "--format", "csv", "--warehouse", str(warehouse)])
     assert result.exit_code == 0, result.output
@@ -35,11 +42,8 @@ def sql(warehouse: Path, query: str) -> str:
 @pytest.fixture()
 def moved(tmp_path: Path) -> Path:
     """A warehouse loaded with June, then its folder (.duckdb and .lake) moved elsewhere."""
-    inbox = tmp_path / "inbox"
-    deliver(inbox, JUNE, [row(0), row(1), row(2)])
     old = tmp_path / "old" / "povwatch.duckdb"
-    open_warehouse(old).close()
-    load(old, inbox, JUNE, "r1")
+    loaded_with_june(old, tmp_path / "inbox")
     new_folder = tmp_path / "elsewhere" / "county"
     new_folder.parent.mkdir()
     shutil.move(old.parent, new_folder)
@@ -128,10 +132,8 @@ def test_a_warehouse_from_before_relative_paths_is_converted_by_its_next_run(tmp
     from povwatch.tasks.ingest.load import define_layer_view
 
     inbox = tmp_path / "inbox"
-    deliver(inbox, JUNE, [row(0), row(1), row(2)])
     old = tmp_path / "old" / "povwatch.duckdb"
-    open_warehouse(old).close()
-    load(old, inbox, JUNE, "r1")
+    loaded_with_june(old, inbox)
     con = connect(old)
     try:   # back to how a warehouse of the previous release listed its files
         lake = lake_root(old.resolve()).as_posix()
@@ -157,10 +159,8 @@ def test_a_copy_of_the_whole_folder_reads_each_row_once_while_the_original_stays
     """cp -r of the warehouse folder (a backup, a test copy): the copy's relative paths exist in
     its own lake and in the original's, which it lists as a home; every row is still read once."""
     inbox = tmp_path / "inbox"
-    deliver(inbox, JUNE, [row(0), row(1), row(2)])
     original = tmp_path / "office" / "povwatch.duckdb"
-    open_warehouse(original).close()
-    load(original, inbox, JUNE, "r1")
+    loaded_with_june(original, inbox)
     copy = tmp_path / "backup" / "povwatch.duckdb"
     shutil.copytree(original.parent, copy.parent)
     assert sql(copy, "SELECT count(*) AS n FROM raw.minzheng").splitlines() == ["n", "3"]
