@@ -49,6 +49,7 @@ from povwatch.tasks.core.db import held_open
 from povwatch.tasks.core.integrity import check_warehouse
 from povwatch.tasks.core.locking import warehouse_lock
 from povwatch.tasks.core.privacy import scrub
+from povwatch.tasks.core.runtime import run_gc_thresholds
 from povwatch.tasks.core.settings import load_settings, output_dir
 from povwatch.tasks.ingest import inbox as inbox_files
 from povwatch.tasks.ingest import load as ingest
@@ -462,7 +463,7 @@ def execute_run(steps, pipeline: Pipeline, inbox: Path, warehouse: Path, period:
     check_run_request(inbox, period)
     with warehouse_lock(warehouse, timeout=lock_timeout, what=f"povwatch run {run_id}"):
         check_warehouse(warehouse)   # a damaged file is refused before anything writes to it
-        with held_open(warehouse):
+        with held_open(warehouse), run_gc_thresholds():
             return _run_periods(steps, pipeline, inbox, warehouse, period, run_id, run_period,
                                 flow_run_id)
 

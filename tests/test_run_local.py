@@ -65,3 +65,37 @@ def test_a_prefect_profile_naming_a_server_still_chooses_prefect_mode(tmp_path):
     (home / "profiles.toml").write_text(   # a profile that names no server: still local
         'active = "office"\n\n[profiles.office]\nPREFECT_LOGGING_LEVEL = "INFO"\n', encoding="utf-8")
     assert _mode_in(env)[0] == "local"
+
+
+def test_a_run_collects_garbage_in_larger_batches_and_gives_the_process_its_settings_back(tmp_path):
+    """The run raises Python's GC threshold while it works (~1 s of CPU at size M) and restores
+    the caller's afterwards: a Prefect worker or a notebook running povwatch keeps its own."""
+    import dataclasses
+    import gc
+
+    from povwatch.flows.process import real_pipeline
+    from povwatch.flows.run_command import run_inbox
+    from povwatch.tasks.core.runtime import RUN_GC_THRESHOLDS
+
+    inbox = tmp_path / "inbox"
+    shutil.copytree(rs.inbox_root(rs.generated_inbox()) / PERIOD / "fupin", inbox / PERIOD / "fupin")
+    pipeline = real_pipeline()
+    seen_during_run = []
+
+    def build_marts_noting_gc(*args, **kwargs):
+        seen_during_run.append(gc.get_threshold())
+        return pipeline.build_marts(*args, **kwargs)
+
+    caller_thresholds = (900, 11, 12)
+    before = gc.get_threshold()
+    gc.set_threshold(*caller_thresholds)
+    try:
+        code = run_inbox(inbox, warehouse=tmp_path / "wh" / "povwatch.duckdb", mode="local",
+                         echo=lambda _: None,
+                         pipeline=dataclasses.replace(pipeline, build_marts=build_marts_noting_gc))
+        after = gc.get_threshold()
+    finally:
+        gc.set_threshold(*before)
+    assert code == 0
+    assert seen_during_run and set(seen_during_run) == {RUN_GC_THRESHOLDS}
+    assert after == caller_thresholds
