@@ -32,18 +32,23 @@ from typing import ClassVar, List, Literal, Type, Union
 
 import sqlalchemy as sa
 from duckdb_engine import ConnectionWrapper
-from great_expectations.compatibility import pydantic
-from great_expectations.datasource.fluent.config_str import ConfigStr
-from great_expectations.datasource.fluent.sql_datasource import (
+
+from povwatch.tasks.validate import deferred_imports
+
+deferred_imports.defer()  # before GX's import: scipy.stats and altair only if a suite uses them
+
+from great_expectations.compatibility import pydantic  # noqa: E402
+from great_expectations.datasource.fluent.config_str import ConfigStr  # noqa: E402
+from great_expectations.datasource.fluent.sql_datasource import (  # noqa: E402
     QueryAsset,
     SQLDatasource,
     TableAsset,
 )
-from great_expectations.execution_engine.sqlalchemy_execution_engine import (
+from great_expectations.execution_engine.sqlalchemy_execution_engine import (  # noqa: E402
     SqlAlchemyExecutionEngine,
 )
 
-from povwatch.tasks.core import db
+from povwatch.tasks.core import db  # noqa: E402
 
 _URL_PREFIX = "duckdb:///"
 

@@ -220,6 +220,9 @@ def gx_context(warehouse: Path):
     with _GX_LOCK:
         if out in _CONTEXTS:
             return _CONTEXTS[out]
+        from povwatch.tasks.validate import deferred_imports
+
+        deferred_imports.defer()  # GX's import without scipy.stats and altair (~1.2 s of CPU)
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
