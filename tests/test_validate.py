@@ -375,6 +375,30 @@ def test_a_period_s_data_docs_pages_are_written_once_on_the_way_out(wh):
     assert "static/offline/" in text   # made offline after the build
 
 
+def test_the_data_docs_index_lists_the_latest_results_and_older_pages_stay(tmp_path, monkeypatch):
+    """The index lists the latest DOCS_INDEX_RESULTS validation results (GX's
+    validation_results_limit: listing every stored result made each period's docs build dearer
+    with every month kept); an older result keeps its page, made offline like the others."""
+    from povwatch.tasks.core.settings import output_dir
+    from povwatch.tasks.validate import suites
+
+    monkeypatch.setattr(suites, "DOCS_INDEX_RESULTS", 2)
+    path = tmp_path / "povwatch.duckdb"
+    con = db.open_warehouse(path)
+    try:
+        for period in ("2020-08", "2020-09", "2020-10"):
+            insert(con, "canlian", period, [{"id_number": make_id(i), "level": "2"} for i in range(3)])
+            suites.validate_extract(path, period, "canlian", f"run-{period}")
+    finally:
+        con.close()
+    docs = output_dir(path) / "datadocs"
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    assert "canlian-2020-10" in index and "canlian-2020-09" in index
+    assert "canlian-2020-08" not in index
+    old, = (docs / "validations").rglob("canlian-2020-08.html")
+    assert "static/offline/" in old.read_text(encoding="utf-8")
+
+
 def test_blocking_outcome_reaches_a_webhook_masked(wh, monkeypatch):
     """validate_extract -> alert_on_outcomes -> a real receiver on 127.0.0.1: the department,
     period, file, expectation, count and masked sample arrive; no full identity number does."""

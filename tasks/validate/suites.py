@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 DATASOURCE = "warehouse"
 BATCH_DEFINITION = "by_period"
 DOCS_SITE = "povwatch"
+# The Data Docs index lists this many of the latest validation results: about three months of
+# every department. Older results keep their pages (datadocs/validations/<dept>/) and their rows
+# in audit.validations.
+DOCS_INDEX_RESULTS = 3 * len(department_codes())
 SAMPLE_ROWS = 3
 DEFAULT_VOLUME_MAX_CHANGE = 0.5
 _PERIOD = re.compile(r"^[0-9]{4}-[0-9]{2}$")
@@ -238,7 +242,13 @@ def gx_context(warehouse: Path):
             "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend",
                               "base_directory": str(out / "datadocs")},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            # GX's documented site options (history stays flat, docs/validation.md): the index
+            # lists the latest DOCS_INDEX_RESULTS results, not every one stored (reading each
+            # stored result made a period's docs build grow with the months kept); no profiling
+            # section (povwatch profiles nothing: GX listed every stored result for it anyway).
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
+                                   "validation_results_limit": DOCS_INDEX_RESULTS},
+            "site_section_builders": {"profiling": "None"},
         }
         sites = context.get_config().data_docs_sites or {}
         for name in list(sites):
