@@ -165,10 +165,25 @@ def held_open(warehouse: Path | str):
     per period). One connection held for the run keeps the instance loaded; DuckDB then
     checkpoints when its WAL fills, and once more when this connection closes. Only for tasks that
     run in this process (threads): another process cannot open the file while it is held.
+
+    While it is held, DuckDB runs each query on the thread that asks (``POVWATCH_DUCKDB_THREADS``,
+    default 1; ``threads`` is a setting of the database instance, so it holds for every connection
+    of the run, GX's too): the run's own threads already keep the cores busy (four departments
+    staged at once, a department promoted while the next one validates), and DuckDB's workers,
+    handed parts of each of a run's thousands of mostly small queries, added CPU and saved no time
+    (M, whole runs alternating: -1.5 to -2 s CPU; the marts alone -0.3 to -0.5 s). The instance's
+    own setting is put back when the run lets go.
     """
     con = open_warehouse(warehouse)
     try:
-        yield con
+        threads = load_settings().duckdb_threads
+        before = con.execute("SELECT current_setting('threads')").fetchone()[0]
+        if threads > 0:
+            con.execute(f"SET threads = {int(threads)}")
+        try:
+            yield con
+        finally:
+            con.execute(f"SET threads = {int(before)}")
     finally:
         con.close()
 

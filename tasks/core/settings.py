@@ -91,6 +91,8 @@ class Settings:
     lock_timeout: float = setting(300.0, "seconds a run waits for another run to finish")
     db_lock_wait: float = setting(
         60.0, "seconds a run waits for a reader (`povwatch sql`, a BI tool) to close the file")
+    duckdb_threads: int = setting(
+        1, "DuckDB's threads while a run holds the warehouse; `0`: DuckDB's own (one per core)")
 
     # -- where the county's files are: the county folder's copy, else the package's
 
