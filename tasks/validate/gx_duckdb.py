@@ -110,10 +110,14 @@ class CatalogInspector:
             return list(connection.execute(sa.text(sql), {"schema": schema or "main",
                                                           "table": str(table_name)}))
 
+    # A "schema" GX names may also be an attached database's (default) schema: the batch copies
+    # in suites.BATCH_CATALOG are read as ``gx_batch.<dept>``.
+    _WHERE = ("(schema_name = :schema OR (database_name = :schema AND schema_name = 'main')) "
+              "AND table_name = :table")
+
     def get_columns(self, table_name, schema=None, **kw):
         rows = self._rows("SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
-                          "WHERE schema_name = :schema AND table_name = :table ORDER BY column_index",
-                          table_name, schema)
+                          f"WHERE {self._WHERE} ORDER BY column_index", table_name, schema)
         types = [_reflected_type(data_type) for _, data_type, _ in rows]
         if not rows or any(t is None for t in types):
             return self._inspector.get_columns(table_name, schema=schema, **kw)
@@ -123,8 +127,7 @@ class CatalogInspector:
 
     def get_pk_constraint(self, table_name, schema=None, **kw):
         rows = self._rows("SELECT constraint_column_names FROM duckdb_constraints() WHERE "
-                          "schema_name = :schema AND table_name = :table AND constraint_type = "
-                          "'PRIMARY KEY'", table_name, schema)
+                          f"{self._WHERE} AND constraint_type = 'PRIMARY KEY'", table_name, schema)
         return {"constrained_columns": list(rows[0][0]) if rows else [], "name": None}
 
 
