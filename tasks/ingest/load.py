@@ -170,6 +170,8 @@ def _row_data(quarantined: pl.DataFrame, delivered: list[_Delivered]) -> pl.Seri
 def _raw_frame(delivered: list[_Delivered], contract: Contract, period: str, run_id: str) -> pl.DataFrame:
     """raw.<dept>: contract columns as delivered, everything else in ``extra`` (JSON)."""
     names = [c.name for c in contract.columns]
+    # source_file as an Enum of the extract's files, period and run_id as constants: see _constant
+    files = pl.Enum(list(dict.fromkeys(d.file for d in delivered if d.read)))
     parts = []
     for d in delivered:
         if not d.read:
@@ -181,13 +183,21 @@ def _raw_frame(delivered: list[_Delivered], contract: Contract, period: str, run
             if extras else pl.lit(None, dtype=pl.Utf8)
         )
         parts.append(frame.select(
-            pl.lit(period).alias("period"), pl.lit(run_id).alias("run_id"),
-            pl.lit(d.file).alias("source_file"), pl.col(ROW).alias("source_row"),
+            _constant(period).alias("period"), _constant(run_id).alias("run_id"),
+            pl.lit(d.file, dtype=files).alias("source_file"), pl.col(ROW).alias("source_row"),
             *[(pl.col(n) if n in frame.columns else pl.lit(None, dtype=pl.Utf8)).cast(pl.Utf8).alias(n)
               for n in names],
             extra.alias("extra"),
         ))
     return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def _constant(value: str) -> pl.Expr:
+    """A lineage column the same on every row of a Parquet file (period, run id), as an Enum of
+    its one value: the writer stores it as the dictionary it already is, where a String column
+    is hashed row by row to build that dictionary (raw and pending of yibao, 420,000 rows:
+    ~15 % of the two writes). DuckDB reads it as VARCHAR, with the same statistics."""
+    return pl.lit(value, dtype=pl.Enum([value]))
 
 
 def _extra_columns(d: _Delivered, contract: Contract) -> list[str]:
@@ -377,7 +387,7 @@ def prepare_part(inbox: Path, period: str, dept: str, files: list[Path], lake: P
         ).with_columns(_row_data(quarantined, readable).alias("row_data"))
     pending = None
     if staged is not None and staged.height:
-        pending = staged.with_columns(pl.lit(period).alias("period"), pl.lit(token).alias("run_id"))
+        pending = staged.with_columns(_constant(period).alias("period"), _constant(token).alias("run_id"))
     t3 = time.perf_counter()
     # raw and pending are read by their views; quarantine rows only travel to load_parts
     layers = {"raw": raw, "pending": pending}
