@@ -89,6 +89,11 @@ def _err(condition: pl.Expr, label: str, what: str) -> pl.Expr:
 # --------------------------------------------------------------------------------------------
 # one expression set per type: (value, error, repair), each evaluated on the cleaned text
 
+# Every to_date here has cache=False: polars' cache memoises each distinct text through a hash
+# table, which costs more than parsing these short texts again (birth dates of 420,000 identity
+# numbers: 28 -> 17 ms). Same values either way.
+
+
 def _parse_date(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """(date, repair) for 2020-03-05, 2020/3/5, 2020.3.5, 20200305, 2020年3月5日, Excel serials.
 
@@ -99,8 +104,9 @@ def _parse_date(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     no_time = text.str.replace(r"[T\s]+\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
     unified = _half_width(no_time).str.replace_all(r"[/.年月]", "-").str.replace(r"日$", "")
     dashed = pl.when(unified.str.contains(r"^\d{4}-\d{1,2}-\d{1,2}$")).then(
-        unified.str.to_date("%Y-%m-%d", strict=False))
-    compact = pl.when(unified.str.contains(r"^\d{8}$")).then(unified.str.to_date("%Y%m%d", strict=False))
+        unified.str.to_date("%Y-%m-%d", strict=False, cache=False))
+    compact = pl.when(unified.str.contains(r"^\d{8}$")).then(
+        unified.str.to_date("%Y%m%d", strict=False, cache=False))
     number = pl.when(text.str.contains(SERIAL_TEXT)).then(text.cast(pl.Float64, strict=False))
     serial = pl.when(number.is_between(MIN_SERIAL, MAX_SERIAL) & (number == number.floor())).then(number)
     from_serial = (serial.cast(pl.Int32) - EXCEL_EPOCH_OFFSET).cast(pl.Date)
@@ -125,7 +131,7 @@ def _parse_month(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
         unified.str.slice(0, 4) + pl.lit("-") + unified.str.slice(4, 2)
     ).otherwise(unified)
     month = pl.when(six.str.contains(r"^\d{4}-\d{1,2}$")).then(
-        (six + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False))
+        (six + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False, cache=False))
     as_date, _ = _parse_date(text)
     value = _from_1900(pl.coalesce(month, as_date.dt.truncate("1mo")))
     canonical = text.str.contains(r"^\d{4}-\d{2}$")
@@ -270,8 +276,8 @@ def _percent_slow(t: pl.Expr) -> Parsed:
 
 def _date_fast(t: pl.Expr) -> Parsed:
     """ISO, and 20200305 (the form several departments' systems write: a format repair)."""
-    iso = pl.when(t.str.len_bytes() == 10).then(t.str.to_date("%Y-%m-%d", strict=False))
-    compact = pl.when(t.str.len_bytes() == 8).then(t.str.to_date("%Y%m%d", strict=False))
+    iso = pl.when(t.str.len_bytes() == 10).then(t.str.to_date("%Y-%m-%d", strict=False, cache=False))
+    compact = pl.when(t.str.len_bytes() == 8).then(t.str.to_date("%Y%m%d", strict=False, cache=False))
     return (pl.coalesce(iso, compact),
             pl.when(iso.is_null() & compact.is_not_null()).then(pl.lit(REPAIR_DATE_FORMAT)))
 
@@ -283,9 +289,9 @@ def _date_usual(t: pl.Expr) -> Parsed:
     """The two non-ISO forms departments' systems write whole columns in (2020/3/5, 2019年6月24日):
     read as the slow path read them before (same value, same repair), without its general pass
     (:func:`_parse_date`)."""
-    slash = t.str.to_date("%Y/%m/%d", strict=False)
+    slash = t.str.to_date("%Y/%m/%d", strict=False, cache=False)
     # guarded: chrono alone would read "19年6月24日" as the year 19
-    chinese = pl.when(t.str.contains(_CHINESE_DATE)).then(t.str.to_date("%Y年%m月%d日", strict=False))
+    chinese = pl.when(t.str.contains(_CHINESE_DATE)).then(t.str.to_date("%Y年%m月%d日", strict=False, cache=False))
     value = pl.coalesce(slash, chinese)
     return value, pl.when(value.is_not_null()).then(pl.lit(REPAIR_DATE_FORMAT))
 
@@ -297,7 +303,7 @@ def _date_slow(t: pl.Expr) -> Parsed:
 
 def _month_fast(t: pl.Expr) -> Parsed:
     return _from_1900(pl.when(t.str.contains(r"^\d{4}-\d{2}$")).then(
-        (t + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False))), None
+        (t + pl.lit("-01")).str.to_date("%Y-%m-%d", strict=False, cache=False))), None
 
 
 def _month_slow(t: pl.Expr) -> Parsed:
@@ -468,11 +474,17 @@ def _duplicates(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
     """True for a row identical (in every given column) to an earlier row.
 
     Rows are hashed first (cheap); only rows whose hash occurs twice are compared exactly, so a
-    hash collision can never make two different rows duplicates.
+    hash collision can never make two different rows duplicates. A row's hash is its columns'
+    hashes combined by XOR, each column with its own seed (a value moved to another column
+    changes it): hashing the struct of all columns row-encoded every row first (fupin, 16
+    columns: 36 -> 11 ms).
     """
     if not columns or frame.height == 0:
         return pl.Series("__dup", [False] * frame.height, dtype=pl.Boolean)
-    hashed = frame.select(pl.struct(columns).hash(seed=7).alias("h"))["h"]
+    row_hash = pl.col(columns[0]).hash(seed=7)
+    for i, name in enumerate(columns[1:], start=8):
+        row_hash = row_hash.xor(pl.col(name).hash(seed=i))
+    hashed = frame.select(row_hash.alias("h"))["h"]
     candidates = hashed.is_duplicated()
     dup = pl.Series("__dup", [False] * frame.height, dtype=pl.Boolean) if not candidates.any() else None
     if dup is not None:

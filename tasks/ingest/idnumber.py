@@ -23,16 +23,19 @@ _SCIENTIFIC = r"^[0-9]+(\.[0-9]*)?[eE][+-]?[0-9]+$"
 _FLOAT_TAIL = r"^[0-9]{15,18}\.[0-9]*$"
 
 
-def check_char(first17: pl.Expr) -> pl.Expr:
+def check_char(first17: pl.Expr, digits: bool = False) -> pl.Expr:
     """The MOD 11-2 check character of a 17-digit string expression ("1" if not 17 digits).
+    ``digits``: the caller knows every non-null value is 17 digits (it matched ``_PLAIN``), so
+    the guard, a regex over every row (~40 % of this function's CPU), is skipped.
 
     The weights are 2^17 … 2^1 modulo 11, and 13 ≡ 2 (mod 11): read as a number in base 13, the
     17 digits are Σ d·13^(16-k) ≡ Σ d·2^(16-k), so the weighted sum is twice that, modulo 11.
     One integer parse (13^17 < 2^63) instead of taking 17 digits apart (0.15 -> 0.09 s on 700,000
     numbers; the same character for 300,000 random and all edge inputs).
     """
-    digits = pl.when(first17.str.contains(r"^[0-9]{17}$")).then(first17)
-    base13 = digits.str.to_integer(base=13, strict=False).fill_null(0)
+    if not digits:
+        first17 = pl.when(first17.str.contains(r"^[0-9]{17}$")).then(first17)
+    base13 = first17.str.to_integer(base=13, strict=False).fill_null(0)
     return (((base13 % 11) * 2) % 11).replace_strict(list(range(11)), list(CHECK_CHARS), default=None,
                                                    return_dtype=pl.Utf8)
 
@@ -74,8 +77,11 @@ def repair_series(raw: pl.Series) -> pl.Series:
     plain = text.str.contains(_PLAIN).fill_null(False)
     f = pl.DataFrame({"text": pl.Series(text).set(~plain, None)})
     candidate = pl.col("text")
-    birth = candidate.str.slice(6, 8).str.to_date("%Y%m%d", strict=False)
-    f = f.with_columns(birth.alias("birth"), check_char(candidate.str.slice(0, 17)).alias("check"))
+    # cache=False: memoising each distinct birth date through a hash table cost more than
+    # parsing it again (420,000 numbers: 28 -> 17 ms); same dates
+    birth = candidate.str.slice(6, 8).str.to_date("%Y%m%d", strict=False, cache=False)
+    f = f.with_columns(birth.alias("birth"),
+                       check_char(candidate.str.slice(0, 17), digits=True).alias("check"))
     error = (
         pl.when(candidate.is_null()).then(None)
         .when(~_plausible_birth(pl.col("birth"))).then(pl.lit(reasons.ID_BIRTH_DATE))
@@ -112,7 +118,7 @@ def _repair_messy(raw: pl.Series) -> pl.Series:
     f = f.with_columns(pl.when(col("is15")).then(col("upgraded17") + col("upgraded_check"))
                        .otherwise(col("upper")).alias("candidate"))
     candidate = col("candidate")
-    f = f.with_columns(candidate.str.slice(6, 8).str.to_date("%Y%m%d", strict=False).alias("birth"),
+    f = f.with_columns(candidate.str.slice(6, 8).str.to_date("%Y%m%d", strict=False, cache=False).alias("birth"),
                        check_char(candidate.str.slice(0, 17)).alias("check"))
     birth = col("birth")
     f = f.with_columns(
@@ -153,7 +159,7 @@ def _repair_messy(raw: pl.Series) -> pl.Series:
 def is_valid_expr(value: pl.Expr) -> pl.Expr:
     """True where the value is already a valid 18-character number (no repair needed)."""
     well_formed = value.str.contains(_PLAIN)
-    birth = value.str.slice(6, 8).str.to_date("%Y%m%d", strict=False)
+    birth = value.str.slice(6, 8).str.to_date("%Y%m%d", strict=False, cache=False)
     return (
         well_formed
         & birth.is_not_null()

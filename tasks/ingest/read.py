@@ -468,8 +468,14 @@ def _read_sheet(data: bytes, contract: Contract, sheet_index: int, frame: pl.Dat
         pl.int_range(header_index + 2, header_index + 2 + body.height, dtype=pl.Int32).alias(ROW)
     )
     # Date cells come back as "2020-03-05 00:00:00": a date is its ISO text.
+    # Only the columns that hold such a cell are rewritten (a cheap test first: stripping copies
+    # every string of the column, fupin's sixteen 37 ms, the test 11 ms).
     text_cols = [c for c in body.columns if c != ROW]
-    body = body.with_columns(pl.col(text_cols).str.strip_suffix(" 00:00:00"))
+    if text_cols:
+        timed = body.select(pl.col(text_cols).str.ends_with(" 00:00:00").any()).row(0)
+        text_cols = [c for c, has_time in zip(text_cols, timed) if has_time]
+    if text_cols:
+        body = body.with_columns(pl.col(text_cols).str.strip_suffix(" 00:00:00"))
     # Numbers in identity-number columns: Excel kept 15 significant digits and lost the rest.
     id_cols = [n for n in names if n in {c.name for c in contract.columns if c.type == "id"}
                or n == CERTIFICATE]
