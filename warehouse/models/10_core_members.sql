@@ -15,10 +15,13 @@ WITH rows AS (
     QUALIFY row_number() OVER (PARTITION BY household_id, id_number
                                ORDER BY source_file, source_row) = 1
 ), enrol AS (
+    -- enrol, cert, work, doctor: only the registry's identity numbers are aggregated (they are all
+    -- the LEFT JOINs below can match; a department lists far more people: weijian 283,000 rows
+    -- for 114,000 members at M, a third less CPU for this model)
     SELECT id_number, arg_min(status, source_row) AS status,
            arg_min(source_file, source_row) AS file, min(source_row) AS row,
            bool_or(status IN ('在读', '送教上门')) AS enrolled
-    FROM eff_jiaoyu GROUP BY id_number
+    FROM eff_jiaoyu WHERE id_number IN (SELECT id_number FROM eff_fupin) GROUP BY id_number
 ), insured AS (
     SELECT DISTINCT y.id_number FROM eff_yibao y, policy p
     WHERE y.year = p.policy_year AND y.status = '已参保'
@@ -26,15 +29,15 @@ WITH rows AS (
     SELECT id_number, min(level) AS level, bool_or(living_subsidy) AS living_subsidy,
            bool_or(care_subsidy) AS care_subsidy,
            arg_min(source_file, source_row) AS file, min(source_row) AS row
-    FROM eff_canlian GROUP BY id_number
+    FROM eff_canlian WHERE id_number IN (SELECT id_number FROM eff_fupin) GROUP BY id_number
 ), work AS (
     SELECT id_number, max(months) AS months,
            arg_min(source_file, source_row) AS file, min(source_row) AS row
-    FROM eff_renshe GROUP BY id_number
+    FROM eff_renshe WHERE id_number IN (SELECT id_number FROM eff_fupin) GROUP BY id_number
 ), doctor AS (
     SELECT id_number, bool_or(contracted) AS contracted,
            arg_min(source_file, source_row) AS file, min(source_row) AS row
-    FROM eff_weijian GROUP BY id_number
+    FROM eff_weijian WHERE id_number IN (SELECT id_number FROM eff_fupin) GROUP BY id_number
 ), base AS (
 SELECT r.household_id, r.id_number, r.relation, r.village_code, r.poverty_status,
        r.household_type, r.health, r.labor, r.per_capita_income,

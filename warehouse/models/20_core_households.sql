@@ -74,19 +74,19 @@ WITH reg AS (
     QUALIFY row_number() OVER (PARTITION BY s.head_id_number ORDER BY s.source_file, s.source_row) = 1
 ), hh AS (
     SELECT * FROM reg UNION ALL BY NAME SELECT * FROM nonreg
-), housing AS (
+), housing AS (   -- housing, water: only the heads of the households here (what the joins match)
     SELECT head_id_number,
            bool_and(grade IN ('A', 'B') OR (grade IN ('C', 'D')
                                             AND coalesce(renovation = '已竣工', false))) AS ok,
            arg_min(grade, source_row) AS grade, arg_min(renovation, source_row) AS renovation,
            arg_min(source_file, source_row) AS file, min(source_row) AS row
-    FROM eff_zhujian GROUP BY head_id_number
+    FROM eff_zhujian WHERE head_id_number IN (SELECT head_id FROM hh) GROUP BY head_id_number
 ), water AS (
     SELECT head_id_number,
            bool_and(quantity_ok AND quality_ok AND convenience_ok
                     AND guarantee_rate >= (SELECT water_guarantee_min FROM policy)) AS ok,
            arg_min(source_file, source_row) AS file, min(source_row) AS row
-    FROM eff_shuili GROUP BY head_id_number
+    FROM eff_shuili WHERE head_id_number IN (SELECT head_id FROM hh) GROUP BY head_id_number
 )
 SELECT hh.*,
        left(hh.village_code, 6) AS county_code, left(hh.village_code, 9) AS township_code,

@@ -117,7 +117,11 @@ WITH reasons AS (
            to_json(list_sort(list({'reason': reason, 'dept': dept, 'period': period,
                                    'source_file': source_file, 'source_row': source_row,
                                    'note': note}))) AS evidence
-    FROM work.reason_evidence GROUP BY household_key
+    FROM work.reason_evidence
+    -- only households under a category get a row below: their evidence alone is gathered into
+    -- JSON (not every household's, most of them not monitored)
+    WHERE household_key IN (SELECT household_key FROM work.categories)
+    GROUP BY household_key
 )
 SELECT p.period, c.household_key, c.category,
        coalesce(r.reasons, []::VARCHAR[]), coalesce(r.evidence, '[]')::JSON,

@@ -103,7 +103,10 @@ SELECT 'P11', id_number, min(household_id), min(village_code),
             THEN '同时在' || count(DISTINCT household_id) || '户'
             ELSE '同户重复' || count(*) || '次' END,
        'fupin', min(source_file), min(source_row)
-FROM eff_fupin GROUP BY id_number HAVING count(*) > 1
+FROM eff_fupin   -- the few repeated numbers found first, then only their rows aggregated
+WHERE id_number IN (SELECT id_number FROM eff_fupin GROUP BY id_number HAVING count(*) > 1)
+   OR id_number IS NULL
+GROUP BY id_number HAVING count(*) > 1
 UNION ALL
 -- P12 below the line, no labour-able member, no active 低保 / 特困供养 (应保尽保)
 SELECT 'P12', h.household_key, h.household_key, h.village_code,
@@ -132,7 +135,8 @@ SELECT a.code, a.id_number, m.household_id, m.village_code, a.detail, a.dept,
        a.source_file, a.source_row
 FROM work.counted_assets a
 JOIN (SELECT id_number, min(household_id) AS household_id, min(village_code) AS village_code
-      FROM work.members GROUP BY id_number) m USING (id_number)
+      FROM work.members WHERE id_number IN (SELECT id_number FROM work.counted_assets)  -- owners only
+      GROUP BY id_number) m USING (id_number)
 UNION ALL
 -- P17 识别不及时: warned this period, no row at all on the official roster that stands for the
 -- period; P18 风险再标注: cleared on that roster and warned in a later month. Both only once a
