@@ -361,3 +361,36 @@ def test_rule_precision_and_its_alert(payroll_county):
     township = fx.query("SELECT confirmed, refuted FROM mart.rule_precision "
                         "WHERE code = 'P08' AND township_code = '620523101'")
     assert township == [(2, 10)]
+
+
+def test_a_changed_precision_threshold_reaches_every_built_period(payroll_county, tmp_path, monkeypatch):
+    """The alert's thresholds are the latest period's policy. A build writes only the rebuilt
+    periods' rule precision while they stay the same; when the county changes one, building the
+    latest period again rewrites every period's rows with it (2021-02's 12 verifications fall under
+    a minimum of 13: no alert)."""
+    import duckdb
+
+    from povwatch.tasks.core.settings import POLICY_DIR
+    from povwatch.tasks.marts.build import build_marts
+
+    fx, _, _ = payroll_county
+    fx.con.execute("CHECKPOINT")
+    copy = tmp_path / "wh" / "w.duckdb"
+    copy.parent.mkdir()
+    shutil.copyfile(fx.path, copy)
+    folder = tmp_path / "county" / "policy"
+    folder.mkdir(parents=True)
+    text = (POLICY_DIR / "2020.toml").read_text(encoding="utf-8")
+    assert "rule_precision_min_verifications = 10 " in text
+    (folder / "2020.toml").write_text(text.replace("rule_precision_min_verifications = 10 ",
+                                                   "rule_precision_min_verifications = 13 "),
+                                      encoding="utf-8")
+    monkeypatch.setenv("POVWATCH_COUNTY", str(tmp_path / "county"))
+    assert build_marts(copy, "2021-05", "run-threshold")["periods_built"] == ["2021-05"]
+    con = duckdb.connect(str(copy), read_only=True)
+    try:
+        alerts = con.execute("SELECT period, window_verifications, alert FROM mart.rule_precision "
+                             "WHERE code = 'P08' AND township_code IS NULL").fetchall()
+    finally:
+        con.close()
+    assert alerts == [("2021-02", 12, False)]

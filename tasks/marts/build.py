@@ -246,6 +246,11 @@ def build_marts(warehouse: Path, period: str, run_id: str, policy_year: int | No
             _load_divisions(con)
             _refresh_deliveries(con, depts)
 
+            # the policy the stored as-of-latest rule precision was written with (the latest
+            # built period's): 80_ledger.sql rewrites only the rebuilt periods' rows while its
+            # thresholds stay the same
+            con.execute("SET VARIABLE stored_policy = (SELECT arg_max(\"values\", built_at) "
+                        "FROM mart.policy_used WHERE period = (SELECT max(period) FROM mart.policy_used))")
             # later periods already built are rebuilt with the policy year and seed they had
             later = con.execute(
                 "SELECT period, arg_max(policy_year, built_at), "

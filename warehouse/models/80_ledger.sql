@@ -1,4 +1,4 @@
--- reads:  mart.departments, mart.policy_used, mart.problem_events, mart.problem_states, mart.rules
+-- reads:  mart.departments, mart.policy_used, mart.problem_events, mart.problem_states, mart.rule_precision, mart.rules
 -- writes: mart.problem_events, mart.problem_events_withdrawn, mart.problem_ledger, mart.rule_precision, work.states
 -- History: the problem ledger as of the latest built period (getvariable('upto')) and its events,
 -- from the states 75_ledger_states.sql stored period by period. Only the periods rebuilt by this
@@ -74,7 +74,24 @@ WHERE NOT EXISTS (SELECT 1 FROM mart.problem_events n
 -- look back over the last rule_precision_periods built periods; a rule is flagged (alert) when
 -- it had at least rule_precision_min_verifications there and a precision under
 -- rule_precision_alert. The thresholds are the latest period's policy (mart.policy_used).
-DELETE FROM mart.rule_precision;
+-- A period's rows depend on its own and the earlier built periods' states and on those three
+-- thresholds: when the thresholds are the ones the stored rows were written with (the policy of
+-- the latest period before this build: getvariable('stored_policy'), set by the build) and rows
+-- are stored, only the rebuilt periods' rows are written again, reading the states of the periods
+-- their windows reach back to; otherwise every period's.
+SET VARIABLE precision_from = (
+    SELECT CASE WHEN (SELECT count(*) FROM mart.rule_precision) > 0
+                 AND json_extract_string(getvariable('stored_policy'), '$.rule_precision_alert')
+                     IS NOT DISTINCT FROM json_extract_string(v, '$.rule_precision_alert')
+                 AND json_extract_string(getvariable('stored_policy'), '$.rule_precision_periods')
+                     IS NOT DISTINCT FROM json_extract_string(v, '$.rule_precision_periods')
+                 AND json_extract_string(getvariable('stored_policy'), '$.rule_precision_min_verifications')
+                     IS NOT DISTINCT FROM json_extract_string(v, '$.rule_precision_min_verifications')
+                THEN getvariable('rebuilt_from') ELSE '' END
+    FROM (SELECT arg_max("values", built_at) AS v FROM mart.policy_used
+          WHERE period = getvariable('upto')));
+
+DELETE FROM mart.rule_precision WHERE period >= getvariable('precision_from');
 INSERT INTO mart.rule_precision
 WITH policy_now AS (
     SELECT CAST(json_extract_string(v, '$.rule_precision_alert') AS DOUBLE) AS alert_below,
@@ -85,13 +102,18 @@ WITH policy_now AS (
 ), periods AS (
     SELECT period, row_number() OVER (ORDER BY period) AS i
     FROM (SELECT DISTINCT period FROM mart.policy_used WHERE period <= getvariable('upto'))
+), reach AS (   -- the first period the windows of the written periods look back to
+    SELECT coalesce(min(p.period), '') AS first_period
+    FROM periods p CROSS JOIN policy_now pn
+    WHERE p.i > (SELECT coalesce(min(i), 1) FROM periods WHERE period >= getvariable('precision_from'))
+                - pn.window_periods
 ), verdicts AS (   -- the verifications that took effect in their period, on the state they found
     SELECT period, code, township_code, verified_result,
            date_diff('day', last_day(strptime(opened_period || '-01', '%Y-%m-%d'))::DATE,
                      verified_on) AS days
-    FROM mart.problem_states   -- every built period: the window and thresholds are the latest's
+    FROM mart.problem_states   -- the window and thresholds are the latest period's
     WHERE verified_now AND verified_period = period AND verified_result IN ('属实', '不属实')
-      AND period <= getvariable('upto')
+      AND period <= getvariable('upto') AND period >= (SELECT first_period FROM reach)
 ), counted AS (
     SELECT period, code, township_code,
            count(*) FILTER (WHERE verified_result = '属实')::INTEGER AS confirmed,
@@ -109,6 +131,7 @@ WITH policy_now AS (
               AND p2.i > p.i - pn.window_periods AND p2.i <= p.i) AS window_confirmed,
            pn.window_periods, pn.alert_below, pn.min_verifications
     FROM counted c JOIN periods p USING (period) CROSS JOIN policy_now pn
+    WHERE c.period >= getvariable('precision_from')
 )
 SELECT period, code, township_code, confirmed, refuted,
        confirmed / nullif(confirmed + refuted, 0) AS precision, median_days_to_verify,
