@@ -535,50 +535,92 @@ def _scientific(text: pl.Expr) -> pl.Expr:
     return mantissa + pl.lit("E+") + (digits - 1).cast(pl.Utf8)
 
 
+_XML_CHUNK = 1 << 22   # sheet XML decompressed 4 MB at a time (fupin's sheet at size M: 104 MB)
+
+
 def _xlsx_numeric_cells(data: bytes, columns: dict[str, str], header_row: int,
                         sheet_index: int = 0) -> dict[str, set[int]] | None:
     """Sheet rows whose cell under each given header is a number cell (no t="s"/"str"/...).
 
     The column letter is found from the header cell itself in the sheet XML, so columns that
     calamine skips (entirely empty ones on the left) cannot shift it. None when unsure.
+
+    The sheet XML is decompressed and scanned a piece at a time, never held whole: holding it
+    (and the join of its decompressed blocks) cost two fresh copies of it, 208 MB of page faults
+    on fupin at size M, for a scan that looks at one cell tag at a time.
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            xml = zf.read(_sheet_path(zf, sheet_index))
             shared = zf.read("xl/sharedStrings.xml") if "xl/sharedStrings.xml" in zf.namelist() else b""
-        row_xml = re.search(rb'<row [^>]*?r="%d"[^>]*>(.*?)</row>' % header_row, xml, re.S)
-        if not row_xml:
-            return None
-        strings = _SharedStrings(shared)
-        letters: dict[str, bytes] = {}
-        for cell in re.finditer(rb'<c r="([A-Z]{1,3})\d+"([^>]*?)(?:/>|>(.*?)</c>)', row_xml.group(1), re.S):
-            letter, attrs, inner = cell.group(1), cell.group(2), cell.group(3) or b""
-            if b't="s"' in attrs:
-                v = re.search(rb"<v>(\d+)</v>", inner)
-                text = strings.get(int(v.group(1))) if v else ""
-            else:
-                text = _xml_text(inner)
-            norm = normalize_header(text)
-            for name, delivered in columns.items():
-                if name not in letters and norm == normalize_header(delivered):
-                    letters[name] = letter
-        if len(letters) != len(columns):
-            return None
-    except Exception:
+            with zf.open(_sheet_path(zf, sheet_index)) as sheet:
+                head, row_xml = _xlsx_row(sheet, header_row)
+                if not row_xml:
+                    return None
+                strings = _SharedStrings(shared)
+                letters: dict[str, bytes] = {}
+                for cell in re.finditer(rb'<c r="([A-Z]{1,3})\d+"([^>]*?)(?:/>|>(.*?)</c>)', row_xml.group(1),
+                                        re.S):
+                    letter, attrs, inner = cell.group(1), cell.group(2), cell.group(3) or b""
+                    if b't="s"' in attrs:
+                        v = re.search(rb"<v>(\d+)</v>", inner)
+                        text = strings.get(int(v.group(1))) if v else ""
+                    else:
+                        text = _xml_text(inner)
+                    norm = normalize_header(text)
+                    for name, delivered in columns.items():
+                        if name not in letters and norm == normalize_header(delivered):
+                            letters[name] = letter
+                if len(letters) != len(columns):
+                    return None
+                found: dict[str, set[int]] = {name: set() for name in letters}
+                names_of: dict[bytes, list[str]] = {}
+                for name, letter in letters.items():
+                    names_of.setdefault(letter, []).append(name)
+                # A number cell of one of those columns: no t= other than t="n", not self-closing
+                # (empty). One C-speed scan of each piece for all of them; only the (rare)
+                # matches reach Python.
+                alternatives = b"|".join(sorted(names_of, key=len, reverse=True))
+                pattern = re.compile(
+                    rb'<c r="(' + alternatives + rb')(\d+)"(?![^>]*\bt="(?!n")[^"]*")[^>]*(?<!/)>')
+                for piece, end in _xlsx_cell_pieces(head, sheet):
+                    for letter, number in pattern.findall(piece, 0, end):
+                        for name in names_of[letter]:
+                            found[name].add(int(number))
+    except Exception:   # a damaged part of the workbook: unsure, as when the header is not found
         return None
-    found: dict[str, set[int]] = {name: set() for name in letters}
-    names_of: dict[bytes, list[str]] = {}
-    for name, letter in letters.items():
-        names_of.setdefault(letter, []).append(name)
-    # A number cell of one of those columns: no t= other than t="n", not self-closing (empty).
-    # One C-speed scan of the sheet for all of them; only the (rare) matches reach Python.
-    alternatives = b"|".join(sorted(names_of, key=len, reverse=True))
-    pattern = re.compile(
-        rb'<c r="(' + alternatives + rb')(\d+)"(?![^>]*\bt="(?!n")[^"]*")[^>]*(?<!/)>')
-    for letter, number in pattern.findall(xml):
-        for name in names_of[letter]:
-            found[name].add(int(number))
     return found
+
+
+def _xlsx_row(sheet, number: int) -> tuple[bytes, re.Match | None]:
+    """The sheet XML read so far and the match of row ``number`` in it (its cells in group 1),
+    reading only as far as the row: the header is among the first rows."""
+    row = re.compile(rb'<row [^>]*?r="%d"[^>]*>(.*?)</row>' % number, re.S)
+    head = b""
+    while len(head) < 4 * _XML_CHUNK:
+        chunk = sheet.read(_XML_CHUNK)
+        head += chunk
+        found = row.search(head)
+        if found or not chunk:
+            return head, found
+    head += sheet.read()   # not in the first 16 MB: searched once in the whole sheet, as it was
+    return head, row.search(head)
+
+
+def _xlsx_cell_pieces(head: bytes, sheet):
+    """The sheet XML in pieces (bytes, end), each ending before a cell tag (``<c r="``) so that
+    no tag is cut in two: ``head`` first, then the rest of ``sheet`` a chunk at a time. The
+    piece is ``bytes[:end]``, given as an end to scan up to rather than copied out."""
+    rest = head
+    while True:
+        chunk = sheet.read(_XML_CHUNK)
+        if not chunk:
+            yield rest, len(rest)
+            return
+        rest += chunk
+        cut = rest.rfind(b'<c r="')
+        if cut > 0:
+            yield rest, cut
+            rest = rest[cut:]
 
 
 def _xlsx_long_number_texts(data: bytes, sheet_index: int = 0) -> pl.Series:
