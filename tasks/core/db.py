@@ -186,9 +186,10 @@ def held_open(warehouse: Path | str):
     default 1; ``threads`` is a setting of the database instance, so it holds for every connection
     of the run, GX's too): the run's own threads already keep the cores busy (four departments
     staged at once, a department promoted while the next one validates), and DuckDB's workers,
-    handed parts of each of a run's thousands of mostly small queries, added CPU and saved no time
-    (M, whole runs alternating: -1.5 to -2 s CPU; the marts alone -0.3 to -0.5 s). The instance's
-    own setting is put back when the run lets go.
+    handed parts of each of a run's thousands of mostly small queries, added CPU (M, whole runs
+    alternating: -1.5 to -2 s CPU with one thread; the marts alone -0.3 to -0.5 s) and, on the
+    shared 2-core machine measured, no shorter wall time. The instance's own setting is put back
+    when the run lets go; ``POVWATCH_DUCKDB_THREADS=0`` leaves DuckDB its own (more cores).
     """
     con = open_warehouse(warehouse)
     key = _held_key(warehouse)
