@@ -85,6 +85,37 @@ def test_a_corrected_file_is_seen_in_whatever_form_it_was_read(form, quiet_env):
     assert second.status == "staged" and second.rows_read == 4, "and the reader reads it again"
 
 
+def test_the_change_check_reads_a_hashed_file_once_and_still_sees_it_corrected(quiet_env, monkeypatch):
+    """Between checks the change check keeps each file's sha256 with its size and times beside the
+    warehouse: a file it hashed is not read again, and a file rewritten with the same size and
+    its old mtime set back (a copy that keeps times) is still seen as changed (its ctime moved)."""
+    from povwatch.tasks.ingest import inbox as inbox_files
+
+    inbox, warehouse = quiet_env / "inbox", quiet_env / "wh.duckdb"
+    path = bc.dept_dir(inbox) / "caizheng.csv"
+    _csv(path, 6)
+    assert _stage(warehouse, inbox, "r1").status == "staged"
+    monkeypatch.setattr(inbox_files.HashCache, "RACY_NS", 0)   # the file was just written
+    cache = inbox_files.hash_cache_path(warehouse)
+    assert pending_periods(inbox, loaded_hashes(warehouse), cache) == []
+    assert cache.exists()
+
+    reads = []
+    hash_file = inbox_files.file_sha256
+    monkeypatch.setattr(inbox_files, "file_sha256", lambda p: reads.append(p) or hash_file(p))
+    assert pending_periods(inbox, loaded_hashes(warehouse), cache) == []
+    assert reads == [], "a file hashed before and unchanged since is not read again"
+
+    before = path.stat()
+    data = path.read_bytes()
+    digit = next(i for i, b in enumerate(data) if b in b"0123456789" and i > data.index(b"\n"))
+    path.write_bytes(data[:digit] + bytes([b"0123456789"[(data[digit] - 47) % 10]]) + data[digit + 1:])
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    assert pending_periods(inbox, loaded_hashes(warehouse), cache) == [PERIOD], "the correction is seen"
+    assert reads == [path]
+
+
 LITTER = {"~$caizheng.xlsx": "临时锁文件", ".DS_Store": "macOS", "Thumbs.db": "Windows",
           "._caizheng.csv": "macOS", "desktop.ini": "Windows"}
 

@@ -22,6 +22,7 @@ reported by :func:`inbox_problems`, never silently skipped.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import time
@@ -143,9 +144,67 @@ def unreadable_sha256(name: str) -> str:
     return hashlib.sha256(f"unreadable:{name}".encode("utf-8")).hexdigest()
 
 
-def fingerprint(d: Delivery) -> list[str]:
+def fingerprint(d: Delivery, hashes: "HashCache | None" = None) -> list[str]:
     """sorted sha256 of what the change check compares: the files read, and the unreadable entries."""
-    return sorted([file_sha256(f) for f in d.files] + [unreadable_sha256(n) for n, _ in d.unreadable])
+    digest = hashes.sha256 if hashes is not None else file_sha256
+    return sorted([digest(f) for f in d.files] + [unreadable_sha256(n) for n, _ in d.unreadable])
+
+
+class HashCache:
+    """sha256 of inbox files kept between change checks, by what ``stat`` says of each file.
+
+    Without it every check (each ``povwatch run`` without ``--period``, each poll of the inbox
+    watch) read and hashed every file of every period kept in the inbox: ~0.075 s CPU per period
+    at size M, growing with the months kept. A file is hashed again when its size, mtime, ctime
+    or inode differ from those it was hashed with. Any write to a file moves its ctime (which no
+    copy tool can set back), so a corrected file is never taken for the one hashed before. The
+    kernel stamps times with a coarse clock: a file written in the same tick as it was hashed
+    could keep its times, so only files whose times are older than ``RACY_NS`` before the hashing
+    are kept (younger ones, a delivery still arriving, are hashed at every check).
+    """
+
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, path: Path | None):
+        self.path = Path(path) if path is not None else None
+        self.known: dict[str, list] = {}
+        self.changed = False
+        if self.path is not None:
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                self.known = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self.known = {}   # absent or unreadable: every file is hashed, as before
+
+    def sha256(self, path: Path) -> str:
+        try:
+            st = path.stat()
+        except OSError:
+            return file_sha256(path)
+        key = str(path)
+        signature = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        entry = self.known.get(key)
+        if isinstance(entry, list) and entry[:4] == signature and len(entry) == 5:
+            return entry[4]
+        started = time.time_ns()
+        digest = file_sha256(path)
+        if max(st.st_mtime_ns, st.st_ctime_ns) < started - self.RACY_NS and digest != EMPTY_SHA256:
+            self.known[key] = [*signature, digest]
+            self.changed = True
+        return digest
+
+    def save(self) -> None:
+        """Write the cache (owner-only, replaced in one step) when it learnt a file."""
+        if self.path is None or not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(self.known), encoding="utf-8")
+            tmp.chmod(0o600)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass   # a cache: the next check hashes again
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,16 +262,27 @@ def inbox_problems(inbox: Path) -> list[str]:
     return problems
 
 
-def pending_periods(inbox: Path, seen: set[tuple[str, str, str]]) -> list[str]:
+def hash_cache_path(warehouse: Path) -> Path:
+    """Where the change check keeps the inbox files' sha256 for a warehouse: beside it, named after
+    it (``<warehouse>.inbox-sha256.json``: the warehouse's own, like its WAL; paths and hashes)."""
+    warehouse = Path(warehouse)
+    return warehouse.with_name(warehouse.name + ".inbox-sha256.json")
+
+
+def pending_periods(inbox: Path, seen: set[tuple[str, str, str]],
+                    hash_cache: Path | None = None) -> list[str]:
     """Periods holding a delivered file (or unreadable entry) whose sha256 is not in ``seen``
-    ((period, dept, sha256) of every file the warehouse has recorded), oldest first."""
+    ((period, dept, sha256) of every file the warehouse has recorded), oldest first.
+    ``hash_cache``: a file keeping the files' sha256 between checks (:class:`HashCache`)."""
     pending = []
+    hashes = HashCache(hash_cache)
     for period in discover_periods(inbox):
         for dept in department_codes():
             d = delivery(inbox, period, dept)
-            if d.delivered and any((period, dept, h) not in seen for h in fingerprint(d)):
+            if d.delivered and any((period, dept, h) not in seen for h in fingerprint(d, hashes)):
                 pending.append(period)
                 break
+    hashes.save()
     return pending
 
 
