@@ -33,7 +33,7 @@ from povwatch.flows.pipeline import inbox_flow
 from povwatch.flows.runners import prepare_prefect
 from povwatch.tasks.core.locking import is_locked, warehouse_lock
 from povwatch.tasks.core.runs import loaded_hashes
-from povwatch.tasks.ingest.inbox import pending_periods
+from povwatch.tasks.ingest.inbox import hash_cache_path, pending_periods
 from povwatch.tasks.core.settings import load_settings
 
 log = logging.getLogger("povwatch")
@@ -58,7 +58,7 @@ def inbox_watch(inbox: str, warehouse: str, pipeline: Any = None):
         raise FileNotFoundError(f"收件箱不存在 inbox not found: {inbox}")
     if is_locked(warehouse):
         return Completed(message="仓库正在写入，下次再查 / warehouse busy, checking next time")
-    periods = pending_periods(Path(inbox), loaded_hashes(Path(warehouse)))
+    periods = pending_periods(Path(inbox), loaded_hashes(Path(warehouse)), hash_cache_path(Path(warehouse)))
     if not periods:
         return Completed(message="没有新数据 / nothing new")
     print(f"新数据 new files for {', '.join(periods)}: starting a run")

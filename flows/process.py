@@ -509,6 +509,7 @@ def _periods_to_run(inbox: Path, warehouse: Path, period: str | None, run_id: st
     if period:
         periods = [period]
     else:
-        periods = sorted(set(inbox_files.pending_periods(inbox, runs.loaded_hashes(warehouse)))
+        periods = sorted(set(inbox_files.pending_periods(inbox, runs.loaded_hashes(warehouse),
+                                                         inbox_files.hash_cache_path(warehouse)))
                          | set(unfinished))
     return periods, [p for p in periods if p in unfinished]
