@@ -400,6 +400,7 @@ def run_suite(warehouse: Path, dept: str, period: str, run_id: str, parameters: 
             ds, batch_definition = _batch_definition(context, warehouse, dept)
             try:
                 batch = batch_definition.get_batch(batch_parameters={"period": period})
+                ds.get_execution_engine().forget_row_counts()   # counts of this suite only
                 results = batch.validate(suite, result_format=RESULT_FORMAT,
                                          expectation_parameters=parameters)
                 for r in results.results:
