@@ -453,12 +453,9 @@ def conform(raw: pl.DataFrame, contract: Contract) -> Conformed:
     # lazy, so that each filter copies only the columns its select keeps
     staged = frame.lazy().filter(~bad).select(
         *[pl.col(_v(n)).alias(n) for n in names],
-        pl.col(FILE), pl.col(ROW),
-        (pl.concat_str(
-            [pl.when(pl.col(r).is_not_null()).then(pl.lit(f"{r[4:]}:") + pl.col(r)) for r in repaired],
-            separator="; ", ignore_nulls=True,
-        ) if repaired else pl.lit("")).alias(REPAIRS),
-    ).with_columns(pl.when(pl.col(REPAIRS) != "").then(pl.col(REPAIRS)).alias(REPAIRS)).collect()
+        pl.col(FILE), pl.col(ROW), *[pl.col(r) for r in repaired],
+    ).collect()
+    staged = staged.drop(repaired).with_columns(_repairs_text(staged, repaired))
     flagged = frame.lazy().filter(bad).select(
         FILE, ROW,
         pl.when(pl.col("__has_error")).then(pl.concat_list(error_cols).list.drop_nulls())
@@ -468,6 +465,22 @@ def conform(raw: pl.DataFrame, contract: Contract) -> Conformed:
     delivered_cols = [c for c in raw.columns if c not in (FILE, ROW)]
     quarantined = pl.concat([flagged, raw.select(delivered_cols).filter(bad_mask)], how="horizontal")
     return Conformed(staged=staged, quarantined=quarantined)
+
+
+def _repairs_text(staged: pl.DataFrame, repaired: list[str]) -> pl.Series:
+    """Each row's repairs as one text ("id_number:小写x改大写; assessed_on:日期格式转换"), null
+    when none. Joined only for the rows that have one: joining on every row cost yibao 44 ms
+    for its 3,500 repaired rows out of 420,000."""
+    none = pl.repeat(None, staged.height, dtype=pl.Utf8, eager=True).alias(REPAIRS)
+    if not repaired:
+        return none
+    todo = staged.select(pl.any_horizontal([pl.col(r).is_not_null() for r in repaired])).to_series().arg_true()
+    if not len(todo):
+        return none
+    text = staged.select(repaired).gather(todo).select(pl.concat_str(
+        [pl.when(pl.col(r).is_not_null()).then(pl.lit(f"{r[4:]}:") + pl.col(r)) for r in repaired],
+        separator="; ", ignore_nulls=True)).to_series()
+    return none.scatter(todo, text)
 
 
 def _duplicates(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
