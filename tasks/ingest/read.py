@@ -221,16 +221,21 @@ def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
     cells = [c for c in frame.columns if c != ROW]
     if not cells:
         return frame
-    # Cheap first: rows with every cell null. Only if some row has no non-blank cell at all
-    # after trimming (",  , ,") is the trimming pass paid for.
-    blank = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.len_bytes() == 0) for c in cells])
-    if frame.select(blank.any()).item():   # filtering copies every column: only when it drops
-        frame = frame.filter(~blank)
-    maybe = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.len_bytes() <= 8) for c in cells])
-    if frame.select(maybe.any()).item():
-        frame = frame.filter(~pl.all_horizontal(
-            [pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells]))
-    return frame
+    # Cheap first: a row can be blank only if every cell is null or short (",  , ,"); only
+    # those rows are trimmed to see, and the frame is filtered (a copy of every column) only
+    # when some row is blank. One pass over the cells in the usual case, where a first pass
+    # for rows of null cells and a second for short ones walked every cell twice.
+    maybe = frame.select(pl.all_horizontal(
+        [pl.col(c).is_null() | (pl.col(c).str.len_bytes() <= 8) for c in cells])).to_series()
+    rows = maybe.arg_true()
+    if not len(rows):
+        return frame
+    blank = frame.select(cells).gather(rows).select(pl.all_horizontal(
+        [pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells])).to_series()
+    drop = rows.filter(blank)
+    if not len(drop):
+        return frame
+    return frame.filter(pl.repeat(True, frame.height, eager=True).scatter(drop, False))
 
 
 class _NotUtf8(Exception):
