@@ -199,7 +199,8 @@ class HashCache:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
+            # a name of its own: two checks at once (a run and the watch) never share a half-written file
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(self.known), encoding="utf-8")
             tmp.chmod(0o600)
             os.replace(tmp, self.path)
