@@ -638,9 +638,11 @@ def define_layer_view(con, layer: str, contract: Contract, lake: Path) -> None:
     files of the warehouse it was copied from, and writes its own new ones into its own lake.
     pending leaves out the rows a validation or the writer dropped (audit.pending_dropped).
     """
-    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? "
-                       "AND table_name = ?", [layer, contract.code]).fetchall()
-    if kind and kind[0][0] == "BASE TABLE":   # a warehouse from before the lake: move its rows
+    # duckdb_tables() lists base tables only (information_schema.tables, a view over every
+    # kind of catalog entry, cost 1.2 ms a call against 0.5, twice per staged department)
+    kind = con.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
+                       "AND schema_name = ? AND table_name = ?", [layer, contract.code]).fetchall()
+    if kind:   # a warehouse from before the lake (the layer a table): move its rows
         _migrate_table(con, layer, contract.code, Path(lake))
     listed = [r[0] for r in con.execute(
         "SELECT path FROM audit.lake_files WHERE layer = ? AND dept = ? ORDER BY period, path",
