@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from povwatch.tasks.core.runtime import no_cycle_collection_at_exit
 from povwatch.tasks.core.settings import warehouse_path
 
 WAREHOUSE_OPTION = click.option(
@@ -25,6 +26,7 @@ def main() -> None:
     # Everything povwatch writes holds or derives from personal data (warehouse, receipts, GX
     # Data Docs and validation results, reports): owner-only, whichever library writes it.
     os.umask(0o077)
+    no_cycle_collection_at_exit()
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""Process-level settings for the span of a monthly run.
+"""Process-level settings for the span of a monthly run, and for the exit of a command.
 
 Python's cyclic garbage collector runs a young-generation pass every 700 net allocations by
 default. A run allocates tens of millions of short-lived objects (GX builds and serialises
@@ -10,6 +10,7 @@ young-generation threshold for the run cut 1.0–1.4 s of CPU and ~1 s of wall t
 """
 from __future__ import annotations
 
+import atexit
 import gc
 from contextlib import contextmanager
 from typing import Iterator
@@ -26,3 +27,23 @@ def run_gc_thresholds() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+_FREEZE_AT_EXIT_REGISTERED = False
+
+
+def no_cycle_collection_at_exit() -> None:
+    """Spare the interpreter's shutdown its full collections over every loaded module.
+
+    When a command ends, Python's finalisation runs full garbage collections while it clears the
+    modules; with GX, pandas, SQLAlchemy and DuckDB loaded that walk cost 0.85 s of CPU after the
+    run had already finished (7 % of a size-S month; perf: ``gc_collect_main`` in the last second
+    of the process). ``gc.freeze()`` at exit moves the surviving objects out of the collector's
+    reach: their memory goes back to the system with the process, as it would anyway, and the
+    exit costs ~0.07 s. Registered first, an ``atexit`` handler runs last, after every library's
+    own exit handler (Prefect's, logging's) has flushed what it holds.
+    """
+    global _FREEZE_AT_EXIT_REGISTERED
+    if not _FREEZE_AT_EXIT_REGISTERED:
+        atexit.register(gc.freeze)
+        _FREEZE_AT_EXIT_REGISTERED = True
