@@ -61,10 +61,10 @@ def test_problems_including_p17_p18_are_the_planted_ones(loop_county):
 @pytest.mark.parametrize("event", ["entered", "proposed_clear", "cleared", "reflagged_after_clear"])
 def test_the_demo_shows_each_transition(loop_county, event):
     assert loop_county.con.execute("SELECT count(*) FROM mart.monitoring_events WHERE event = ?",
-                                   [event]).fetchone()[0] > 0
+                                   [event]).fetchall()[0][0] > 0
 
 
 def test_the_roster_row_of_nobody_is_listed(loop_county):
     rows = loop_county.con.execute(
-        "SELECT count(DISTINCT head_id_number) FROM mart.roster_unmatched").fetchone()[0]
+        "SELECT count(DISTINCT head_id_number) FROM mart.roster_unmatched").fetchall()[0][0]
     assert rows == 1
