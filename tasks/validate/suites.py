@@ -187,37 +187,6 @@ _GX_LOCK = threading.RLock()
 _CONTEXTS: dict[Path, Any] = {}
 
 
-def _cache_data_docs_templates() -> None:
-    """GX's Data Docs views build a new Jinja environment per page and compile every template
-    again (~70 % of a docs build). Give those environments one in-memory bytecode cache."""
-    import jinja2
-    from great_expectations.render.view import view as gx_view
-
-    if getattr(gx_view.DefaultJinjaView, "_povwatch_cached", False):
-        return
-
-    class _MemoryBytecodeCache(jinja2.BytecodeCache):
-        def __init__(self):
-            self._store: dict[str, bytes] = {}
-
-        def load_bytecode(self, bucket):
-            if bucket.key in self._store:
-                bucket.bytecode_from_string(self._store[bucket.key])
-
-        def dump_bytecode(self, bucket):
-            self._store[bucket.key] = bucket.bytecode_to_string()
-
-    cache = _MemoryBytecodeCache()
-    original = gx_view.DefaultJinjaView.__init__
-
-    def __init__(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.env.bytecode_cache = cache
-
-    gx_view.DefaultJinjaView.__init__ = __init__
-    gx_view.DefaultJinjaView._povwatch_cached = True
-
-
 def gx_context(warehouse: Path):
     """The GX file context under output_dir(warehouse)/gx, Data Docs in output_dir/datadocs."""
     out = output_dir(Path(warehouse))
@@ -231,8 +200,8 @@ def gx_context(warehouse: Path):
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         from povwatch.tasks.validate import gx_duckdb  # noqa: F401  registers the "duckdb" datasource type
-
-        _cache_data_docs_templates()
+        from povwatch.tasks.validate.datadocs_views import (SharedTemplatesIndexPageView,
+                                                            SharedTemplatesPageView, view_config)
 
         out.mkdir(parents=True, exist_ok=True)
         context = gx.get_context(mode="file", project_root_dir=str(out))
@@ -247,8 +216,11 @@ def gx_context(warehouse: Path):
             # stored result made a period's docs build grow with the months kept); no profiling
             # section (povwatch profiles nothing: GX listed every stored result for it anyway).
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
-                                   "validation_results_limit": DOCS_INDEX_RESULTS},
-            "site_section_builders": {"profiling": "None"},
+                                   "validation_results_limit": DOCS_INDEX_RESULTS,
+                                   "view": view_config(SharedTemplatesIndexPageView)},
+            "site_section_builders": {"profiling": "None",
+                                      "expectations": {"view": view_config(SharedTemplatesPageView)},
+                                      "validations": {"view": view_config(SharedTemplatesPageView)}},
         }
         sites = context.get_config().data_docs_sites or {}
         for name in list(sites):
