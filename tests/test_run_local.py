@@ -115,3 +115,19 @@ def test_a_command_exits_without_the_collector_walking_every_loaded_module(tmp_p
     assert proc.returncode == 2 and "仓库文件不存在" in proc.stderr   # the command ran and said why
     frozen = int(proc.stdout.rsplit("frozen objects at exit:", 1)[1].split()[0])
     assert frozen > 10_000
+
+
+def test_polars_works_on_the_run_threads_unless_the_user_sized_its_pool(tmp_path):
+    """A run stages four departments at once on its own threads; polars' pool on top of them only
+    oversubscribed the two cores (~1 s of CPU at size M). A POLARS_MAX_THREADS the user set wins."""
+    code = "import povwatch.flows.run_command, polars\nprint(polars.thread_pool_size())"
+
+    def pool_size(**env) -> int:
+        environment = {k: v for k, v in _default_env(tmp_path).items() if k != "POLARS_MAX_THREADS"}
+        proc = subprocess.run([rs.PYTHON, "-c", code], env={**environment, **env}, cwd=str(rs.PROJECT),
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return int(proc.stdout.split()[-1])
+
+    assert pool_size() == 1
+    assert pool_size(POLARS_MAX_THREADS="2") == 2

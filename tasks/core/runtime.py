@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -47,3 +48,16 @@ def no_cycle_collection_at_exit() -> None:
     if not _FREEZE_AT_EXIT_REGISTERED:
         atexit.register(gc.freeze)
         _FREEZE_AT_EXIT_REGISTERED = True
+
+
+# polars' own thread pool, sized when polars is first imported: a run stages four departments at
+# once on their own threads (POVWATCH_MAX_WORKERS), each handing polars its work, so polars'
+# pool on top of them only oversubscribed the cores. Size M, whole runs alternating in separate
+# processes: CPU 21.5 / 24.0 / 25.2 (median of 3) -> 20.4 / 20.6 / 24.7 s, ingest ~1 s less,
+# wall not longer (docs/performance.md). A POLARS_MAX_THREADS the user set is left as it is.
+POLARS_THREADS_FOR_RUNS = "1"
+
+
+def size_library_thread_pools() -> None:
+    """Called before polars is imported (povwatch.flows' package import)."""
+    os.environ.setdefault("POLARS_MAX_THREADS", POLARS_THREADS_FOR_RUNS)
