@@ -120,7 +120,7 @@ def test_a_command_exits_without_the_collector_walking_every_loaded_module(tmp_p
 def test_polars_works_on_the_run_threads_unless_the_user_sized_its_pool(tmp_path):
     """A run stages four departments at once on its own threads; polars' pool on top of them only
     oversubscribed the two cores (~1 s of CPU at size M). A POLARS_MAX_THREADS the user set wins."""
-    code = "import povwatch.flows.run_command, polars\nprint(polars.thread_pool_size())"
+    code = "import povwatch.tasks.ingest.load, polars\nprint(polars.thread_pool_size())"
 
     def pool_size(**env) -> int:
         environment = {k: v for k, v in _default_env(tmp_path).items() if k != "POLARS_MAX_THREADS"}

@@ -59,5 +59,5 @@ POLARS_THREADS_FOR_RUNS = "1"
 
 
 def size_library_thread_pools() -> None:
-    """Called before polars is imported (povwatch.flows' package import)."""
+    """Called before polars is imported (povwatch.tasks' package import)."""
     os.environ.setdefault("POLARS_MAX_THREADS", POLARS_THREADS_FOR_RUNS)
