@@ -114,7 +114,11 @@ def _column(raw: dict) -> Column:
 
 def load_contract(dept: str) -> Contract:
     """The department's contract: the county folder's copy, else the package's."""
-    return _load_contract(load_settings().contracts_dir / f"{dept}.toml")
+    return _load_contract(_contract_file(load_settings().contracts_dir, dept))
+
+
+def _contract_file(contracts_dir: Path, dept: str) -> Path:
+    return contracts_dir / f"{dept}.toml"
 
 
 @lru_cache(maxsize=None)
@@ -151,4 +155,4 @@ def all_contracts() -> dict[str, Contract]:
     # The settings read once, not once per department: every open_warehouse asks for all the
     # contracts (its schema check), and each load_settings costs ~0.08 ms (17 of them a call).
     contracts_dir = load_settings().contracts_dir
-    return {d: _load_contract(contracts_dir / f"{d}.toml") for d in _department_codes(contracts_dir)}
+    return {d: _load_contract(_contract_file(contracts_dir, d)) for d in _department_codes(contracts_dir)}

@@ -199,11 +199,15 @@ class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
             # A CursorResult of DuckDB dies with the connection's transaction: keep its rows.
             return result, self._frozen(result)
 
+    def _run(self, query):
+        """The query run as sent, its rows kept (as execute_query always returned them)."""
+        result, frozen = self._run_frozen(query)
+        return result if frozen is None else frozen()
+
     def execute_query(self, query):  # noqa: D401 - GX signature
         text = self._plain_text(query)
         if text is None:
-            result, frozen = self._run_frozen(query)
-            return result if frozen is None else frozen()
+            return self._run(query)
         if text.startswith(self._COUNT_PREFIX) and text.endswith(self._COUNT_SUFFIX):
             inner = text[len(self._COUNT_PREFIX):-len(self._COUNT_SUFFIX)]
             rows = self._fetched.pop(inner, None)
@@ -211,8 +215,7 @@ class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
                 try:
                     _, rows = self._run_frozen(sa.text(inner))
                 except Exception:   # a broken query fails as GX sent it (same error text)
-                    result, frozen = self._run_frozen(query)
-                    return result if frozen is None else frozen()
+                    return self._run(query)
                 self._fetched[inner] = rows
             else:
                 DuckDBExecutionEngine.counts_reused += 1

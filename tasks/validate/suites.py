@@ -242,14 +242,24 @@ def gx_context(warehouse: Path):
 BATCH_CATALOG = "gx_batch"
 
 
+def _batch_catalog(warehouse: Path):
+    """A connection to the warehouse with BATCH_CATALOG attached (once per DuckDB instance)."""
+    con = db.connect(warehouse)
+    try:
+        con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {BATCH_CATALOG}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 @contextlib.contextmanager
 def _batch_table(warehouse: Path, dept: str, period: str):
     """``gx_batch.<dept>``: the period's rows of pending.<dept> (same columns and types), while
     GX validates them; dropped after (memory). Made and dropped under _GX_LOCK, like every table
     of gx_batch: the flow's validations run on several threads, one at a time inside GX."""
-    con = db.connect(warehouse)
+    con = _batch_catalog(warehouse)
     try:
-        con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {BATCH_CATALOG}")
         table = f"{BATCH_CATALOG}.{dept}"
         con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM pending.{dept} "
                     f"WHERE period = '{period}'")
@@ -313,9 +323,8 @@ def _add_datasource(context, url: str, warehouse: Path):
                "batch_definitions": [{"name": BATCH_DEFINITION,
                                       "partitioner": {"column_name": "period"}}]}
               for dept in depts]
-    con = db.connect(warehouse)
+    con = _batch_catalog(warehouse)
     try:
-        con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {BATCH_CATALOG}")
         present = {r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [BATCH_CATALOG]).fetchall()}
         placeholders = [d for d in depts if d not in present]
