@@ -142,6 +142,23 @@ def _timer_patch(events: list, lock: threading.Lock):
     _marts_module._run_model = run_model
 
 
+SPAWNED_AT = "POVWATCH_BENCH_SPAWNED_AT"   # the parent's CLOCK_MONOTONIC just before it started us
+
+
+def _seconds_since_spawn() -> float:
+    """Seconds since the parent started this process. time.perf_counter() is CLOCK_MONOTONIC on
+    Linux, one clock for every process, so the parent's reading compares with ours. psutil's
+    process create_time() is the kernel's boot time plus the start tick, and /proc/stat gives
+    the boot time in whole seconds: that start-up was off by up to a second (0.88 s too long on
+    the machine the fifth session measured on)."""
+    spawned = os.environ.get(SPAWNED_AT)
+    if spawned and time.get_clock_info("perf_counter").implementation == "clock_gettime(CLOCK_MONOTONIC)":
+        return time.perf_counter() - float(spawned)
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
 def _cpu() -> float:
     """CPU seconds of this whole process so far (every thread, DuckDB's and polars' included)."""
     t = os.times()
@@ -208,14 +225,12 @@ def stage_seconds(events: list[dict], whole: float) -> dict[str, float]:
 
 
 def worker_run(args) -> dict:
-    import psutil
-
     events: list[dict] = []
     _timer_patch(events, threading.Lock())
     from povwatch.flows.run_command import run_inbox
 
     # interpreter start and imports (what `povwatch run` pays before it does anything)
-    startup = time.time() - psutil.Process().create_time()
+    startup = _seconds_since_spawn()
 
     messages: list[str] = []
     cpu0 = os.times()
@@ -486,6 +501,7 @@ def measure(kind: str, timeout: float | None = None, **options) -> dict:
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
+    env[SPAWNED_AT] = repr(t0)
     proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     ps = psutil.Process(proc.pid)
