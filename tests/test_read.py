@@ -132,6 +132,24 @@ def test_a_quoted_cell_with_line_breaks_keeps_later_row_numbers(tmp_path: Path) 
     assert frame["name"].to_list() == ["张三", "王芳", "李娜", "赵六"]
 
 
+def test_a_blank_line_inside_a_quoted_cell_is_no_skipped_line(tmp_path: Path) -> None:
+    """A 工作单位 typed with an empty line in it (Alt+Enter twice) is one row over three lines;
+    the parser skips only the empty lines between rows, so the rows after both kinds are
+    numbered where they really are (the receipts name these lines to the department)."""
+    text = ("身份证号,姓名,工作单位,入职日期\r\n"
+            "11010519491231002X,张三,\"城关镇\r\n\r\n人民政府\",2010-01-15\r\n"
+            "\r\n"
+            "110105194912310029,王芳,\"县财政局\n\n\n二楼\n\",2011-02-03\r\n"
+            "110105194912310037,李娜,\"\n县医院\",2012-03-04\r\n"
+            "\r\n\r\n"
+            "110105194912310045,赵六,县教育局,2013-04-05\r\n")
+    path = tmp_path / "caizheng.csv"
+    path.write_bytes(text.encode("utf-8"))
+    frame = read_file(path, CAIZHENG).frame
+    assert frame["name"].to_list() == ["张三", "王芳", "李娜", "赵六"]
+    assert frame["source_row"].to_list() == [2, 6, 11, 15]
+
+
 def test_headers_by_name_synonym_width_and_marks(tmp_path: Path) -> None:
     header = ["＊姓名 ", "「身份证号」", "与户主关系", "*户编号", "村代码", "贫困户属性", "脱贫状态", "备注"]
     row = ["张三", "110105194912310029", "户主", "H1", "620523100201", "一般贫困户", "未脱贫", "x"]

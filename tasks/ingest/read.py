@@ -333,16 +333,29 @@ def _read_csv_utf8(body: bytes, encoding: str, contract: Contract) -> FileRead:
     # the row numbers are 2, 3, … without looking into the cells (counting line breaks in every
     # cell cost more than the rest of this function on the CSVs with a quoted cell).
     one_line_rows = body.count(b"\n") + (not body.endswith(b"\n")) == frame.height + 1
+    # Empty lines between rows, which the parser skips, are lines in the clerk's editor all the
+    # same: a row starts on the n-th non-empty line, n counting the header's line and the
+    # non-empty lines of the rows before it (an empty line inside a quoted cell is the row's own,
+    # not one the parser skipped).
+    nonblank = None if one_line_rows else _nonblank_lines(body)
     if not one_line_rows and b'"' in body and b"\n" in body and frame.height:
         breaks = pl.sum_horizontal([pl.col(n).str.count_matches("\n").fill_null(0) for n in names])
+        if nonblank is not None:
+            breaks = breaks - pl.sum_horizontal([_empty_inner_lines(n) for n in names])
         line = line + (breaks.cum_sum() - breaks).cast(pl.Int32)
     frame = frame.with_columns(line.alias(ROW))
-    # Empty lines, which the parser skips, are lines in the clerk's editor all the same: the
-    # n-th non-empty line is the row's line.
-    nonblank = None if one_line_rows else _nonblank_lines(body)
     if nonblank is not None and frame.height:
         frame = frame.with_columns(nonblank.gather(frame[ROW] - 1).alias(ROW))
     return FileRead(frame, headers, extras, encoding=encoding)
+
+
+def _empty_inner_lines(column: str) -> pl.Expr:
+    """Empty lines inside a cell: the pieces between two of its line breaks that are "" or a
+    lone CR. The piece before its first break is on the line the cell starts on, the piece
+    after its last on the line it ends on: neither is a line of its own."""
+    pieces = pl.col(column).str.split("\n")
+    inner = pieces.list.slice(1, pieces.list.len() - 2)
+    return inner.list.eval(pl.element().is_in(["", "\r"]).cast(pl.Int32).sum()).list.first().fill_null(0)
 
 
 def _nonblank_lines(body: bytes) -> pl.Series | None:
