@@ -91,6 +91,20 @@ def test_clean_row_is_loaded_typed_without_repairs() -> None:
     assert (row["quantity_ok"], row["convenience_ok"], row["guarantee_rate"]) == (True, False, 95.0)
 
 
+def test_a_file_of_percent_fractions_is_read_as_percent() -> None:
+    """A 供水保证率 column stored as fractions (a workbook formatted as percentages: 95% is 0.95)
+    is read as percentages, per file; a file already in percent keeps its small values, and a file
+    of only 0 and 1 (either reading) is read as written."""
+    rows = [{**BASE["shuili"], "guarantee_rate": v} for v in ("0.95", "0.9", "1", "0")]
+    rows += [{**BASE["shuili"], "guarantee_rate": v} for v in ("95", "0.5", "1.00", "0.0")]
+    frame = pl.DataFrame(rows, schema={k: pl.Utf8 for k in rows[0]}).with_columns(
+        pl.Series("source_file", ["a.xlsx"] * 4 + ["b.csv"] * 2 + ["c.csv"] * 2),
+        pl.Series("source_row", [2, 3, 4, 5, 2, 3, 2, 3], dtype=pl.Int32))
+    staged = conform(frame, load_contract("shuili")).staged.sort("source_file", "source_row")
+    assert staged["guarantee_rate"].to_list() == [95.0, 90.0, 100.0, 0.0, 95.0, 0.5, 1.0, 0.0]
+    assert staged["repairs"].to_list() == ["guarantee_rate:小数折算为百分数"] * 4 + [None] * 4
+
+
 # --- defects: quarantined, with the reason naming the column ---------------------------------
 
 L = reasons.cell_reason

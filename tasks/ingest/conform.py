@@ -37,6 +37,7 @@ REPAIR_MONEY_FORMAT = "去除千分位或单位"
 REPAIR_TEN_THOUSANDS = "万元折算为元"
 REPAIR_ALIAS = "文字转代码"
 REPAIR_BOOL_FORMAT = "是否格式转换"
+REPAIR_PERCENT_FRACTION = "小数折算为百分数"
 REPAIR_WIDTH = reasons.REPAIR_FULL_WIDTH
 
 EXCEL_EPOCH_OFFSET = 25569           # serial of 1970-01-01: serial 1 = 1900-01-01 (1900 leap bug aside)
@@ -363,6 +364,9 @@ def _column_exprs(col: Column, text: pl.Expr, prepared: set[str]) -> tuple[pl.Ex
         }[col.type]
         error = _err(missing, label, what)
 
+    if col.type == "percent":
+        value, fraction_repair = _percent_from_fractions(value)
+        repair = fraction_repair if repair is None else pl.coalesce(repair, fraction_repair)
     if col.min is not None or col.max is not None:
         low = value >= col.min if col.min is not None else pl.lit(True)
         high = value <= col.max if col.max is not None else pl.lit(True)
@@ -374,6 +378,19 @@ def _column_exprs(col: Column, text: pl.Expr, prepared: set[str]) -> tuple[pl.Ex
         alias_repair = pl.col(f"__pa_{name}")
         repair = alias_repair if repair is None else pl.coalesce(repair, alias_repair)
     return value, error, repair
+
+
+def _percent_from_fractions(value: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """A file whose percent column holds no value above 1 and some strictly between 0 and 1 was
+    written in fractions: a workbook cell formatted as a percentage shows 95% and stores 0.95.
+    Its values are read as percentages (0.95 -> 95, a recorded repair); left as they are, every
+    供水保证率 of the file would fail the 90 % line. Decided per file, not per cell: in a file with
+    any value above 1 the column is in percent already, and its 0.5 is half a percent; a file of
+    only 0 and 1 shows neither and is read as written (docs/ingestion.md)."""
+    fractions = ((value.max().over(FILE) <= 1)
+                 & ((value > 0) & (value < 1)).any(ignore_nulls=True).over(FILE))
+    return (pl.when(fractions).then((value * 100).round(6)).otherwise(value),
+            pl.when(fractions & value.is_not_null()).then(pl.lit(REPAIR_PERCENT_FRACTION)))
 
 
 # --------------------------------------------------------------------------------------------
