@@ -3,6 +3,7 @@ clerk's row numbers. Files are built here (polars, pyarrow, xlsxwriter); nothing
 committed."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 from pathlib import Path
@@ -12,6 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from povwatch.tasks.ingest.contracts import load_contract
 from povwatch.tasks.ingest.read import CERTIFICATE, ReadError, detect_encoding, normalize_header, read_file
@@ -302,3 +305,40 @@ def test_unsupported_file_type_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"PK\x03\x04 not a spreadsheet")
     with pytest.raises(ReadError, match="不支持的文件类型"):
         read_file(path, CAIZHENG)
+
+
+# --- row numbers, against Python's csv module ----------------------------------------------
+
+_CELL_TEXT = st.lists(st.sampled_from(["县", "财", "a", " ", "\n", "\r\n", "\r", '"', ","]),
+                      max_size=8).map("".join)
+
+
+def _csv_line(cells: list[str], line_end: str) -> str:
+    """A record as Excel writes it: a cell quoted when it holds a comma, a quote or a line end."""
+    quoted = ['"' + c.replace('"', '""') + '"' if any(ch in c for ch in ',"\r\n') else c for c in cells]
+    return ",".join(quoted) + line_end
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(_CELL_TEXT, st.integers(0, 2)), min_size=1, max_size=12),
+       line_end=st.sampled_from(["\n", "\r\n"]))
+def test_row_numbers_are_the_lines_the_rows_start_on(tmp_path_factory, rows, line_end) -> None:
+    """Whatever a 工作单位 cell holds (line breaks, empty lines, quotes, commas) and however many
+    empty lines stand between rows, each row's number is the line it starts on (the receipts name
+    these lines to the department). Lines end at LF (CRLF included); a lone CR inside a cell is no
+    line end, as in Excel. The reference: Python's csv module fed those lines."""
+    path = tmp_path_factory.mktemp("rows") / "caizheng.csv"
+    text = _csv_line(["身份证号", "姓名", "工作单位", "入职日期"], line_end)
+    for i, (work_place, blank_lines_after) in enumerate(rows):
+        text += _csv_line([f"11010519491231{i:04d}", f"人{i}", f"单位{work_place}", "2010-01-15"], line_end)
+        text += line_end * blank_lines_after
+    path.write_bytes(text.encode("utf-8"))
+
+    lines = [piece + "\n" for piece in text.split("\n")[:-1]]
+    expected, reader, last_line = [], csv.reader(lines), 0
+    for record in reader:
+        if record and reader.line_num > 1:   # an empty line is an empty record: skipped
+            expected.append((last_line + 1, record[1]))
+        last_line = reader.line_num
+    frame = read_file(path, CAIZHENG).frame
+    assert list(zip(frame["source_row"].to_list(), frame["name"].to_list())) == expected
