@@ -153,6 +153,19 @@ def test_a_blank_line_inside_a_quoted_cell_is_no_skipped_line(tmp_path: Path) ->
     assert frame["source_row"].to_list() == [2, 6, 11, 15]
 
 
+def test_cr_line_ends_with_a_line_feed_inside_a_cell_are_read(tmp_path: Path) -> None:
+    """A file whose lines end in CR (an old Mac export) with a line feed typed inside a cell: the
+    header ends at the first CR, as the parser ends it. It was rejected as 无法读取（Error）:
+    the header was taken up to the line feed and Python's csv refused it."""
+    path = tmp_path / "caizheng.csv"
+    path.write_bytes("身份证号,姓名,工作单位,入职日期\r11010519491231002X,张三,\"城关镇\n人民政府\","
+                     "2010-01-15\r110105194912310029,王芳,县财政局,2011-02-03\r".encode("utf-8"))
+    frame = read_file(path, CAIZHENG).frame
+    assert frame["name"].to_list() == ["张三", "王芳"]
+    assert frame["employer"].to_list() == ["城关镇\n人民政府", "县财政局"]
+    assert frame["source_row"].to_list() == [2, 4]
+
+
 def test_headers_by_name_synonym_width_and_marks(tmp_path: Path) -> None:
     header = ["＊姓名 ", "「身份证号」", "与户主关系", "*户编号", "村代码", "贫困户属性", "脱贫状态", "备注"]
     row = ["张三", "110105194912310029", "户主", "H1", "620523100201", "一般贫困户", "未脱贫", "x"]

@@ -267,15 +267,20 @@ def _read_csv(data: bytes, contract: Contract) -> FileRead:
 
 
 def _read_csv_utf8(body: bytes, encoding: str, contract: Contract) -> FileRead:
-    first_line_end = body.find(b"\n")
-    header_line = body if first_line_end < 0 else body[:first_line_end]
+    # The header ends at the first line end of any kind, as the parser ends it (a file with CR
+    # line ends and a line feed inside a cell is not one line up to that line feed).
+    line_ends = [i for i in (body.find(b"\n"), body.find(b"\r")) if i >= 0]
+    header_line = body[:min(line_ends)] if line_ends else body
     try:
-        header_text = header_line.decode("utf-8").rstrip("\r")
+        header_text = header_line.decode("utf-8")
     except UnicodeDecodeError:
         raise _NotUtf8() from None
     if not header_text.strip():
         raise ReadError("第1行（表头）为空")
-    raw_headers = next(csv.reader(io.StringIO(header_text)))
+    try:
+        raw_headers = next(csv.reader(io.StringIO(header_text)))
+    except csv.Error:
+        raise ReadError("第1行（表头）无法解析（引号不成对）") from None
     names, headers, extras = _match_headers(contract, raw_headers)
     missing = missing_required(contract, set(names))
     if missing:
