@@ -355,3 +355,29 @@ def test_row_numbers_are_the_lines_the_rows_start_on(tmp_path_factory, rows, lin
         last_line = reader.line_num
     frame = read_file(path, CAIZHENG).frame
     assert list(zip(frame["source_row"].to_list(), frame["name"].to_list())) == expected
+
+
+_PIECES = ["县", "a", "1", " ", "\n", "\r\n", "\r", '"', ",", "\t", "\ufeff", "；", "\u3000", "\x00"]
+_CELL = st.lists(st.sampled_from(_PIECES), max_size=4).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.lists(st.tuples(_CELL, st.booleans()), min_size=2, max_size=6), max_size=6),
+       line_end=st.sampled_from(["\n", "\r\n", "\r"]), encoding=st.sampled_from(["utf-8", "utf-8-sig", "gb18030"]),
+       cut=st.one_of(st.none(), st.integers(0, 400)))
+def test_any_csv_is_read_or_refused_with_a_reason(tmp_path_factory, rows, line_end, encoding, cut) -> None:
+    """Ragged rows, stray quotes, any line ends, a byte order mark in a cell, a file cut short:
+    a CSV is read or refused with a ReadError (the receipt's reason), never another exception
+    (which rejects the file only as 无法读取 with an exception's name)."""
+    lines = ["身份证号,姓名,工作单位,入职日期"]
+    for cells in rows:
+        lines.append(",".join('"' + c.replace('"', '""') + '"' if quoted else c for c, quoted in cells))
+    data = (line_end.join(lines) + line_end).encode(encoding)
+    path = tmp_path_factory.mktemp("any") / "caizheng.csv"
+    path.write_bytes(data if cut is None else data[:cut])
+    try:
+        read = read_file(path, CAIZHENG)
+    except ReadError:
+        return
+    numbers = read.frame["source_row"].to_list()
+    assert numbers == sorted(set(numbers)) and all(n >= 2 for n in numbers)   # lines, in order
