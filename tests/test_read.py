@@ -164,6 +164,12 @@ def test_cr_line_ends_with_a_line_feed_inside_a_cell_are_read(tmp_path: Path) ->
     assert frame["name"].to_list() == ["张三", "王芳"]
     assert frame["employer"].to_list() == ["城关镇\n人民政府", "县财政局"]
     assert frame["source_row"].to_list() == [2, 4]
+    # an empty line inside that cell and one between the rows: CR is the file's line end
+    path.write_bytes("身份证号,姓名,工作单位,入职日期\r11010519491231002X,张三,\"城关镇\n\n人民政府\","
+                     "2010-01-15\r\r110105194912310029,王芳,县财政局,2011-02-03\r".encode("utf-8"))
+    frame = read_file(path, CAIZHENG).frame
+    assert frame["employer"].to_list() == ["城关镇\n\n人民政府", "县财政局"]
+    assert frame["source_row"].to_list() == [2, 6]
 
 
 def test_headers_by_name_synonym_width_and_marks(tmp_path: Path) -> None:
