@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from povwatch.flows.cli import main
 from povwatch.flows.run_command import run_inbox
 from povwatch.tasks.core.runs import loaded_hashes
+from povwatch.tasks.ingest import inbox as inbox_files
 from povwatch.tasks.ingest import load as ingest
 from povwatch.tasks.ingest.inbox import delivery, fingerprint, pending_periods
 from tests.support import badcorpus as bc
@@ -89,8 +90,6 @@ def test_the_change_check_reads_a_hashed_file_once_and_still_sees_it_corrected(q
     """Between checks the change check keeps each file's sha256 with its size and times beside the
     warehouse: a file it hashed is not read again, and a file rewritten with the same size and
     its old mtime set back (a copy that keeps times) is still seen as changed (its ctime moved)."""
-    from povwatch.tasks.ingest import inbox as inbox_files
-
     inbox, warehouse = quiet_env / "inbox", quiet_env / "wh.duckdb"
     path = bc.dept_dir(inbox) / "caizheng.csv"
     _csv(path, 6)
@@ -340,3 +339,19 @@ def test_inbox_folders_that_do_not_match_are_reported_and_not_pending(quiet_env,
     assert run_inbox(inbox, None, warehouse, mode="local", pipeline=fakes.pipeline) == 0
     out = capsys.readouterr().out
     assert "nothing new" in out and "“latest”" in out
+
+
+def test_the_generators_truth_folder_is_not_reported_a_clerks_truth_folder_is(quiet_env, capsys):
+    """The demo inbox holds the generator's truth/ (its answer key) beside the period folders:
+    every demo run said it was "not read". A folder named truth/ without the generator's files
+    (a delivery put in the wrong place) is still reported."""
+    inbox = make_inbox(quiet_env)
+    truth = inbox / "truth"
+    truth.mkdir()
+    for name in inbox_files.DEMO_TRUTH_FILES:
+        (truth / name).write_text("period\n", encoding="utf-8")
+    assert run_inbox(inbox, None, quiet_env / "wh.duckdb", mode="local", pipeline=Fakes().pipeline) == 0
+    assert "“truth”" not in capsys.readouterr().out
+    (truth / "problems.csv").unlink()
+    assert inbox_files.inbox_problems(inbox) == [
+        "“truth”：期次文件夹名应为 YYYY-MM（月份 01–12），未读取 / not a period name, not read"]

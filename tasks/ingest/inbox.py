@@ -230,6 +230,18 @@ def discover_periods(inbox: Path) -> list[str]:
     return sorted(p.name for p in inbox.iterdir() if p.is_dir() and PERIOD_RE.match(p.name))
 
 
+# What `povwatch generate` plants beside a demo county's extracts (docs/generator.md)
+DEMO_TRUTH_FILES = ("monitoring.csv", "problems.csv", "quarantine.csv")
+
+
+def is_demo_truth(entry: Path) -> bool:
+    """The generator's truth/ folder: the demo inbox's answer key, not a misplaced delivery, so
+    a run does not list it as "not read" (every demo run did). Known by its files: a folder
+    a clerk named truth/ without them is still listed."""
+    return entry.name == "truth" and entry.is_dir() and all(
+        (entry / name).is_file() for name in DEMO_TRUTH_FILES)
+
+
 def inbox_problems(inbox: Path) -> list[str]:
     """Everything in the inbox that does not match ``<YYYY-MM>/<known dept>/``: each one a line."""
     inbox = Path(inbox)
@@ -238,7 +250,7 @@ def inbox_problems(inbox: Path) -> list[str]:
     known = set(department_codes())
     problems = []
     for entry in sorted(inbox.iterdir()):
-        if skip_reason(entry.name):
+        if skip_reason(entry.name) or is_demo_truth(entry):
             continue
         if not entry.is_dir():
             problems.append(f"“{entry.name}”：收件箱顶层应只有期次文件夹（YYYY-MM），未读取 / not a period folder")
