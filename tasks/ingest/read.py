@@ -358,6 +358,12 @@ def _read_csv_utf8(body: bytes, encoding: str, contract: Contract) -> FileRead:
         raise ReadError(f"{where}的列数与表头（{len(names)}列）不一致")
     frame = pl.from_arrow(table)
     frame.columns = names
+    frame = _with_line_numbers(frame, body, names)
+    return FileRead(frame, headers, extras, encoding=encoding)
+
+
+def _with_line_numbers(frame: pl.DataFrame, body: bytes, names: list[str]) -> pl.DataFrame:
+    """The frame with each row's line in the file as the clerk's editor counts it (ROW)."""
     # Rows are lines: header on line 1. A quoted cell with line breaks in it makes its row take
     # more lines, so the rows after it start that much later.
     line = pl.int_range(2, frame.height + 2, dtype=pl.Int32)
@@ -376,11 +382,11 @@ def _read_csv_utf8(body: bytes, encoding: str, contract: Contract) -> FileRead:
             breaks = breaks - pl.sum_horizontal([_empty_inner_lines(n) for n in names])
         line = line + (breaks.cum_sum() - breaks).cast(pl.Int32)
     frame = frame.with_columns(line.alias(ROW))
-    # (A file that ends its rows with a lone CR and has line feeds only inside cells has fewer LF
-    # lines than rows: its rows keep the numbers counted above rather than fail the read.)
+    # A file whose lines this cannot match (line ends mixed past what _read_csv evens out) keeps
+    # the numbers counted above rather than fail the read.
     if nonblank is not None and frame.height and frame[ROW].max() <= nonblank.len():
         frame = frame.with_columns(nonblank.gather(frame[ROW] - 1).alias(ROW))
-    return FileRead(frame, headers, extras, encoding=encoding)
+    return frame
 
 
 def _empty_inner_lines(column: str) -> pl.Expr:
