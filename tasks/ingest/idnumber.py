@@ -13,6 +13,7 @@ from __future__ import annotations
 import polars as pl
 
 from povwatch.tasks.ingest import reasons
+from povwatch.tasks.ingest.dates import to_date
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARS = "10X98765432"  # remainder 0..10 -> check character
@@ -77,9 +78,7 @@ def repair_series(raw: pl.Series) -> pl.Series:
     plain = text.str.contains(_PLAIN).fill_null(False)
     f = pl.DataFrame({"text": pl.Series(text).set(~plain, None)})
     candidate = pl.col("text")
-    # cache=False: memoising each distinct birth date through a hash table cost more than
-    # parsing it again (420,000 numbers: 28 -> 17 ms); same dates
-    birth = candidate.str.slice(6, 8).str.to_date("%Y%m%d", strict=False, cache=False)
+    birth = _birth_date(candidate)
     f = f.with_columns(birth.alias("birth"),
                        check_char(candidate.str.slice(0, 17), digits=True).alias("check"))
     error = (
@@ -118,7 +117,7 @@ def _repair_messy(raw: pl.Series) -> pl.Series:
     f = f.with_columns(pl.when(col("is15")).then(col("upgraded17") + col("upgraded_check"))
                        .otherwise(col("upper")).alias("candidate"))
     candidate = col("candidate")
-    f = f.with_columns(candidate.str.slice(6, 8).str.to_date("%Y%m%d", strict=False, cache=False).alias("birth"),
+    f = f.with_columns(_birth_date(candidate).alias("birth"),
                        check_char(candidate.str.slice(0, 17)).alias("check"))
     birth = col("birth")
     f = f.with_columns(
@@ -159,12 +158,17 @@ def _repair_messy(raw: pl.Series) -> pl.Series:
 def is_valid_expr(value: pl.Expr) -> pl.Expr:
     """True where the value is already a valid 18-character number (no repair needed)."""
     well_formed = value.str.contains(_PLAIN)
-    birth = value.str.slice(6, 8).str.to_date("%Y%m%d", strict=False, cache=False)
+    birth = _birth_date(value)
     return (
         well_formed
         & birth.is_not_null()
         & (check_char(value.str.slice(0, 17)) == value.str.slice(17, 1))
     ).fill_null(False)
+
+
+def _birth_date(number: pl.Expr) -> pl.Expr:
+    """The birth date written in an 18-character number (its 7th to 14th characters)."""
+    return to_date(number.str.slice(6, 8), "%Y%m%d")
 
 
 def _plausible_birth(birth: pl.Expr) -> pl.Expr:
