@@ -250,10 +250,11 @@ def _read_csv(data: bytes, contract: Contract) -> FileRead:
         # cell included. (0x0D is no byte of a GBK/GB18030 character, so this cannot split one.)
         data = re.sub(rb"\r(?!\n)", b"\n", data)
     if data.startswith(b"\xef\xbb\xbf"):
+        body = data[3:]
         try:
-            if not _is_utf8(data[3:]):
+            if not _is_utf8(body):
                 raise _NotUtf8()
-            return _read_csv_utf8(data[3:], "utf-8-sig", contract)
+            return _read_csv_utf8(body, "utf-8-sig", contract)
         except _NotUtf8:
             raise ReadError("文件带UTF-8标记(BOM)，但内容不是有效的UTF-8编码") from None
     if _is_utf8(data):
