@@ -120,6 +120,13 @@ def test_ragged_csv_names_the_line(tmp_path: Path) -> None:
 
 # --- headers --------------------------------------------------------------------------------
 
+def _caizheng_csv(tmp_path: Path, text: str) -> pl.DataFrame:
+    """The rows read from a caizheng CSV of this text (UTF-8)."""
+    path = tmp_path / "caizheng.csv"
+    path.write_bytes(text.encode("utf-8"))
+    return read_file(path, CAIZHENG).frame
+
+
 def test_a_quoted_cell_with_line_breaks_keeps_later_row_numbers(tmp_path: Path) -> None:
     """The clerk's line numbers: a 工作单位 typed over two lines in Excel makes that row two
     lines long, and the rows after it are numbered where they really are."""
@@ -128,9 +135,7 @@ def test_a_quoted_cell_with_line_breaks_keeps_later_row_numbers(tmp_path: Path) 
             "110105194912310029,王芳,县财政局,2011-02-03\n"
             "110105194912310037,李娜,\"县医院\r\n住院部\r\n三楼\",2012-03-04\n"
             "110105194912310045,赵六,县教育局,2013-04-05\n")
-    path = tmp_path / "caizheng.csv"
-    path.write_bytes(text.encode("utf-8"))
-    frame = read_file(path, CAIZHENG).frame
+    frame = _caizheng_csv(tmp_path, text)
     assert frame["source_row"].to_list() == [2, 4, 5, 8]
     assert frame["name"].to_list() == ["张三", "王芳", "李娜", "赵六"]
 
@@ -146,9 +151,7 @@ def test_a_blank_line_inside_a_quoted_cell_is_no_skipped_line(tmp_path: Path) ->
             "110105194912310037,李娜,\"\n县医院\",2012-03-04\r\n"
             "\r\n\r\n"
             "110105194912310045,赵六,县教育局,2013-04-05\r\n")
-    path = tmp_path / "caizheng.csv"
-    path.write_bytes(text.encode("utf-8"))
-    frame = read_file(path, CAIZHENG).frame
+    frame = _caizheng_csv(tmp_path, text)
     assert frame["name"].to_list() == ["张三", "王芳", "李娜", "赵六"]
     assert frame["source_row"].to_list() == [2, 6, 11, 15]
 
@@ -157,17 +160,14 @@ def test_cr_line_ends_with_a_line_feed_inside_a_cell_are_read(tmp_path: Path) ->
     """A file whose lines end in CR (an old Mac export) with a line feed typed inside a cell: the
     header ends at the first CR, as the parser ends it. It was rejected as 无法读取（Error）:
     the header was taken up to the line feed and Python's csv refused it."""
-    path = tmp_path / "caizheng.csv"
-    path.write_bytes("身份证号,姓名,工作单位,入职日期\r11010519491231002X,张三,\"城关镇\n人民政府\","
-                     "2010-01-15\r110105194912310029,王芳,县财政局,2011-02-03\r".encode("utf-8"))
-    frame = read_file(path, CAIZHENG).frame
+    frame = _caizheng_csv(tmp_path, "身份证号,姓名,工作单位,入职日期\r11010519491231002X,张三,\"城关镇\n人民政府\","
+                                    "2010-01-15\r110105194912310029,王芳,县财政局,2011-02-03\r")
     assert frame["name"].to_list() == ["张三", "王芳"]
     assert frame["employer"].to_list() == ["城关镇\n人民政府", "县财政局"]
     assert frame["source_row"].to_list() == [2, 4]
     # an empty line inside that cell and one between the rows: CR is the file's line end
-    path.write_bytes("身份证号,姓名,工作单位,入职日期\r11010519491231002X,张三,\"城关镇\n\n人民政府\","
-                     "2010-01-15\r\r110105194912310029,王芳,县财政局,2011-02-03\r".encode("utf-8"))
-    frame = read_file(path, CAIZHENG).frame
+    frame = _caizheng_csv(tmp_path, "身份证号,姓名,工作单位,入职日期\r11010519491231002X,张三,\"城关镇\n\n人民政府\","
+                                    "2010-01-15\r\r110105194912310029,王芳,县财政局,2011-02-03\r")
     assert frame["employer"].to_list() == ["城关镇\n\n人民政府", "县财政局"]
     assert frame["source_row"].to_list() == [2, 6]
 
