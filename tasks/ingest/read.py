@@ -295,12 +295,10 @@ def _is_utf8(data: bytes) -> bool:
 
 
 def _read_csv_utf8(body: bytes, encoding: str, contract: Contract) -> FileRead:
-    # The header ends at the first line end of any kind, as the parser ends it (a file with CR
-    # line ends and a line feed inside a cell is not one line up to that line feed).
-    line_ends = [i for i in (body.find(b"\n"), body.find(b"\r")) if i >= 0]
-    header_line = body[:min(line_ends)] if line_ends else body
+    first_line_end = body.find(b"\n")   # CR line ends are LF by now (_old_mac_line_ends)
+    header_line = body if first_line_end < 0 else body[:first_line_end]
     try:
-        header_text = header_line.decode("utf-8")
+        header_text = header_line.decode("utf-8").rstrip("\r")
     except UnicodeDecodeError:
         raise _NotUtf8() from None
     if not header_text.strip():
