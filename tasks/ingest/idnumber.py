@@ -101,7 +101,9 @@ def _repair_messy(raw: pl.Series) -> pl.Series:
     col = pl.col
     f = pl.DataFrame({"text": raw.cast(pl.Utf8)})
     # repair_series sends only the numbers that need looking at: every step runs on every row.
-    f = f.with_columns(col("text").str.replace_all(r"[\s\u3000]+", "").alias("no_spaces"))
+    # Whitespace as Python's str.split() knows it: Unicode's (\s, the ideographic space among it)
+    # and the ASCII separators U+001C-U+001F, invisible junk a legacy system can leave in a cell.
+    f = f.with_columns(col("text").str.replace_all(r"[\s\x1c-\x1f]+", "").alias("no_spaces"))
     f = f.with_columns(_to_half_width(col("no_spaces")).alias("half"))
     f = f.with_columns(col("half").str.to_uppercase().alias("upper"))
     f = f.with_columns(col("upper").str.contains(r"^[0-9]{15}$").alias("is15"))
