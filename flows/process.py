@@ -49,7 +49,7 @@ from povwatch.tasks.core.db import held_open
 from povwatch.tasks.core.integrity import check_warehouse
 from povwatch.tasks.core.locking import warehouse_lock
 from povwatch.tasks.core.privacy import scrub
-from povwatch.tasks.core.runtime import run_gc_thresholds
+from povwatch.tasks.core.runtime import on_roomy_frame_stack, run_gc_thresholds
 from povwatch.tasks.core.settings import load_settings, output_dir
 from povwatch.tasks.ingest import inbox as inbox_files
 from povwatch.tasks.ingest import load as ingest
@@ -81,6 +81,7 @@ class Pipeline:
     load_parts: Callable           # scale-out: load the Parquet parts prepared on the cluster
     validate_extract: Callable     # the department's GX suite over its pending extract
     data_docs_index_once: Callable  # context: GX's Data Docs index built once per period
+    wait_for_data_docs: Callable   # the period's Data Docs build, started on the way out, done
     warm_up_validation: Callable   # start GX in the background while departments are staged
     promote_extract: Callable
     reject_extract: Callable
@@ -97,6 +98,7 @@ def real_pipeline() -> Pipeline:
         stage_extract=ingest.stage_extract, unchanged_extract=ingest.unchanged_extract,
         load_parts=ingest.load_parts, validate_extract=validate_suites.validate_extract,
         data_docs_index_once=validate_suites.data_docs_index_once,
+        wait_for_data_docs=validate_suites.wait_for_data_docs,
         warm_up_validation=warm_up_validation,
         promote_extract=ingest.promote_extract, reject_extract=ingest.reject_extract,
         build_marts=marts_build.build_marts, alert_on_outcomes=validate_alerts.alert_on_outcomes,
@@ -116,7 +118,8 @@ def warm_up_validation(warehouse: Path) -> None:
         except Exception:  # noqa: BLE001
             log.debug("GX warm-up failed", exc_info=True)
 
-    threading.Thread(target=warm, name="povwatch-gx-warm-up", daemon=True).start()
+    threading.Thread(target=on_roomy_frame_stack, args=(warm,), name="povwatch-gx-warm-up",
+                     daemon=True).start()
 
 
 def _as_dict(obj: Any) -> dict:
@@ -276,10 +279,16 @@ def process_period(steps, pipeline: Pipeline, inbox: Path, period: str, warehous
     call = dict(pipeline=pipeline, warehouse=w, period=period, run_id=run_id)
 
     out = str(output_dir(warehouse) / "receipts")
-    with pipeline.data_docs_index_once(warehouse):  # GX's Data Docs index once, not per department
+    # GX's Data Docs pages and index built once, not per department; the build runs beside the
+    # marts and is waited for before the report, which links to it.
+    with pipeline.data_docs_index_once(warehouse, background=True):
         if prepare is None:
-            staged = steps.wait([steps.submit(STAGE, **call, inbox=i, dept=d)
-                                 for d in department_codes()])
+            # Submitted the costliest first (the thread pool starts them in that order); the
+            # summaries come back in department order, which everything after staging keeps.
+            order = inbox_files.staging_order(inbox, period, department_codes())
+            done = steps.wait([steps.submit(STAGE, **call, inbox=i, dept=d) for d in order])
+            by_dept = {s["dept"]: s for s in done}
+            staged = [by_dept[d] for d in department_codes()]
         else:
             staged, partitions = _stage_prepared(steps, pipeline, prepare, w, i, period, run_id)
         outcomes, receipts = _validate_and_decide(steps, call, staged, out)
@@ -288,25 +297,11 @@ def process_period(steps, pipeline: Pipeline, inbox: Path, period: str, warehous
     accepted = sorted(d for d, st in status.items() if st == "accepted")
     rejected = sorted(d for d, st in status.items() if st == "rejected")
 
-    marts: dict = {}
-    alerts: list[dict] = []
-    receipt_paths: list[str] = []
-    report = None
-    if outcomes or finish:
-        if accepted or (finish and period in runs.loaded_periods(warehouse)):
-            marts = steps.call(MARTS, **call)
-        notices = ([{"period": period, "notice": marts["policy_warning"], "message": marts["policy_warning"],
-                     "severity": "warning"}] if marts.get("policy_warning") else [])
-        alerts = steps.call(ALERTS, pipeline=pipeline, warehouse=w, run_id=run_id,
-                            outcomes=outcomes + notices)
-        # The departments decided in this run have their receipt written already; finishing a
-        # stopped run, those it decided before it stopped get theirs now.
-        earlier = (set(runs.decided_departments(warehouse, period)) - set(receipts)) if finish else set()
-        receipts.update({d: steps.submit(RECEIPT, pipeline=pipeline, warehouse=w, period=period, dept=d,
-                                         out_dir=out) for d in sorted(earlier)})
-        to_receipt = sorted(receipts)
-        receipt_paths = [r for r in steps.wait([receipts[d] for d in to_receipt]) if r]
-        report = steps.call(REPORT, pipeline=pipeline, warehouse=w, period=period)
+    try:
+        marts, alerts, receipt_paths, report = _finish_period(
+            steps, pipeline, call, outcomes, receipts, accepted, finish, out)
+    finally:
+        pipeline.wait_for_data_docs(warehouse)   # never left running once the period is over
 
     newly = runs.newly_monitored(warehouse, period) if marts else None
     summary = {
@@ -329,6 +324,35 @@ def process_period(steps, pipeline: Pipeline, inbox: Path, period: str, warehous
     markdown, tables = render_summary(summary)
     steps.publish(markdown, tables, key=f"povwatch-{period}")
     return summary
+
+
+def _finish_period(steps, pipeline: Pipeline, call: dict, outcomes: list[dict], receipts: dict,
+                   accepted: list[str], finish: bool, out: str) -> tuple[dict, list, list, Any]:
+    """Marts, alerts, the receipts left to write and the report, once the departments are
+    decided (nothing when no department was decided and no stopped run is being finished)."""
+    w, period, run_id, warehouse = call["warehouse"], call["period"], call["run_id"], Path(call["warehouse"])
+    marts: dict = {}
+    alerts: list[dict] = []
+    receipt_paths: list[str] = []
+    report = None
+    if not (outcomes or finish):
+        return marts, alerts, receipt_paths, report
+    if accepted or (finish and period in runs.loaded_periods(warehouse)):
+        marts = steps.call(MARTS, **call)
+    notices = ([{"period": period, "notice": marts["policy_warning"], "message": marts["policy_warning"],
+                 "severity": "warning"}] if marts.get("policy_warning") else [])
+    alerts = steps.call(ALERTS, pipeline=pipeline, warehouse=w, run_id=run_id,
+                        outcomes=outcomes + notices)
+    # The departments decided in this run have their receipt written already; finishing a
+    # stopped run, those it decided before it stopped get theirs now.
+    earlier = (set(runs.decided_departments(warehouse, period)) - set(receipts)) if finish else set()
+    receipts.update({d: steps.submit(RECEIPT, pipeline=pipeline, warehouse=w, period=period, dept=d,
+                                     out_dir=out) for d in sorted(earlier)})
+    to_receipt = sorted(receipts)
+    receipt_paths = [r for r in steps.wait([receipts[d] for d in to_receipt]) if r]
+    pipeline.wait_for_data_docs(warehouse)   # the report links to the Data Docs index
+    report = steps.call(REPORT, pipeline=pipeline, warehouse=w, period=period)
+    return marts, alerts, receipt_paths, report
 
 
 def _validate_and_decide(steps, call: dict, staged: list[dict], out: str) -> tuple[list[dict], dict]:
@@ -464,8 +488,8 @@ def execute_run(steps, pipeline: Pipeline, inbox: Path, warehouse: Path, period:
     with warehouse_lock(warehouse, timeout=lock_timeout, what=f"povwatch run {run_id}"):
         check_warehouse(warehouse)   # a damaged file is refused before anything writes to it
         with held_open(warehouse), run_gc_thresholds():
-            return _run_periods(steps, pipeline, inbox, warehouse, period, run_id, run_period,
-                                flow_run_id)
+            return on_roomy_frame_stack(_run_periods, steps, pipeline, inbox, warehouse, period,
+                                        run_id, run_period, flow_run_id)
 
 
 def _run_periods(steps, pipeline: Pipeline, inbox: Path, warehouse: Path, period: str | None,

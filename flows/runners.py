@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from povwatch.tasks.core.runtime import on_roomy_frame_stack
 from povwatch.tasks.core.settings import RunnerSettings, load_settings, prefect_config_environment
 
 log = logging.getLogger("povwatch")
@@ -216,7 +217,8 @@ class LocalSteps:
         self.pool.shutdown(wait=True)
 
     def submit(self, step, **kwargs):
-        return _LocalFuture(self.pool.submit(run_with_retries, step, kwargs))
+        # each step on its own large frame-stack chunk (tasks/core/runtime.py)
+        return _LocalFuture(self.pool.submit(on_roomy_frame_stack, run_with_retries, step, kwargs))
 
     def call(self, step, **kwargs):
         return run_with_retries(step, kwargs)

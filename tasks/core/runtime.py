@@ -13,8 +13,11 @@ from __future__ import annotations
 import atexit
 import gc
 import os
+import types
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 RUN_GC_THRESHOLDS = (50_000, 20, 20)
 
@@ -61,3 +64,35 @@ POLARS_THREADS_FOR_RUNS = "1"
 def size_library_thread_pools() -> None:
     """Called before polars is imported (povwatch.tasks' package import)."""
     os.environ.setdefault("POLARS_MAX_THREADS", POLARS_THREADS_FOR_RUNS)
+
+
+# --------------------------------------------------------------------------------------------
+# Python's frame stack, in chunks that are not handed back and forth to the kernel
+
+# CPython (3.11 on) keeps a thread's frames in 16 kB chunks of memory mapped from the kernel one by
+# one: a call that does not fit in the current chunk maps a new one, and returning from the first
+# frame of a chunk unmaps it. Code whose call depth goes up and down across a chunk's end maps and
+# unmaps a chunk at every crossing — GX's import on the warm-up thread did so 23,000 times at
+# size M (strace: mmap/munmap of 16,384 bytes), each crossing a system call, page faults on the
+# fresh pages and, with other threads running, a TLB shootdown across the cores. A frame that
+# declares a large value stack makes the chunk it lands in large, and every frame called below it
+# then fits in that one chunk: GX's import on a thread 1.89 / 1.89 / 1.92 -> 1.86 / 1.62 / 1.62 s
+# of CPU, minor page faults 65,600 -> 30,500 (docs/performance.md). The value stack's space is
+# never written, so its pages are never faulted in; the chunk is mapped once per call
+# (~15 microseconds). On a Python that keeps frames elsewhere it is only a call.
+_ROOMY_FRAME_WORDS = (512 * 1024) // 8   # a 1 MB chunk: ~512 kB below the frame for the calls
+
+
+def _trampoline(fn, args, kwargs):
+    return fn(*args, **kwargs)
+
+
+_roomy_trampoline = types.FunctionType(
+    _trampoline.__code__.replace(co_stacksize=_ROOMY_FRAME_WORDS), _trampoline.__globals__,
+    "roomy_frame_stack")
+
+
+def on_roomy_frame_stack(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` with the calls below it on one large frame-stack chunk (above).
+    For the entry point of a thread's work: a step on the run's thread pool, the GX warm-up."""
+    return _roomy_trampoline(fn, args, kwargs)

@@ -63,7 +63,8 @@ class Fakes:
         return Pipeline(
             stage_extract=self.stage_extract, unchanged_extract=self.unchanged_extract,
             load_parts=self.load_parts, validate_extract=self.validate_extract,
-            data_docs_index_once=lambda warehouse: contextlib.nullcontext(),
+            data_docs_index_once=lambda warehouse, background=False: contextlib.nullcontext(),
+            wait_for_data_docs=lambda warehouse: None,
             warm_up_validation=lambda warehouse: None,
             promote_extract=self.promote_extract, reject_extract=self.reject_extract,
             build_marts=self.build_marts, alert_on_outcomes=self.alert_on_outcomes,
