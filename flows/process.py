@@ -3,9 +3,10 @@
 A period reads like the process (docs/orchestration.md):
 
     every department staged concurrently (one step per department: its files are one extract)
-      -> validated, one after another; each promoted or rejected, and its receipt written, as soon
-         as its own validation is done (beside the next department's validation)
-      -> marts -> alerts -> report -> run summary
+      -> validated, one after another; each promoted or rejected as soon as its own validation
+         is done (beside the next department's validation)
+      -> marts, with the receipts and the Data Docs written beside them -> alerts -> report
+      -> run summary
 
 This module orchestrates and nothing else: no SQL, no reading of the inbox, no rendering. The
 business steps are plain functions of ``tasks/`` taking paths; a run receives them as one
@@ -264,9 +265,10 @@ STEPS = (STAGE, CHECK, VALIDATE, PROMOTE, REJECT, MARTS, ALERTS, RECEIPT, REPORT
 def process_period(steps, pipeline: Pipeline, inbox: Path, period: str, warehouse: Path, run_id: str,
                    prepare: Callable[..., list] | None = None, finish: bool = False) -> dict:
     """Stage every department concurrently; validate them, each department promoted or rejected
-    and its receipt written as soon as its own validation is done (:func:`_validate_and_decide`);
-    then marts, alerts, the receipts of departments a stopped run decided (``finish``) and the
-    report. Returns the period's summary (what the artifacts show).
+    as soon as its own validation is done (:func:`_validate_and_decide`); then the marts, with
+    the receipts and the Data Docs written beside them, alerts, the receipts of departments a
+    stopped run decided (``finish``) and the report. Returns the period's summary (what the
+    artifacts show).
 
     ``prepare`` (scale-out): a callable that reads and conforms the files of the departments
     needing it per (department, county), elsewhere (a Dask cluster), and returns the PreparedParts;
@@ -338,13 +340,17 @@ def _finish_period(steps, pipeline: Pipeline, call: dict, outcomes: list[dict], 
     if not (outcomes or finish):
         return marts, alerts, receipt_paths, report
     if accepted or (finish and period in runs.loaded_periods(warehouse)):
-        marts = steps.call(MARTS, **call)
+        try:
+            marts = steps.call(MARTS, **call)
+        except Exception:
+            _settle(steps, list(receipts.values()))   # the receipts beside the marts end first
+            raise
     notices = ([{"period": period, "notice": marts["policy_warning"], "message": marts["policy_warning"],
                  "severity": "warning"}] if marts.get("policy_warning") else [])
     alerts = steps.call(ALERTS, pipeline=pipeline, warehouse=w, run_id=run_id,
                         outcomes=outcomes + notices)
-    # The departments decided in this run have their receipt written already; finishing a
-    # stopped run, those it decided before it stopped get theirs now.
+    # The departments decided in this run have their receipt under way; finishing a stopped
+    # run, those it decided before it stopped get theirs now.
     earlier = (set(runs.decided_departments(warehouse, period)) - set(receipts)) if finish else set()
     receipts.update({d: steps.submit(RECEIPT, pipeline=pipeline, warehouse=w, period=period, dept=d,
                                      out_dir=out) for d in sorted(earlier)})
@@ -356,32 +362,36 @@ def _finish_period(steps, pipeline: Pipeline, call: dict, outcomes: list[dict], 
 
 
 def _validate_and_decide(steps, call: dict, staged: list[dict], out: str) -> tuple[list[dict], dict]:
-    """Validate the staged departments; promote or reject each as soon as ITS validation is done
-    and write its receipt as soon as it is decided, while the next departments validate. GX
+    """Validate the staged departments; promote or reject each as soon as ITS validation is done,
+    while the next departments validate; then start every decided department's receipt. GX
     validates one department at a time (its context is not thread-safe: suites._GX_LOCK), so
-    the promotes and receipts of the departments done run beside it instead of all promotes after
-    the last validation and all receipts after the marts (M, alternating: validate -> last receipt
-    9.5 -> 7.4 s wall, CPU unchanged). Departments rejected at staging (unreadable, a required
-    column missing) are decided first.
+    the promotes of the departments done run beside it instead of all after the last
+    validation. Departments rejected at staging (unreadable, a required column missing) are
+    decided first.
+
+    The receipts are written after the last decision, beside the marts, not beside the
+    validations: a receipt is Python (xlsxwriter) and so is GX, which validation is bound to, so
+    a receipt beside a validation only lengthened it; the marts run inside DuckDB, which leaves
+    the GIL (and DuckDB runs on one thread during a run, so the other core is free). A receipt
+    reads only its department's quarantine.rows and audit.extracts, which its decision completed
+    and nothing later in the period writes (marts, alerts, the report).
 
     At most ``steps.slots`` steps run at once (the task runner's threads), and a free one goes to
-    a receipt, else a decision, else the next validation: nothing waits in the runner's queue
-    behind validations (it runs work first in, first out), and no thread sits waiting for
-    another. A receipt reads only its department's quarantine.rows and audit.extracts, which its
-    decision completes and nothing later in the period writes (marts, alerts, the report).
+    a decision, else the next validation: nothing waits in the runner's queue behind
+    validations (it runs work first in, first out), and no thread sits waiting for another.
 
     Returns the outcomes, in the order of the sequential process (validated departments in
     department order, then those rejected at staging), and the receipt futures by department,
-    all done. A step that fails stops the starting of others; those running are waited for
-    (none left half-done), then the failure is raised: the period stays unfinished and the
-    departments decided so far are as a run killed after them leaves them (whole, decided), which
-    the next run converges from."""
+    running: the caller waits for them (:func:`_finish_period`). A step that fails stops the
+    starting of others; those running are waited for (none left half-done), then the failure is
+    raised: the period stays unfinished and the departments decided so far are as a run killed
+    after them leaves them (whole, decided, their receipts written when the next run finishes
+    the period)."""
     period = call["period"]
     refused = [s for s in staged if s["status"] == "rejected"]   # rejected at staging
     to_validate = [s for s in staged if s["status"] == "staged"]
     by_dept: dict[str, dict] = {}
-    receipts: dict[str, Any] = {}
-    to_receipt: list[str] = []
+    decided: list[str] = []
     to_decide: list[tuple[str, Step, dict]] = []
     waiting = list(to_validate)
     running: dict[Any, tuple[str, Any]] = {}
@@ -393,13 +403,7 @@ def _validate_and_decide(steps, call: dict, staged: list[dict], out: str) -> tup
 
     def start() -> None:
         while len(running) < steps.slots:
-            if to_receipt:
-                dept = to_receipt.pop(0)
-                receipts[dept] = future = steps.submit(
-                    RECEIPT, pipeline=call["pipeline"], warehouse=call["warehouse"], period=period,
-                    dept=dept, out_dir=out)
-                running[future] = ("receipt", dept)
-            elif to_decide:
+            if to_decide:
                 dept, step, extra = to_decide.pop(0)
                 running[steps.submit(step, **call, dept=dept, **extra)] = ("decision", dept)
             elif waiting:
@@ -424,12 +428,14 @@ def _validate_and_decide(steps, call: dict, staged: list[dict], out: str) -> tup
                     to_decide.append((item["dept"], REJECT, {"message": message}))
                 else:
                     to_decide.append((item["dept"], PROMOTE, {}))
-            elif kind == "decision":
-                to_receipt.append(item)
+            else:
+                decided.append(item)
             start()
     except Exception:
         _settle(steps, list(running))
         raise
+    receipts = {dept: steps.submit(RECEIPT, pipeline=call["pipeline"], warehouse=call["warehouse"],
+                                   period=period, dept=dept, out_dir=out) for dept in decided}
     order = [s["dept"] for s in to_validate] + [s["dept"] for s in refused]
     return [by_dept[d] for d in order], receipts
 

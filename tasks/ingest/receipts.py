@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from povwatch.tasks.ingest.contracts import Contract, load_contract
-from povwatch.tasks.core.db import connect, write_lock
+from povwatch.tasks.core.db import connect
 from povwatch.tasks.core.privacy import mask_id_expr, mask_plate_expr, scrub_frame, scrub_series
 from povwatch.tasks.core.workbooks import private_workbook
 from povwatch.tasks.ingest.load import REJECTED_PREFIX
@@ -35,42 +35,43 @@ def receipt_path(out_dir: Path, period: str, dept: str) -> Path:
 def write_receipt(warehouse: Path, period: str, dept: str, out_dir: Path) -> Path | None:
     """Write the department's receipt for a period; None when there is nothing to report."""
     contract = load_contract(dept)
-    with write_lock:   # a connection of the same configuration as the writers'
-        con = connect(warehouse)
-        try:
-            if not _has_tables(con):
-                return None
-            rows = con.sql(
-                # Rows sharing a duplicate key (重复键) are listed together, key by key, after
-                # the others: the department sees the rows it must choose between side by side.
-                # Rows held only because the whole extract was refused are not listed one by one.
-                "SELECT file, row_number, reasons, row_data FROM quarantine.rows "
-                f"WHERE period = ? AND dept = ? AND NOT {_ONLY_REFUSED} ORDER BY "
-                "list_filter(reasons, lambda r: starts_with(r, '重复键'))[1] NULLS FIRST, file, row_number",
-                params=[period, dept],
-            ).to_arrow_table()
-            refused_rows = con.sql(
-                # a refused extract's other rows: once per file and reason, with their row range
-                "SELECT file, reasons[1] AS reason, count(*) AS n, min(row_number) AS first_row, "
-                "max(row_number) AS last_row FROM quarantine.rows "
-                f"WHERE period = ? AND dept = ? AND {_ONLY_REFUSED} GROUP BY ALL ORDER BY file",
-                params=[period, dept],
-            ).to_arrow_table()
-            summary = con.sql(
-                """
-                WITH latest AS (
-                    SELECT run_id FROM audit.extracts
-                    WHERE period = ? AND dept = ? AND status <> 'unchanged'
-                    ORDER BY recorded_at DESC LIMIT 1)
-                SELECT file, status, rows_read, rows_loaded, rows_quarantined, message
-                FROM audit.extracts
-                WHERE period = ? AND dept = ? AND run_id = (SELECT run_id FROM latest)
-                ORDER BY file
-                """,
-                params=[period, dept, period, dept],
-            ).to_arrow_table()
-        finally:
-            con.close()
+    # Reads only, no write lock: a receipt is written beside the marts, which hold the lock for
+    # their whole build; DuckDB gives these reads the committed state (the department's decision).
+    con = connect(warehouse)
+    try:
+        if not _has_tables(con):
+            return None
+        rows = con.sql(
+            # Rows sharing a duplicate key (重复键) are listed together, key by key, after
+            # the others: the department sees the rows it must choose between side by side.
+            # Rows held only because the whole extract was refused are not listed one by one.
+            "SELECT file, row_number, reasons, row_data FROM quarantine.rows "
+            f"WHERE period = ? AND dept = ? AND NOT {_ONLY_REFUSED} ORDER BY "
+            "list_filter(reasons, lambda r: starts_with(r, '重复键'))[1] NULLS FIRST, file, row_number",
+            params=[period, dept],
+        ).to_arrow_table()
+        refused_rows = con.sql(
+            # a refused extract's other rows: once per file and reason, with their row range
+            "SELECT file, reasons[1] AS reason, count(*) AS n, min(row_number) AS first_row, "
+            "max(row_number) AS last_row FROM quarantine.rows "
+            f"WHERE period = ? AND dept = ? AND {_ONLY_REFUSED} GROUP BY ALL ORDER BY file",
+            params=[period, dept],
+        ).to_arrow_table()
+        summary = con.sql(
+            """
+            WITH latest AS (
+                SELECT run_id FROM audit.extracts
+                WHERE period = ? AND dept = ? AND status <> 'unchanged'
+                ORDER BY recorded_at DESC LIMIT 1)
+            SELECT file, status, rows_read, rows_loaded, rows_quarantined, message
+            FROM audit.extracts
+            WHERE period = ? AND dept = ? AND run_id = (SELECT run_id FROM latest)
+            ORDER BY file
+            """,
+            params=[period, dept, period, dept],
+        ).to_arrow_table()
+    finally:
+        con.close()
     rows, summary, refused_rows = pl.from_arrow(rows), pl.from_arrow(summary), pl.from_arrow(refused_rows)
     # Files with no rows read: refused (unreadable, of an unknown type), or not read at all (an
     # Office lock file, a system file: tasks.ingest.inbox names them 未读取) — each named with why.
