@@ -640,6 +640,37 @@ def run_history(work: Path, months: int, mode: str, rounds: int = 3) -> dict:
     return {"months": rows, "in_sequence": in_sequence, "pairs": pairs, "last_over_first": ratio}
 
 
+def pair_ratios(pair: dict) -> tuple[float, float]:
+    """A floor-and-run pair's run ÷ floor, in wall time and in CPU seconds (the process tree's)."""
+    run, floor = pair["run"], pair["floor"]
+    return run["whole"] / floor["whole"], (run.get("process_cpu") or run["cpu"]) / floor["cpu"]
+
+
+def median_pair(pairs: list[dict]) -> dict:
+    """The pair of the median wall ratio, with every pair's ratios and their medians (wall and CPU
+    each the median of its own), and the highest peak of all. The machine this was built on
+    drifts by a third in speed within minutes: one floor measured in a fast spell and one run in
+    a slow one moved a single pair's ratio by 1.5x (6.3x against 5.5x minutes apart), so the
+    verdict is taken on the medians of alternating pairs, as the history mode does."""
+    import statistics
+
+    ratios = [pair_ratios(p) for p in pairs]
+    order = sorted(range(len(pairs)), key=lambda i: ratios[i][0])
+    chosen = dict(pairs[order[len(order) // 2]])
+    chosen["run"] = {**chosen["run"], "peak_rss": max(p["run"]["peak_rss"] for p in pairs)}
+    chosen["pairs"] = [{"wall": w, "cpu": c} for w, c in ratios]
+    chosen["median"] = {"wall": statistics.median(w for w, _ in ratios),
+                        "cpu": statistics.median(c for _, c in ratios)}
+    return chosen
+
+
+def _median_ratios(r: dict) -> tuple[float, float]:
+    """The ratios a result states: its pairs' medians, or its one pair's (older JSON, L)."""
+    if r.get("median"):
+        return r["median"]["wall"], r["median"]["cpu"]
+    return pair_ratios(r)
+
+
 def fresh_warehouse(work: Path, size: str) -> Path:
     wh = work / size / "warehouse" / "bench.duckdb"
     if wh.parent.exists():
@@ -691,8 +722,10 @@ def print_report(results: dict, overhead: dict, baseline: dict | None, baseline_
     row("floor s (read only)", lambda r: _fmt_s(r["floor"]["whole"]))
     row("  floor CPU s", lambda r: _fmt_s(r["floor"]["cpu"]))
     row("  floor peak GB", lambda r: _gb(r["floor"].get("peak_rss")))
-    row("run ÷ floor", lambda r: f"{r['run']['whole'] / r['floor']['whole']:.1f}×")
-    row("  same, in CPU s", lambda r: f"{r['run']['process_cpu'] / r['floor']['cpu']:.1f}×")
+    row("run ÷ floor", lambda r: f"{_median_ratios(r)[0]:.1f}×")
+    row("  same, in CPU s", lambda r: f"{_median_ratios(r)[1]:.1f}×")
+    row("  pairs (wall / CPU)", lambda r: " ".join(f"{p['wall']:.1f}/{p['cpu']:.1f}" for p in r["pairs"])
+        if len(r.get("pairs") or []) > 1 else "one")
     row("rows/s (whole run)", lambda r: f"{r['floor']['rows'] / r['run']['whole']:,.0f}")
     missed = []
     if "M" in results and "L" in results:
@@ -732,16 +765,15 @@ def print_report(results: dict, overhead: dict, baseline: dict | None, baseline_
             missed.append(text)
     if "M" in results:
         r = results["M"]
-        ratio = r["run"]["whole"] / r["floor"]["whole"]
+        # the medians of the alternating pairs (median_pair); CPU is the process tree's
+        # (getrusage of the children), as the table's "same, in CPU s"
+        ratio, cpu_ratio = _median_ratios(r)
         bound = TARGETS["run_over_floor_M"]
-        target(ratio <= bound, f"M whole run ≤ {bound:g}× floor (wall): {ratio:.1f}×",
-               f"{ratio / bound:.1f}× ({r['run']['whole'] - bound * r['floor']['whole']:.0f} s over)")
-        # the process tree's CPU (getrusage of the children), as the table's "same, in CPU s"
-        run_cpu = r["run"].get("process_cpu") or r["run"]["cpu"]
-        cpu_ratio = run_cpu / r["floor"]["cpu"]
+        target(ratio <= bound, f"M whole run ≤ {bound:g}× floor (wall): {ratio:.2f}×",
+               f"{ratio / bound:.2f}× (~{(ratio - bound) * r['floor']['whole']:.1f} s over)")
         bound = TARGETS["run_over_floor_cpu_M"]
-        target(cpu_ratio <= bound, f"M whole run ≤ {bound:g}× floor (CPU s): {cpu_ratio:.1f}×",
-               f"{cpu_ratio / bound:.1f}× ({run_cpu - bound * r['floor']['cpu']:.0f} s over)")
+        target(cpu_ratio <= bound, f"M whole run ≤ {bound:g}× floor (CPU s): {cpu_ratio:.2f}×",
+               f"{cpu_ratio / bound:.2f}× (~{(cpu_ratio - bound) * r['floor']['cpu']:.1f} s over)")
         gb, bound = r["run"]["peak_rss"] / 2**30, TARGETS["peak_gb_M"]
         target(gb <= bound, f"M peak memory ≤ {bound:g} GB: {gb:.2f} GB", f"{gb - bound:.2f} GB")
     if "M" in results and "L" in results:
@@ -790,6 +822,9 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline-size", default="M", help="size for the pandas + GX-pandas comparison "
                     "('none' to skip)")
     ap.add_argument("--no-overhead", action="store_true", help="skip the GX/Prefect fixed overhead")
+    ap.add_argument("--pairs", type=int, default=3,
+                    help="floor and run measured this many times, alternately, for S and M; the "
+                         "ratios are the medians of the pairs' (L: always one pair)")
     ap.add_argument("--mode", default="local", help="orchestration mode of the run: local | "
                     "prefect (PREFECT_API_URL) | ephemeral")
     ap.add_argument("--json-out", default=None, help="also write every figure as JSON here "
@@ -859,15 +894,20 @@ def main(argv=None) -> int:
         inbox, gen_s = generate(work, size)
         print(f"[{size}] inbox {inbox}" + (f" (generated in {gen_s:.0f} s)" if gen_s else " (cached)"),
               flush=True)
-        floor = measure("floor", inbox=inbox)
-        print(f"[{size}] floor {floor['whole']:.1f} s for {floor['rows']:,} rows", flush=True)
-        wh = fresh_warehouse(work, size)
-        run = measure("run", inbox=inbox, warehouse=wh, mode=args.mode)
-        print(f"[{size}] run {run['whole']:.1f} s (exit {run['exit_code']}), peak "
-              f"{_gb(run['peak_rss'])} GB; stages "
-              + ", ".join(f"{k} {v:.1f}" for k, v in run["stages"].items()), flush=True)
-        run.pop("events", None)
-        results[size] = {"floor": floor, "run": run}
+        pairs = []
+        for k in range(1 if size == "L" else max(1, args.pairs)):
+            floor = measure("floor", inbox=inbox)
+            print(f"[{size}] floor {floor['whole']:.1f} s for {floor['rows']:,} rows", flush=True)
+            wh = fresh_warehouse(work, size)
+            run = measure("run", inbox=inbox, warehouse=wh, mode=args.mode)
+            run.pop("events", None)
+            pair = {"floor": floor, "run": run}
+            wall, cpu = pair_ratios(pair)
+            print(f"[{size}] run {run['whole']:.1f} s (exit {run['exit_code']}), peak "
+                  f"{_gb(run['peak_rss'])} GB; ÷ floor {wall:.2f}× wall, {cpu:.2f}× CPU; stages "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in run["stages"].items()), flush=True)
+            pairs.append(pair)
+        results[size] = median_pair(pairs)
         save(results, overhead, baseline)
         if size == args.baseline_size.upper():
             baseline = measure("baseline", inbox=inbox)

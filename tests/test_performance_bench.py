@@ -43,12 +43,32 @@ def test_missed_targets_say_by_how_much(bench):
                "L": _size(10_000_000, whole=600.0, floor=50.0, peak_gb=7.0)}
     missed = bench.print_report(results, {}, None, "M", echo=lines.append)
     text = "\n".join(lines)
-    assert "[MISS] M whole run ≤ 5× floor (wall): 10.0×" in text and "25 s over" in text
-    assert "[MISS] M whole run ≤ 7× floor (CPU s): 10.0×" in text and "15 s over" in text
+    assert "[MISS] M whole run ≤ 5× floor (wall): 10.00×" in text and "~25.0 s over" in text
+    assert "[MISS] M whole run ≤ 7× floor (CPU s): 10.00×" in text and "~15.0 s over" in text
     assert "[MISS] M peak memory ≤ 1.5 GB: 2.50 GB — missed by 1.00 GB" in text
     assert "[MISS] L ÷ M ≤ 10: 12.00 — missed by 2.00" in text
     assert "[met ] L peak memory ≤ 8 GB" in text
     assert len(missed) == 4
+
+
+def test_the_verdict_is_the_median_of_alternating_pairs(bench):
+    """A floor measured in a fast spell beside a run in a slow one does not decide the verdict:
+    wall and CPU ratios are each the median of the pairs', the peak is the highest."""
+    pairs = [_size(1_000_000, whole=12.0, floor=2.0, peak_gb=1.1),    # 6.0x: a fast floor
+             _size(1_000_000, whole=11.0, floor=2.4, peak_gb=1.3),    # 4.58x
+             _size(1_000_000, whole=12.5, floor=2.6, peak_gb=1.2)]    # 4.81x
+    for pair, cpu in zip(pairs, (16.0, 16.0, 18.0)):   # CPU ratios 8.0, 6.67, 6.92
+        pair["run"]["process_cpu"] = cpu
+    m = bench.median_pair(pairs)
+    assert m["median"]["wall"] == pytest.approx(12.5 / 2.6)
+    assert m["median"]["cpu"] == pytest.approx(18.0 / 2.6)
+    assert m["run"]["whole"] == 12.5 and m["run"]["peak_rss"] == pytest.approx(1.3 * 2**30)
+    lines: list[str] = []
+    bench.print_report({"M": m}, {}, None, "M", echo=lines.append)
+    text = "\n".join(lines)
+    assert "[met ] M whole run ≤ 5× floor (wall): 4.81×" in text
+    assert "[met ] M whole run ≤ 7× floor (CPU s): 6.92×" in text
+    assert "6.0/8.0 4.6/6.7 4.8/6.9" in text
 
 
 def test_gx_warm_up_thread_counts_as_gx_import_not_ingest(bench):
