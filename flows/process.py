@@ -339,16 +339,17 @@ def _finish_period(steps, pipeline: Pipeline, call: dict, outcomes: list[dict], 
     report = None
     if not (outcomes or finish):
         return marts, alerts, receipt_paths, report
-    if accepted or (finish and period in runs.loaded_periods(warehouse)):
-        try:
+    try:
+        if accepted or (finish and period in runs.loaded_periods(warehouse)):
             marts = steps.call(MARTS, **call)
-        except Exception:
-            _settle(steps, list(receipts.values()))   # the receipts beside the marts end first
-            raise
-    notices = ([{"period": period, "notice": marts["policy_warning"], "message": marts["policy_warning"],
-                 "severity": "warning"}] if marts.get("policy_warning") else [])
-    alerts = steps.call(ALERTS, pipeline=pipeline, warehouse=w, run_id=run_id,
-                        outcomes=outcomes + notices)
+        notices = ([{"period": period, "notice": marts["policy_warning"],
+                     "message": marts["policy_warning"], "severity": "warning"}]
+                   if marts.get("policy_warning") else [])
+        alerts = steps.call(ALERTS, pipeline=pipeline, warehouse=w, run_id=run_id,
+                            outcomes=outcomes + notices)
+    except Exception:
+        _settle(steps, list(receipts.values()))   # the receipts under way end before it is raised
+        raise
     # The departments decided in this run have their receipt under way; finishing a stopped
     # run, those it decided before it stopped get theirs now.
     earlier = (set(runs.decided_departments(warehouse, period)) - set(receipts)) if finish else set()
