@@ -258,19 +258,18 @@ def _batch_catalog(warehouse: Path):
     return con
 
 
-# The copy is made before the validation's turn inside GX (_GX_LOCK), by the validation's own
-# thread: the flow validates on several threads, one at a time inside GX, so the next
-# department's copy (DuckDB work, without the GIL) is made while GX's Python runs the current
-# one's suite, instead of on the one thread validation is bound to (~0.5 s of the ~5 s of
-# validation at size M). At most two copies exist at once (memory): the one GX validates and
-# the next. The tables of gx_batch are created and dropped under _BATCH_CATALOG_LOCK, which
-# _add_datasource also holds while GX reads every asset's table.
-
-
 @contextlib.contextmanager
 def _batch_table(warehouse: Path, dept: str, period: str):
     """``gx_batch.<dept>``: the period's rows of pending.<dept> (same columns and types), while
-    GX validates them; dropped after (memory)."""
+    GX validates them; dropped after (memory).
+
+    Made before the validation's turn inside GX (_GX_LOCK), by the validation's own thread: the
+    flow validates on several threads, one at a time inside GX, so the next department's copy
+    (DuckDB work, without the GIL) is made while GX's Python runs the current one's suite,
+    instead of on the one thread validation is bound to (~0.5 s of the ~5 s of validation at
+    size M). At most two copies exist at once (memory): the one GX validates and the next. The
+    tables of gx_batch are created and dropped under _BATCH_CATALOG_LOCK, which _add_datasource
+    also holds while GX reads every asset's table."""
     with _BATCH_COPIES:
         con = _batch_catalog(warehouse)
         try:
@@ -470,7 +469,7 @@ def data_docs_index_once(warehouse: Path, background: bool = False):
 
 
 # Output folders -> the docs build running in the background (data_docs_index_once(background=True))
-# and, once it has ended, the exception it raised (None when it succeeded).
+# and a list that holds the exception it raised, if any, for wait_for_data_docs to raise.
 _DOCS_BUILDS: dict[Path, tuple[threading.Thread, list]] = {}
 
 
