@@ -68,4 +68,14 @@ def write_rules_table(con, table: str = "mart.rules") -> None:
             for r in rule_catalogue()]
     con.execute(f"CREATE OR REPLACE TABLE {table} (code VARCHAR, rule_name VARCHAR, "
                 "subject_type VARCHAR, responsible_dept VARCHAR, reads VARCHAR[], label VARCHAR)")
-    con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)", rows)
+    insert_rows(con, table, rows)
+
+
+def insert_rows(con, table: str, rows: list[tuple]) -> None:
+    """The rows into ``table`` in one statement (``executemany`` runs one per row, and every
+    statement DuckDB runs for Python waits its turn for the GIL beside Python threads)."""
+    if not rows:
+        return
+    one = "(" + ", ".join("?" * len(rows[0])) + ")"
+    con.execute(f"INSERT INTO {table} VALUES " + ", ".join([one] * len(rows)),
+                [value for row in rows for value in row])
