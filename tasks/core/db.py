@@ -107,6 +107,17 @@ def _schema_present(con: duckdb.DuckDBPyConnection, ddl: str, contracts: dict[st
     return schemas <= present_schemas and tables <= present_tables
 
 
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]) -> None:
+    """The rows into ``table`` in one statement. ``executemany`` runs one statement per row, and
+    every statement DuckDB runs for Python takes the GIL several times, waiting its turn beside
+    Python threads (docs/performance.md, *The GIL beside DuckDB*)."""
+    if not rows:
+        return
+    one = "(" + ", ".join("?" * len(rows[0])) + ")"
+    con.execute(f"INSERT INTO {table} VALUES " + ", ".join([one] * len(rows)),
+                [value for row in rows for value in row])
+
+
 def raw_column_names(contract: Contract) -> list[str]:
     """raw.<dept>: lineage, the contract's columns as delivered text, and the extra columns (JSON)."""
     return ["period", "run_id", "source_file", "source_row", *[c.name for c in contract.columns], "extra"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from povwatch.tasks.core.db import insert_rows
 from povwatch.tasks.core.settings import WAREHOUSE_DIR
 
 RULES_TOML = WAREHOUSE_DIR / "rules.toml"
@@ -69,13 +70,3 @@ def write_rules_table(con, table: str = "mart.rules") -> None:
     con.execute(f"CREATE OR REPLACE TABLE {table} (code VARCHAR, rule_name VARCHAR, "
                 "subject_type VARCHAR, responsible_dept VARCHAR, reads VARCHAR[], label VARCHAR)")
     insert_rows(con, table, rows)
-
-
-def insert_rows(con, table: str, rows: list[tuple]) -> None:
-    """The rows into ``table`` in one statement (``executemany`` runs one per row, and every
-    statement DuckDB runs for Python waits its turn for the GIL beside Python threads)."""
-    if not rows:
-        return
-    one = "(" + ", ".join("?" * len(rows[0])) + ")"
-    con.execute(f"INSERT INTO {table} VALUES " + ", ".join([one] * len(rows)),
-                [value for row in rows for value in row])

@@ -26,8 +26,8 @@ from pathlib import Path
 import duckdb
 
 from povwatch.tasks.ingest.contracts import all_contracts, department_codes
-from povwatch.tasks.core.db import open_warehouse, write_lock
-from povwatch.tasks.core.rules import insert_rows, rule_codes, write_rules_table
+from povwatch.tasks.core.db import insert_rows, open_warehouse, write_lock
+from povwatch.tasks.core.rules import rule_codes, write_rules_table
 from povwatch.tasks.core.settings import MODELS_DIR, POLICY_DIR, load_settings  # noqa: F401
 from povwatch.tasks.marts import policy as policy_files
 from povwatch.tasks.marts.policy import policy_columns, policy_json, policy_years  # noqa: F401
@@ -68,7 +68,7 @@ def _set_policy(con: duckdb.DuckDBPyConnection, period: str, values: dict, seed:
     if table == "policy":
         rows = [(code, int(days)) for code, days in values["deadlines"].items()]
         con.execute("CREATE OR REPLACE TEMP TABLE deadlines (code VARCHAR, days INTEGER)")
-        con.executemany("INSERT INTO deadlines VALUES (?, ?)", rows)
+        insert_rows(con, "deadlines", rows)
 
 
 # --------------------------------------------------------------------------------------- models
@@ -222,11 +222,11 @@ def _load_divisions(con: duckdb.DuckDBPyConnection) -> None:
     else:
         con.execute("CREATE OR REPLACE TABLE mart.divisions "
                     "(code VARCHAR, name VARCHAR, level VARCHAR, parent VARCHAR)")
-    _apply_comments(con, _comment_statements(
-        "COMMENT ON TABLE mart.divisions IS '行政区划（县、乡镇、村代码与名称）';\n" + "\n".join(
-            f"COMMENT ON COLUMN mart.divisions.{column} IS '{label}';"
-            for column, label in (("code", "区划代码"), ("name", "名称"), ("level", "级别"),
-                                  ("parent", "上级区划代码")))))
+    # the table was just made: its comments are all missing, no catalogue to compare with
+    con.execute("COMMENT ON TABLE mart.divisions IS '行政区划（县、乡镇、村代码与名称）'")
+    for column, label in (("code", "区划代码"), ("name", "名称"), ("level", "级别"),
+                          ("parent", "上级区划代码")):
+        con.execute(f"COMMENT ON COLUMN mart.divisions.{column} IS '{label}'")
     con.execute("CREATE OR REPLACE TEMP VIEW divisions AS SELECT * FROM mart.divisions")
 
 
